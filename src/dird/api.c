@@ -1,0 +1,1093 @@
+/* api.c — p2p-dird's REST API on libevent's evhttp.
+ *
+ * Every request goes through one function, api_dispatch(), which validates
+ * in a fixed order before any handler runs: route (404), method (405 with
+ * Allow), URI (no NUL, valid UTF-8), authentication (401), body (size 413,
+ * JSON object, UTF-8: 400). Handlers then check their own fields. Every
+ * answer is JSON {"error": "..."} on failure; nothing here ever answers HTML.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <sys/queue.h>
+
+#include <event2/keyvalq_struct.h>
+#include <json-c/json.h>
+
+#include "crypto.h"
+#include "dird.h"
+#include "log.h"
+#include "validate.h"
+
+#define PASSWORD_MAX 1024
+#define FOLDER_MAX 4096
+#define SEARCH_LIMIT_DEFAULT 50
+#define SEARCH_LIMIT_MAX 1000
+
+struct route_def {
+	const char *path;
+	enum evhttp_cmd_type method;
+	const char *allow;
+	bool auth;    /* needs a Bearer session token */
+	bool body;    /* expects a JSON object body */
+	const char *name; /* metrics label */
+};
+
+static const struct route_def routes[R_COUNT] = {
+	[R_REGISTER] = { "/register", EVHTTP_REQ_POST, "POST", false, true, "register" },
+	[R_LOGIN] = { "/login", EVHTTP_REQ_POST, "POST", false, true, "login" },
+	[R_LOGOUT] = { "/logout", EVHTTP_REQ_POST, "POST", true, false, "logout" },
+	[R_VERIFY_LOGIN] = { "/verifyLogin", EVHTTP_REQ_POST, "POST", true, false, "verifyLogin" },
+	[R_INDEX] = { "/index", EVHTTP_REQ_POST, "POST", true, true, "index" },
+	[R_HEARTBEAT] = { "/heartbeat", EVHTTP_REQ_POST, "POST", true, false, "heartbeat" },
+	[R_SEARCH] = { "/search", EVHTTP_REQ_GET, "GET", true, false, "search" },
+	[R_TICKETS] = { "/tickets", EVHTTP_REQ_POST, "POST", true, true, "tickets" },
+	[R_TICKETS_VERIFY] = { "/tickets/verify", EVHTTP_REQ_POST, "POST", true, true, "tickets_verify" },
+	[R_HEALTHZ] = { "/healthz", EVHTTP_REQ_GET, "GET", false, false, "healthz" },
+	[R_METRICS] = { "/metrics", EVHTTP_REQ_GET, "GET", false, false, "metrics" },
+	[R_OTHER] = { NULL, 0, NULL, false, false, "other" },
+};
+
+static const int metric_codes[METRIC_CODES] = {
+	200, 201, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 0,
+};
+
+static const double latency_bounds[METRIC_BUCKETS - 1] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+};
+
+/* One request being answered. */
+struct call {
+	struct dird *d;
+	struct evhttp_request *req;
+	enum route route;
+	struct timespec start;
+	char user[USERNAME_MAX + 1];      /* from the session, when auth */
+	struct json_object *body;         /* parsed body, when expected */
+	struct evkeyvalq query;
+	bool have_query;
+};
+
+int64_t dird_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static double elapsed(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void metrics_record(struct dird *d, enum route r, int code, double seconds)
+{
+	int slot = METRIC_CODES - 1;
+
+	for (int i = 0; i < METRIC_CODES && metric_codes[i]; i++)
+		if (metric_codes[i] == code) {
+			slot = i;
+			break;
+		}
+	d->metrics.requests[r][slot]++;
+	for (int i = 0; i < METRIC_BUCKETS - 1; i++)
+		if (seconds <= latency_bounds[i]) {
+			d->metrics.latency_bucket[i]++;
+			goto counted;
+		}
+	d->metrics.latency_bucket[METRIC_BUCKETS - 1]++;
+counted:
+	d->metrics.latency_count++;
+	d->metrics.latency_sum += seconds;
+}
+
+static void send_text(struct call *c, int code, const char *reason, const char *ctype,
+		      const char *text, size_t len)
+{
+	struct evbuffer *out = evhttp_request_get_output_buffer(c->req);
+	struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+
+	evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (c->d->stopping)
+		evhttp_add_header(h, "Connection", "close");
+	evbuffer_add(out, text, len);
+	evhttp_send_reply(c->req, code, reason, NULL);
+	metrics_record(c->d, c->route, code, elapsed(&c->start));
+}
+
+static const char *reason_phrase(int code)
+{
+	switch (code) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 429: return "Too Many Requests";
+	case 503: return "Service Unavailable";
+	default: return "Internal Server Error";
+	}
+}
+
+/* Send obj (consumed) as the JSON answer. */
+static void reply_json(struct call *c, int code, struct json_object *obj)
+{
+	size_t len;
+	const char *text;
+
+	if (!obj) {
+		static const char oom[] = "{\"error\":\"out of memory\"}";
+		send_text(c, 500, reason_phrase(500), "application/json", oom, sizeof(oom) - 1);
+		return;
+	}
+	text = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	send_text(c, code, reason_phrase(code), "application/json", text, len);
+	json_object_put(obj);
+}
+
+static void reply_error(struct call *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void reply_error(struct call *c, int code, const char *fmt, ...)
+{
+	struct json_object *o = json_object_new_object();
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (o)
+		json_object_object_add(o, "error", json_object_new_string(msg));
+	reply_json(c, code, o);
+}
+
+/* A storage failure: 500 with a generic message (the detail is in the log). */
+static void reply_store_error(struct call *c, int r)
+{
+	if (r == -ENOMEM)
+		reply_error(c, 500, "out of memory");
+	else
+		reply_error(c, 500, "internal error: the database failed (see the server log)");
+}
+
+static void add_str(struct json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+}
+
+static void add_int(struct json_object *o, const char *k, int64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+/* ---- input helpers ------------------------------------------------------ */
+
+/* Fetch a string field; returns NULL and answers 400 if absent or not a
+ * string or not valid UTF-8 (json-c validated it) or longer than max. */
+static const char *field_string(struct call *c, const char *key, size_t max, bool required)
+{
+	struct json_object *v;
+	const char *s;
+
+	if (!json_object_object_get_ex(c->body, key, &v) || json_object_is_type(v, json_type_null)) {
+		if (required)
+			reply_error(c, 400, "missing field \"%s\"", key);
+		return NULL;
+	}
+	if (!json_object_is_type(v, json_type_string)) {
+		reply_error(c, 400, "field \"%s\" must be a string", key);
+		return NULL;
+	}
+	s = json_object_get_string(v);
+	if ((size_t)json_object_get_string_len(v) != strlen(s)) {
+		reply_error(c, 400, "field \"%s\" contains a NUL byte", key);
+		return NULL;
+	}
+	if (strlen(s) > max) {
+		reply_error(c, 400, "field \"%s\" is longer than %zu bytes", key, max);
+		return NULL;
+	}
+	return s;
+}
+
+static const char *field_username(struct call *c, const char *key)
+{
+	const char *s = field_string(c, key, USERNAME_MAX * 4, true);
+
+	if (s && !valid_username(s)) {
+		reply_error(c, 400, "field \"%s\": a user name is 1-64 characters of A-Z a-z 0-9 _ . -", key);
+		return NULL;
+	}
+	return s;
+}
+
+static const char *field_filename(struct call *c, const char *key)
+{
+	const char *s = field_string(c, key, FILENAME_MAX_BYTES * 4, true);
+
+	if (s && !valid_filename(s, strlen(s))) {
+		reply_error(c, 400, "field \"%s\": a file name is 1-255 bytes of UTF-8 without '/', not \".\" or \"..\"", key);
+		return NULL;
+	}
+	return s;
+}
+
+static const char *field_password(struct call *c)
+{
+	const char *s = field_string(c, "password", PASSWORD_MAX, true);
+
+	if (s && !*s) {
+		reply_error(c, 400, "field \"password\" must not be empty");
+		return NULL;
+	}
+	return s;
+}
+
+/* Strict non-negative decimal. */
+static bool parse_uint(const char *s, long long max, long long *out)
+{
+	long long v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		v = v * 10 + (*s - '0');
+		if (v > max)
+			return false;
+	}
+	*out = v;
+	return true;
+}
+
+static void source_address(struct call *c, char *buf, size_t len)
+{
+	char *addr = NULL;
+	ev_uint16_t port;
+
+	evhttp_connection_get_peer(evhttp_request_get_connection(c->req), &addr, &port);
+	snprintf(buf, len, "%s", addr ? addr : "?");
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+static void handle_register(struct call *c)
+{
+	const char *user, *password;
+	char *hash = NULL;
+	struct json_object *o;
+	int r;
+
+	if (!c->d->set.registration) {
+		reply_error(c, 403, "registration is closed on this directory");
+		return;
+	}
+	if (!(user = field_username(c, "username")) || !(password = field_password(c)))
+		return;
+	r = auth_hash_password(password, &hash);
+	if (r < 0) {
+		reply_error(c, 500, "cannot hash the password");
+		return;
+	}
+	r = store_user_create(c->d->store, user, hash, dird_now());
+	free(hash);
+	if (r == -EEXIST) {
+		reply_error(c, 409, "user \"%s\" already exists", user);
+		return;
+	}
+	if (r < 0) {
+		reply_store_error(c, r);
+		return;
+	}
+	log_info("registered user %s", user);
+	o = json_object_new_object();
+	add_str(o, "username", user);
+	reply_json(c, 201, o);
+}
+
+static bool login_allowed(struct call *c, const char *user)
+{
+	struct timespec ts;
+	uint64_t now_ms, wait_user = 0, wait_addr = 0, wait;
+	char addr[INET6_ADDRSTRLEN + 8], retry[32];
+	bool ok_user, ok_addr;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	source_address(c, addr, sizeof(addr));
+	ok_addr = ratelimit_take(c->d->login_by_addr, addr, now_ms, &wait_addr);
+	ok_user = ratelimit_take(c->d->login_by_user, user, now_ms, &wait_user);
+	if (ok_user && ok_addr)
+		return true;
+	wait = wait_user > wait_addr ? wait_user : wait_addr;
+	snprintf(retry, sizeof(retry), "%llu", (unsigned long long)(wait + 999) / 1000);
+	evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", retry);
+	log_notice("login for %s from %s throttled", user, addr);
+	reply_error(c, 429, "too many login attempts; retry in %s s", retry);
+	return false;
+}
+
+static void handle_login(struct call *c)
+{
+	const char *user, *password;
+	char *hash = NULL, token[SHA256_HEX_LEN + 1], token_hash[SHA256_HEX_LEN + 1];
+	struct json_object *o;
+	int64_t expires;
+	int r;
+
+	if (!(user = field_username(c, "username")) || !(password = field_password(c)))
+		return;
+	if (!login_allowed(c, user))
+		return;
+	r = store_user_hash(c->d->store, user, &hash);
+	if (r == -ENOENT) {
+		auth_burn_time(password);
+		reply_error(c, 401, "wrong user name or password");
+		return;
+	}
+	if (r < 0) {
+		reply_store_error(c, r);
+		return;
+	}
+	if (!auth_check_password(password, hash)) {
+		free(hash);
+		log_notice("failed login for %s", user);
+		reply_error(c, 401, "wrong user name or password");
+		return;
+	}
+	free(hash);
+	if (crypto_token(token) < 0) {
+		reply_error(c, 500, "cannot make a token");
+		return;
+	}
+	crypto_sha256_hex(token, SHA256_HEX_LEN, token_hash);
+	expires = dird_now() + c->d->set.session_lifetime;
+	r = store_session_create(c->d->store, user, token_hash, expires);
+	if (r < 0) {
+		reply_store_error(c, r);
+		return;
+	}
+	log_info("user %s logged in", user);
+	o = json_object_new_object();
+	add_str(o, "token", token);
+	add_int(o, "expires_at", expires);
+	add_str(o, "message", "login successful");
+	explicit_bzero(token, sizeof(token));
+	reply_json(c, 200, o);
+}
+
+static bool bearer_hash(struct call *c, char out[SHA256_HEX_LEN + 1])
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !valid_sha256_hex(h + 7))
+		return false;
+	crypto_sha256_hex(h + 7, SHA256_HEX_LEN, out);
+	return true;
+}
+
+static void handle_logout(struct call *c)
+{
+	char th[SHA256_HEX_LEN + 1];
+	struct json_object *o;
+	int r;
+
+	bearer_hash(c, th); /* checked by dispatch */
+	r = store_session_delete(c->d->store, th);
+	if (r < 0 && r != -ENOENT) {
+		reply_store_error(c, r);
+		return;
+	}
+	log_info("user %s logged out", c->user);
+	o = json_object_new_object();
+	add_str(o, "message", "logged out");
+	reply_json(c, 200, o);
+}
+
+static void handle_verify_login(struct call *c)
+{
+	char th[SHA256_HEX_LEN + 1], user[USERNAME_MAX + 1];
+	struct json_object *o;
+	int64_t expires = 0;
+
+	bearer_hash(c, th);
+	if (store_session_lookup(c->d->store, th, dird_now(), user, &expires) < 0) {
+		reply_error(c, 401, "invalid or expired token");
+		return;
+	}
+	o = json_object_new_object();
+	add_str(o, "username", user);
+	add_int(o, "expires_at", expires);
+	reply_json(c, 200, o);
+}
+
+static bool parse_port(struct json_object *v, int *port)
+{
+	long long p;
+
+	if (json_object_is_type(v, json_type_int)) {
+		errno = 0;
+		p = json_object_get_int64(v);
+		if (errno)
+			return false;
+	} else if (!json_object_is_type(v, json_type_string) ||
+		   !parse_uint(json_object_get_string(v), 65535, &p)) {
+		return false;
+	}
+	if (p < 1 || p > 65535)
+		return false;
+	*port = (int)p;
+	return true;
+}
+
+static bool valid_ip(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static bool unspecified_ip(const char *s)
+{
+	return !*s || !strcmp(s, "0.0.0.0") || !strcmp(s, "::");
+}
+
+static void handle_index(struct call *c)
+{
+	struct json_object *v, *files, *seen = NULL, *o;
+	struct store_file *list = NULL;
+	const char *ip, *folder;
+	char addr[INET6_ADDRSTRLEN + 8];
+	int port, r;
+	size_t n;
+
+	ip = field_string(c, "ip", 64, false);
+	if (!ip && json_object_object_get_ex(c->body, "ip", &v) && !json_object_is_type(v, json_type_null))
+		return; /* answered */
+	if (!ip || unspecified_ip(ip)) {
+		/* A peer bound to 0.0.0.0 is reachable where it called from. */
+		source_address(c, addr, sizeof(addr));
+		ip = addr;
+	} else if (!valid_ip(ip)) {
+		reply_error(c, 400, "field \"ip\" must be an IPv4 or IPv6 address");
+		return;
+	}
+	if (!json_object_object_get_ex(c->body, "port", &v)) {
+		reply_error(c, 400, "missing field \"port\"");
+		return;
+	}
+	if (!parse_port(v, &port)) {
+		reply_error(c, 400, "field \"port\" must be a port number 1-65535");
+		return;
+	}
+	folder = field_string(c, "folder", FOLDER_MAX, false);
+	if (!folder) {
+		if (json_object_object_get_ex(c->body, "folder", &v) && !json_object_is_type(v, json_type_null))
+			return;
+		folder = "";
+	}
+	if (!json_object_object_get_ex(c->body, "files", &files)) {
+		reply_error(c, 400, "missing field \"files\"");
+		return;
+	}
+	if (!json_object_is_type(files, json_type_array)) {
+		reply_error(c, 400, "field \"files\" must be a list");
+		return;
+	}
+	n = json_object_array_length(files);
+	list = calloc(n ? n : 1, sizeof(*list));
+	seen = json_object_new_object();
+	if (!list || !seen) {
+		reply_error(c, 500, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *f = json_object_array_get_idx(files, i), *fv;
+		struct store_file *sf = &list[i];
+
+		sf->size = -1;
+		sf->sha256 = "";
+		if (json_object_is_type(f, json_type_string)) {
+			sf->name = json_object_get_string(f); /* the seed's form */
+			if ((size_t)json_object_get_string_len(f) != strlen(sf->name))
+				sf->name = NULL;
+		} else if (json_object_is_type(f, json_type_object)) {
+			if (json_object_object_get_ex(f, "name", &fv) && json_object_is_type(fv, json_type_string) &&
+			    (size_t)json_object_get_string_len(fv) == strlen(json_object_get_string(fv)))
+				sf->name = json_object_get_string(fv);
+			if (json_object_object_get_ex(f, "size", &fv) && !json_object_is_type(fv, json_type_null)) {
+				errno = 0;
+				if (!json_object_is_type(fv, json_type_int) || (sf->size = json_object_get_int64(fv)) < 0 || errno) {
+					reply_error(c, 400, "files[%zu].size must be a non-negative integer", i);
+					goto out;
+				}
+			}
+			if (json_object_object_get_ex(f, "sha256", &fv) && !json_object_is_type(fv, json_type_null)) {
+				if (!json_object_is_type(fv, json_type_string) || !valid_sha256_hex(json_object_get_string(fv))) {
+					reply_error(c, 400, "files[%zu].sha256 must be 64 lowercase hex digits", i);
+					goto out;
+				}
+				sf->sha256 = json_object_get_string(fv);
+			}
+		} else {
+			reply_error(c, 400, "files[%zu] must be a name or an object {\"name\",\"size\",\"sha256\"}", i);
+			goto out;
+		}
+		if (!sf->name || !valid_filename(sf->name, strlen(sf->name))) {
+			reply_error(c, 400, "files[%zu]: a file name is 1-255 bytes of UTF-8 without '/', not \".\" or \"..\"", i);
+			goto out;
+		}
+		if (json_object_object_get_ex(seen, sf->name, NULL)) {
+			reply_error(c, 400, "files[%zu]: \"%s\" is listed twice", i, sf->name);
+			goto out;
+		}
+		json_object_object_add(seen, sf->name, NULL);
+	}
+	r = store_index(c->d->store, c->user, ip, port, folder, list, n, dird_now());
+	if (r < 0) {
+		reply_store_error(c, r);
+		goto out;
+	}
+	log_debug("user %s indexed %zu files at %s:%d", c->user, n, ip, port);
+	o = json_object_new_object();
+	add_str(o, "status", "success");
+	add_int(o, "indexed", (int64_t)n);
+	reply_json(c, 200, o);
+out:
+	json_object_put(seen);
+	free(list);
+}
+
+static void handle_heartbeat(struct call *c)
+{
+	struct json_object *o;
+	int r = store_heartbeat(c->d->store, c->user, dird_now());
+
+	if (r == -ENOENT) {
+		reply_error(c, 409, "nothing indexed yet: POST /index first");
+		return;
+	}
+	if (r < 0) {
+		reply_store_error(c, r);
+		return;
+	}
+	o = json_object_new_object();
+	add_str(o, "status", "ok");
+	add_int(o, "ttl", c->d->set.ttl);
+	reply_json(c, 200, o);
+}
+
+static int hit_to_json(const struct store_hit *h, void *ctx)
+{
+	struct json_object *arr = ctx, *o = json_object_new_object();
+
+	if (!o)
+		return -ENOMEM;
+	add_str(o, "peer", h->peer);
+	add_str(o, "ip", h->ip);
+	add_int(o, "port", h->port);
+	add_str(o, "folder", h->folder);
+	add_str(o, "name", h->name);
+	if (h->size >= 0)
+		add_int(o, "size", h->size);
+	else
+		json_object_object_add(o, "size", NULL);
+	add_str(o, "sha256", h->sha256 && *h->sha256 ? h->sha256 : NULL);
+	return json_object_array_add(arr, o) == 0 ? 0 : -ENOMEM;
+}
+
+static const char *query_param(struct call *c, const char *key, bool *bad)
+{
+	const char *v = evhttp_find_header(&c->query, key);
+
+	if (v && !valid_utf8(v, strlen(v))) {
+		reply_error(c, 400, "query parameter \"%s\" is not valid UTF-8", key);
+		*bad = true;
+		return NULL;
+	}
+	return v;
+}
+
+static void handle_search(struct call *c)
+{
+	bool bad = false;
+	const char *file = query_param(c, "file", &bad), *q = query_param(c, "q", &bad);
+	const char *limit_s = query_param(c, "limit", &bad), *offset_s = query_param(c, "offset", &bad);
+	int64_t alive = dird_now() - c->d->set.ttl, total = 0;
+	long long limit = SEARCH_LIMIT_DEFAULT, offset = 0;
+	struct json_object *arr, *o;
+	int r;
+
+	if (bad)
+		return;
+	if ((file != NULL) == (q != NULL)) {
+		reply_error(c, 400, "give exactly one of ?file=NAME (exact) or ?q=TEXT (substring)");
+		return;
+	}
+	if (limit_s && (!parse_uint(limit_s, SEARCH_LIMIT_MAX, &limit) || limit < 1)) {
+		reply_error(c, 400, "limit must be an integer from 1 to %d", SEARCH_LIMIT_MAX);
+		return;
+	}
+	if (offset_s && !parse_uint(offset_s, INT32_MAX, &offset)) {
+		reply_error(c, 400, "offset must be a non-negative integer");
+		return;
+	}
+	arr = json_object_new_array();
+	if (!arr) {
+		reply_error(c, 500, "out of memory");
+		return;
+	}
+	if (file) {
+		if (!valid_filename(file, strlen(file))) {
+			json_object_put(arr);
+			reply_error(c, 400, "file: a file name is 1-255 bytes of UTF-8 without '/', not \".\" or \"..\"");
+			return;
+		}
+		r = store_search_exact(c->d->store, file, alive, hit_to_json, arr);
+		if (r < 0) {
+			json_object_put(arr);
+			reply_store_error(c, r);
+			return;
+		}
+		if (json_object_array_length(arr) == 0) {
+			json_object_put(arr);
+			o = json_object_new_object();
+			add_str(o, "message", "no online peer has this file");
+			reply_json(c, 404, o);
+			return;
+		}
+		o = json_object_new_object();
+		json_object_object_add(o, "peers_with_file", arr);
+		reply_json(c, 200, o);
+		return;
+	}
+	if (!*q || strlen(q) > FILENAME_MAX_BYTES) {
+		json_object_put(arr);
+		reply_error(c, 400, "q must be 1-255 bytes");
+		return;
+	}
+	r = store_search_substring(c->d->store, q, alive, limit, offset, &total, hit_to_json, arr);
+	if (r < 0) {
+		json_object_put(arr);
+		reply_store_error(c, r);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "results", arr);
+	add_int(o, "total", total);
+	add_int(o, "limit", limit);
+	add_int(o, "offset", offset);
+	reply_json(c, 200, o);
+}
+
+struct peer_has {
+	const char *peer;
+	bool found;
+};
+
+static int check_peer_has(const struct store_hit *h, void *ctx)
+{
+	struct peer_has *ph = ctx;
+
+	if (strcmp(h->peer, ph->peer) == 0)
+		ph->found = true;
+	return 0;
+}
+
+static void handle_tickets(struct call *c)
+{
+	const char *peer, *file;
+	char ticket[SHA256_HEX_LEN + 1], th[SHA256_HEX_LEN + 1];
+	struct peer_has ph = { 0 };
+	struct json_object *o;
+	int64_t expires;
+	int r;
+
+	if (!(peer = field_username(c, "peer")) || !(file = field_filename(c, "file")))
+		return;
+	ph.peer = peer;
+	r = store_search_exact(c->d->store, file, dird_now() - c->d->set.ttl, check_peer_has, &ph);
+	if (r < 0) {
+		reply_store_error(c, r);
+		return;
+	}
+	if (!ph.found) {
+		reply_error(c, 404, "peer \"%s\" is not online with \"%s\"", peer, file);
+		return;
+	}
+	if (crypto_token(ticket) < 0) {
+		reply_error(c, 500, "cannot make a ticket");
+		return;
+	}
+	crypto_sha256_hex(ticket, SHA256_HEX_LEN, th);
+	expires = dird_now() + c->d->set.ticket_lifetime;
+	r = store_ticket_create(c->d->store, th, c->user, peer, file, expires);
+	if (r == -ENOENT) {
+		reply_error(c, 404, "no such peer \"%s\"", peer);
+		return;
+	}
+	if (r < 0) {
+		reply_store_error(c, r);
+		return;
+	}
+	o = json_object_new_object();
+	add_str(o, "ticket", ticket);
+	add_int(o, "expires_at", expires);
+	reply_json(c, 201, o);
+}
+
+static void handle_tickets_verify(struct call *c)
+{
+	const char *ticket = field_string(c, "ticket", 128, true);
+	char th[SHA256_HEX_LEN + 1], user[USERNAME_MAX + 1], file[FILENAME_MAX_BYTES + 1];
+	struct json_object *o;
+	int r;
+
+	if (!ticket)
+		return;
+	if (!valid_sha256_hex(ticket)) {
+		reply_error(c, 403, "invalid ticket");
+		return;
+	}
+	crypto_sha256_hex(ticket, SHA256_HEX_LEN, th);
+	r = store_ticket_verify(c->d->store, th, c->user, dird_now(), user, file);
+	if (r == -ENOENT) {
+		reply_error(c, 403, "the ticket is unknown, expired, or for another peer");
+		return;
+	}
+	if (r < 0) {
+		reply_store_error(c, r);
+		return;
+	}
+	o = json_object_new_object();
+	add_str(o, "username", user);
+	add_str(o, "file", file);
+	reply_json(c, 200, o);
+}
+
+static void handle_healthz(struct call *c)
+{
+	struct json_object *o = json_object_new_object();
+	bool ok = store_ping(c->d->store) == 0;
+
+	add_str(o, "status", ok ? "ok" : "unavailable");
+	reply_json(c, ok ? 200 : 503, o);
+}
+
+static void handle_metrics(struct call *c)
+{
+	struct dird *d = c->d;
+	struct evbuffer *b = evbuffer_new();
+	uint64_t cum = 0;
+	size_t len;
+	char *text;
+
+	if (!b) {
+		reply_error(c, 500, "out of memory");
+		return;
+	}
+	/* Fresh gauges for the scrape; the timer keeps STATUS= current. */
+	store_counts(d->store, dird_now() - d->set.ttl, &d->counts);
+	evbuffer_add_printf(b, "# HELP p2p_dird_requests_total HTTP requests answered, by route and status code.\n"
+			    "# TYPE p2p_dird_requests_total counter\n");
+	for (int r = 0; r < R_COUNT; r++)
+		for (int k = 0; k < METRIC_CODES; k++)
+			if (d->metrics.requests[r][k]) {
+				char code[8];
+
+				if (metric_codes[k])
+					snprintf(code, sizeof(code), "%d", metric_codes[k]);
+				else
+					snprintf(code, sizeof(code), "other");
+				evbuffer_add_printf(b, "p2p_dird_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
+						    routes[r].name, code,
+						    (unsigned long long)d->metrics.requests[r][k]);
+			}
+	evbuffer_add_printf(b, "# HELP p2p_dird_request_duration_seconds Time to answer a request once it was read.\n"
+			    "# TYPE p2p_dird_request_duration_seconds histogram\n");
+	for (int i = 0; i < METRIC_BUCKETS; i++) {
+		cum += d->metrics.latency_bucket[i];
+		if (i < METRIC_BUCKETS - 1)
+			evbuffer_add_printf(b, "p2p_dird_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+					    latency_bounds[i], (unsigned long long)cum);
+		else
+			evbuffer_add_printf(b, "p2p_dird_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+					    (unsigned long long)cum);
+	}
+	evbuffer_add_printf(b, "p2p_dird_request_duration_seconds_sum %.6f\n"
+			    "p2p_dird_request_duration_seconds_count %llu\n",
+			    d->metrics.latency_sum, (unsigned long long)d->metrics.latency_count);
+	evbuffer_add_printf(b,
+			    "# HELP p2p_dird_users Registered users.\n# TYPE p2p_dird_users gauge\np2p_dird_users %lld\n"
+			    "# HELP p2p_dird_sessions Unexpired sessions.\n# TYPE p2p_dird_sessions gauge\np2p_dird_sessions %lld\n"
+			    "# HELP p2p_dird_peers_online Peers heard from within the TTL.\n# TYPE p2p_dird_peers_online gauge\np2p_dird_peers_online %lld\n"
+			    "# HELP p2p_dird_files_indexed Files shared by online peers.\n# TYPE p2p_dird_files_indexed gauge\np2p_dird_files_indexed %lld\n"
+			    "# HELP p2p_dird_connections Open client connections.\n# TYPE p2p_dird_connections gauge\np2p_dird_connections %d\n",
+			    (long long)d->counts.users, (long long)d->counts.sessions,
+			    (long long)d->counts.peers_online, (long long)d->counts.files_online,
+			    d->connections);
+	len = evbuffer_get_length(b);
+	text = (char *)evbuffer_pullup(b, -1);
+	send_text(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0);
+	evbuffer_free(b);
+}
+
+typedef void (*handler_fn)(struct call *c);
+
+static const handler_fn handlers[R_COUNT] = {
+	[R_REGISTER] = handle_register,
+	[R_LOGIN] = handle_login,
+	[R_LOGOUT] = handle_logout,
+	[R_VERIFY_LOGIN] = handle_verify_login,
+	[R_INDEX] = handle_index,
+	[R_HEARTBEAT] = handle_heartbeat,
+	[R_SEARCH] = handle_search,
+	[R_TICKETS] = handle_tickets,
+	[R_TICKETS_VERIFY] = handle_tickets_verify,
+	[R_HEALTHZ] = handle_healthz,
+	[R_METRICS] = handle_metrics,
+};
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+static bool has_encoded_nul(const char *uri)
+{
+	for (const char *p = strchr(uri, '%'); p; p = strchr(p + 1, '%'))
+		if (p[1] == '0' && p[2] == '0')
+			return true;
+	return false;
+}
+
+/* Parse the body as one JSON object; answers and returns false otherwise. */
+static bool parse_body(struct call *c)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+	size_t len = evbuffer_get_length(in);
+	struct json_tokener *tok;
+	const char *text;
+
+	if ((long long)len > c->d->set.max_body) {
+		reply_error(c, 413, "request body larger than %lld bytes", c->d->set.max_body);
+		return false;
+	}
+	if (len == 0) {
+		reply_error(c, 400, "a JSON object body is required");
+		return false;
+	}
+	text = (const char *)evbuffer_pullup(in, -1);
+	tok = json_tokener_new_ex(64);
+	if (!tok) {
+		reply_error(c, 500, "out of memory");
+		return false;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	c->body = json_tokener_parse_ex(tok, text, (int)len);
+	if (!c->body || (size_t)json_tokener_get_parse_end(tok) != len) {
+		enum json_tokener_error e = json_tokener_get_error(tok);
+
+		json_tokener_free(tok);
+		json_object_put(c->body);
+		c->body = NULL;
+		reply_error(c, 400, "malformed JSON: %s",
+			    e == json_tokener_success ? "text after the object" : json_tokener_error_desc(e));
+		return false;
+	}
+	json_tokener_free(tok);
+	if (!json_object_is_type(c->body, json_type_object)) {
+		reply_error(c, 400, "the body must be a JSON object");
+		return false;
+	}
+	return true;
+}
+
+static void api_dispatch(struct evhttp_request *req, void *arg)
+{
+	struct dird *d = arg;
+	struct call c = { .d = d, .req = req, .route = R_OTHER };
+	const char *uri = evhttp_request_get_uri(req);
+	const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(req);
+	const char *path = parsed ? evhttp_uri_get_path(parsed) : NULL;
+	const char *query = parsed ? evhttp_uri_get_query(parsed) : NULL;
+	char th[SHA256_HEX_LEN + 1];
+	const struct route_def *rt;
+
+	clock_gettime(CLOCK_MONOTONIC, &c.start);
+	d->inflight++;
+	if (!path || !uri) {
+		reply_error(&c, 400, "malformed request URI");
+		goto done;
+	}
+	for (int i = 0; i < R_OTHER; i++)
+		if (strcmp(path, routes[i].path) == 0) {
+			c.route = (enum route)i;
+			break;
+		}
+	if (c.route == R_OTHER) {
+		reply_error(&c, 404, "no such resource");
+		goto done;
+	}
+	rt = &routes[c.route];
+	if (evhttp_request_get_command(req) != rt->method) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", rt->allow);
+		reply_error(&c, 405, "method not allowed; use %s", rt->allow);
+		goto done;
+	}
+	if (has_encoded_nul(uri) || !valid_utf8(uri, strlen(uri))) {
+		reply_error(&c, 400, "malformed request URI");
+		goto done;
+	}
+	if (query) {
+		if (evhttp_parse_query_str(query, &c.query) < 0) {
+			reply_error(&c, 400, "malformed query string");
+			goto done;
+		}
+		c.have_query = true;
+	} else {
+		TAILQ_INIT(&c.query);
+		c.have_query = true;
+	}
+	if (rt->auth) {
+		if (!bearer_hash(&c, th)) {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+			reply_error(&c, 401, "missing or malformed Authorization: Bearer token");
+			goto done;
+		}
+		if (store_session_lookup(d->store, th, dird_now(), c.user, NULL) < 0) {
+			evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+			reply_error(&c, 401, "invalid or expired token");
+			goto done;
+		}
+	}
+	if (rt->body) {
+		if (!parse_body(&c))
+			goto done;
+	} else if ((long long)evbuffer_get_length(evhttp_request_get_input_buffer(req)) > d->set.max_body) {
+		reply_error(&c, 413, "request body larger than %lld bytes", d->set.max_body);
+		goto done;
+	}
+	handlers[c.route](&c);
+done:
+	if (c.have_query)
+		evhttp_clear_headers(&c.query);
+	json_object_put(c.body);
+	d->inflight--;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+void api_connection_opened(struct dird *d)
+{
+	d->connections++;
+	if (d->connections >= d->set.max_connections && d->listener && !d->listener_paused) {
+		/* Stop accepting: new clients wait in the kernel's backlog
+		 * instead of being refused. */
+		evconnlistener_disable(d->listener);
+		d->listener_paused = true;
+		log_warn("connection limit (%lld) reached; pausing accept", d->set.max_connections);
+	}
+}
+
+void api_connection_closed(struct dird *d)
+{
+	d->connections--;
+	if (d->listener_paused && d->connections < d->set.max_connections && !d->stopping) {
+		evconnlistener_enable(d->listener);
+		d->listener_paused = false;
+	}
+}
+
+struct conn_ctx {
+	struct dird *d;
+};
+
+static void conn_freed(void *arg)
+{
+	struct conn_ctx *cc = arg;
+
+	api_connection_closed(cc->d);
+	free(cc);
+}
+
+/* Each connection's bufferevent is a pass-through filter whose free
+ * callback tells us when the connection is gone (evhttp in libevent 2.1 has
+ * no connection limit of its own). */
+static struct bufferevent *make_bev(struct event_base *base, void *arg)
+{
+	struct dird *d = arg;
+	struct bufferevent *under, *filter;
+	struct conn_ctx *cc = malloc(sizeof(*cc));
+
+	if (!cc)
+		return NULL;
+	under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!under) {
+		free(cc);
+		return NULL;
+	}
+	cc->d = d;
+	filter = bufferevent_filter_new(under, NULL, NULL, BEV_OPT_CLOSE_ON_FREE, conn_freed, cc);
+	if (!filter) {
+		bufferevent_free(under);
+		free(cc);
+		return NULL;
+	}
+	api_connection_opened(d);
+	return filter;
+}
+
+void api_apply_settings(struct dird *d)
+{
+	/* libevent refuses a body over its own limit with an HTML page before
+	 * we see the request; keep its limit well above ours so that every
+	 * ordinary oversized body gets our JSON 413, and only absurd ones
+	 * (4x the limit) are cut off by libevent. */
+	evhttp_set_max_body_size(d->http, d->set.max_body * 4);
+	evhttp_set_max_headers_size(d->http, d->set.max_headers);
+	evhttp_set_timeout(d->http, (int)d->set.timeout);
+	ratelimit_configure(d->login_by_user, (unsigned)d->set.login_burst, (unsigned)(d->set.login_interval * 1000));
+	ratelimit_configure(d->login_by_addr, (unsigned)d->set.login_burst * 4, (unsigned)(d->set.login_interval * 1000 / 4));
+}
+
+int api_init(struct dird *d)
+{
+	d->http = evhttp_new(d->base);
+	d->login_by_user = ratelimit_new(1, 1, 65536);
+	d->login_by_addr = ratelimit_new(1, 1, 65536);
+	if (!d->http || !d->login_by_user || !d->login_by_addr)
+		return -ENOMEM;
+	/* Let every method reach api_dispatch so wrong ones get a JSON 405. */
+	evhttp_set_allowed_methods(d->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+				   EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	evhttp_set_default_content_type(d->http, "application/json");
+	evhttp_set_gencb(d->http, api_dispatch, d);
+	evhttp_set_bevcb(d->http, make_bev, d);
+	api_apply_settings(d);
+	return 0;
+}
+
+void api_free(struct dird *d)
+{
+	if (d->http)
+		evhttp_free(d->http);
+	d->http = NULL;
+	ratelimit_free(d->login_by_user);
+	ratelimit_free(d->login_by_addr);
+}

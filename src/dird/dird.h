@@ -1,0 +1,89 @@
+/* dird.h — p2p-dird's settings and daemon context, shared by its modules. */
+#ifndef P2P_DIRD_H
+#define P2P_DIRD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include "conf.h"
+#include "ratelimit.h"
+#include "store.h"
+
+struct dird_settings {
+	char *listen;                /* ADDR:PORT */
+	char *database;              /* SQLite file */
+	char *log_level;
+	bool registration;           /* POST /register open */
+	long long ttl;               /* s: peer liveness */
+	long long session_lifetime;  /* s */
+	long long ticket_lifetime;   /* s */
+	long long max_body;          /* bytes */
+	long long max_headers;       /* bytes */
+	long long max_connections;
+	long long timeout;           /* s: idle/slow client */
+	long long login_burst;       /* attempts before throttling */
+	long long login_interval;    /* s per attempt regained */
+	long long sweep_interval;    /* s */
+};
+
+extern const struct conf_key dird_keys[];
+void dird_settings_defaults(struct dird_settings *s);
+/* Semantic checks beyond types and ranges; 0 or -EINVAL with err filled. */
+int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen);
+
+enum route {
+	R_REGISTER, R_LOGIN, R_LOGOUT, R_VERIFY_LOGIN, R_INDEX, R_HEARTBEAT,
+	R_SEARCH, R_TICKETS, R_TICKETS_VERIFY, R_HEALTHZ, R_METRICS,
+	R_OTHER, /* unknown paths, and errors before routing */
+	R_COUNT
+};
+
+#define METRIC_CODES 16
+#define METRIC_BUCKETS 12
+
+struct dird_metrics {
+	uint64_t requests[R_COUNT][METRIC_CODES]; /* by route and status slot */
+	uint64_t latency_bucket[METRIC_BUCKETS];  /* cumulative at export */
+	uint64_t latency_count;
+	double latency_sum;
+};
+
+struct dird {
+	struct event_base *base;
+	struct evhttp *http;
+	struct evconnlistener *listener;
+	struct store *store;
+	struct dird_settings set;
+	const char *config_path;     /* NULL: none */
+	bool config_required;
+	struct ratelimit *login_by_user, *login_by_addr;
+	struct dird_metrics metrics;
+	struct store_counts counts;  /* refreshed by the sweep timer */
+	int connections;
+	bool listener_paused;
+	bool stopping;
+	int inflight;                /* requests being answered */
+};
+
+/* api.c */
+int api_init(struct dird *d);
+void api_apply_settings(struct dird *d);
+void api_free(struct dird *d);
+/* Called by the connection-count wrapper. */
+void api_connection_opened(struct dird *d);
+void api_connection_closed(struct dird *d);
+
+/* auth.c: yescrypt through libcrypt. 0, -EINVAL, -ENOMEM or -EIO. */
+int auth_hash_password(const char *password, char **hash_out);
+/* true if password matches hash (constant-time compare of the results). */
+bool auth_check_password(const char *password, const char *hash);
+/* Runs one hash for nothing, so a missing user costs what a wrong password does. */
+void auth_burn_time(const char *password);
+
+int64_t dird_now(void);
+
+#endif

@@ -1,0 +1,569 @@
+/* main.c — p2p-dird: options, configuration, the event loop, signals,
+ * systemd notification, and the operator subcommands. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <systemd/sd-daemon.h>
+
+#include "dird.h"
+#include "log.h"
+#include "notify.h"
+#include "validate.h"
+
+#define DEFAULT_CONFIG SYSCONFDIR "/p2p/dird.json"
+#define DEFAULT_DATABASE LOCALSTATEDIR "/lib/p2p/dird/dird.db"
+#define EXIT_USAGE 2
+
+#define KEY(name, type, field, min, max) { name, type, offsetof(struct dird_settings, field), min, max }
+const struct conf_key dird_keys[] = {
+	KEY("listen", CONF_STRING, listen, 0, 0),
+	KEY("database", CONF_STRING, database, 0, 0),
+	KEY("log_level", CONF_STRING, log_level, 0, 0),
+	KEY("registration", CONF_BOOL, registration, 0, 0),
+	KEY("ttl", CONF_INT, ttl, 5, 86400),
+	KEY("session_lifetime", CONF_INT, session_lifetime, 60, 365LL * 86400),
+	KEY("ticket_lifetime", CONF_INT, ticket_lifetime, 5, 86400),
+	KEY("max_body", CONF_INT, max_body, 1024, 256LL << 20),
+	KEY("max_headers", CONF_INT, max_headers, 1024, 1 << 20),
+	KEY("max_connections", CONF_INT, max_connections, 1, 100000),
+	KEY("timeout", CONF_INT, timeout, 1, 3600),
+	KEY("login_burst", CONF_INT, login_burst, 1, 10000),
+	KEY("login_interval", CONF_INT, login_interval, 1, 3600),
+	KEY("sweep_interval", CONF_INT, sweep_interval, 1, 3600),
+	{ NULL, 0, 0, 0, 0 },
+};
+
+static const struct {
+	const char *key;
+	const char *help;
+} key_help[] = {
+	{ "listen", "ADDR:PORT to serve the REST API on (default 127.0.0.1:6970)" },
+	{ "database", "SQLite database file (default " DEFAULT_DATABASE ")" },
+	{ "log_level", "err, warning, notice, info (default) or debug" },
+	{ "registration", "yes/no: whether POST /register is open (default yes)" },
+	{ "ttl", "seconds a peer stays in search results after its last index or heartbeat (90)" },
+	{ "session_lifetime", "seconds a login token is valid (86400)" },
+	{ "ticket_lifetime", "seconds a download ticket is valid (60)" },
+	{ "max_body", "largest request body in bytes (8388608)" },
+	{ "max_headers", "largest request line + headers in bytes (16384)" },
+	{ "max_connections", "open client connections at most; more wait to be accepted (1024)" },
+	{ "timeout", "seconds an idle or slow client connection is kept (30)" },
+	{ "login_burst", "login attempts per user name before throttling (10)" },
+	{ "login_interval", "seconds per login attempt regained after the burst (6)" },
+	{ "sweep_interval", "seconds between sweeps of expired sessions and tickets (60)" },
+};
+
+void dird_settings_defaults(struct dird_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->listen = strdup("127.0.0.1:6970");
+	s->database = strdup(DEFAULT_DATABASE);
+	s->log_level = strdup("info");
+	s->registration = true;
+	s->ttl = 90;
+	s->session_lifetime = 86400;
+	s->ticket_lifetime = 60;
+	s->max_body = 8 << 20;
+	s->max_headers = 16384;
+	s->max_connections = 1024;
+	s->timeout = 30;
+	s->login_burst = 10;
+	s->login_interval = 6;
+	s->sweep_interval = 60;
+}
+
+int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+
+	if (!s->listen || evutil_parse_sockaddr_port(s->listen, (struct sockaddr *)&ss, &len) < 0) {
+		snprintf(err, errlen, "listen: \"%s\" is not ADDR:PORT (e.g. 127.0.0.1:6970 or [::1]:6970)",
+			 s->listen ? s->listen : "");
+		return -EINVAL;
+	}
+	if (!s->database || !*s->database) {
+		snprintf(err, errlen, "database: must name a file");
+		return -EINVAL;
+	}
+	if (!s->log_level || log_level_from_name(s->log_level) < 0) {
+		snprintf(err, errlen, "log_level: \"%s\" is not one of err, warning, notice, info, debug",
+			 s->log_level ? s->log_level : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Command-line settings, applied over the config file (and again on reload). */
+struct override {
+	const char *key;
+	const char *value;
+};
+
+static struct override overrides[64];
+static size_t noverrides;
+
+/* Build settings: defaults, then the file, then the command line. */
+static int load_settings(const char *path, bool required, struct dird_settings *out)
+{
+	char err[CONF_ERRLEN];
+	int r;
+
+	dird_settings_defaults(out);
+	if (path) {
+		r = conf_load_file(dird_keys, out, path, err, sizeof(err));
+		if (r == -ENOENT && !required) {
+			log_debug("no config file %s; using defaults", path);
+		} else if (r < 0) {
+			log_err("%s", err);
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < noverrides; i++) {
+		r = conf_apply_text(dird_keys, out, overrides[i].key, overrides[i].value, err, sizeof(err));
+		if (r < 0) {
+			log_err("%s", err);
+			goto fail;
+		}
+	}
+	if (dird_settings_check(out, err, sizeof(err)) < 0) {
+		log_err("%s%s%s", path ? path : "", path ? ": " : "", err);
+		goto fail;
+	}
+	return 0;
+fail:
+	conf_free(dird_keys, out);
+	return -EINVAL;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: p2p-dird [OPTIONS]                  run the directory daemon\n"
+		"       p2p-dird [OPTIONS] user add NAME    create a user (password read from stdin)\n"
+		"       p2p-dird [OPTIONS] user del NAME    delete a user, its sessions and its files\n"
+		"       p2p-dird [OPTIONS] user list        list users\n"
+		"       p2p-dird [OPTIONS] peers            list peers online now\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE       configuration file (default %s)\n"
+		"  -n, --check             check the configuration and exit\n"
+		"  -l, --listen ADDR:PORT  where to serve the REST API\n"
+		"  -d, --database PATH     SQLite database file\n"
+		"  -v, --verbose           log debug messages\n"
+		"  -h, --help              show this help\n"
+		"  -V, --version           show the version\n"
+		"\n"
+		"Every configuration key can also be given as an option, which wins over\n"
+		"the file (write _ or -):\n",
+		DEFAULT_CONFIG);
+	for (size_t i = 0; i < sizeof(key_help) / sizeof(key_help[0]); i++) {
+		char opt[40];
+
+		snprintf(opt, sizeof(opt), "--%s", key_help[i].key);
+		for (char *p = opt + 2; *p; p++)
+			if (*p == '_')
+				*p = '-';
+		fprintf(f, "  %-22s  %s\n", opt, key_help[i].help);
+	}
+	fprintf(f, "\nSee p2p-dird(8).\n");
+}
+
+/* ---- the daemon --------------------------------------------------------- */
+
+static struct event *ev_sigterm, *ev_sigint, *ev_sighup, *ev_sweep, *ev_watchdog, *ev_drain;
+static struct timeval drain_deadline;
+
+static void refresh_status(struct dird *d)
+{
+	int64_t now = dird_now();
+
+	if (store_sweep(d->store, now) < 0)
+		log_warn("sweeping expired sessions and tickets failed");
+	if (store_counts(d->store, now - d->set.ttl, &d->counts) == 0)
+		notify_status("%lld users, %lld sessions, %lld peers online, %lld files indexed",
+			      (long long)d->counts.users, (long long)d->counts.sessions,
+			      (long long)d->counts.peers_online, (long long)d->counts.files_online);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	refresh_status(arg);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	notify_watchdog();
+}
+
+static void arm_sweep(struct dird *d)
+{
+	struct timeval tv = { .tv_sec = d->set.sweep_interval };
+
+	event_del(ev_sweep);
+	event_add(ev_sweep, &tv);
+}
+
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct dird *d = arg;
+	struct timeval now;
+
+	evutil_gettimeofday(&now, NULL);
+	if (d->connections <= 0 || evutil_timercmp(&now, &drain_deadline, >)) {
+		if (d->connections > 0)
+			log_notice("closing %d connection(s) still open at shutdown", d->connections);
+		event_base_loopexit(d->base, NULL);
+	}
+}
+
+static void on_terminate(evutil_socket_t sig, short what, void *arg)
+{
+	struct dird *d = arg;
+	struct timeval tick = { 0, 50000 }, grace = { 5, 0 };
+
+	if (d->stopping)
+		return;
+	log_info("received %s; finishing open requests", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	notify_stopping();
+	d->stopping = true;
+	/* No new connections; open ones get their answers with Connection: close. */
+	if (d->listener)
+		evconnlistener_disable(d->listener);
+	evutil_gettimeofday(&drain_deadline, NULL);
+	evutil_timeradd(&drain_deadline, &grace, &drain_deadline);
+	ev_drain = event_new(d->base, -1, EV_PERSIST, on_drain, d);
+	event_add(ev_drain, &tick);
+	on_drain(-1, 0, d);
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct dird *d = arg;
+	struct dird_settings fresh;
+
+	notify_reloading();
+	log_info("received SIGHUP; reloading %s", d->config_path ? d->config_path : "(no config file)");
+	if (load_settings(d->config_path, d->config_required, &fresh) < 0) {
+		log_err("reload failed; keeping the running configuration");
+		notify_ready();
+		return;
+	}
+	if (strcmp(fresh.listen, d->set.listen) != 0)
+		log_warn("listen changed to %s: takes effect at restart", fresh.listen);
+	if (strcmp(fresh.database, d->set.database) != 0)
+		log_warn("database changed to %s: takes effect at restart", fresh.database);
+	/* Keep what only a restart can change. */
+	free(fresh.listen);
+	fresh.listen = strdup(d->set.listen);
+	free(fresh.database);
+	fresh.database = strdup(d->set.database);
+	conf_free(dird_keys, &d->set);
+	d->set = fresh;
+	log_set_level(log_level_from_name(d->set.log_level));
+	api_apply_settings(d);
+	arm_sweep(d);
+	log_info("configuration reloaded");
+	notify_ready();
+}
+
+static int open_listener(struct dird *d)
+{
+	int n = sd_listen_fds(1);
+	evutil_socket_t fd;
+
+	if (n < 0)
+		return log_errno(LOG_ERR, n, "sd_listen_fds");
+	if (n > 1) {
+		log_err("systemd passed %d sockets; p2p-dird takes exactly one", n);
+		return -EINVAL;
+	}
+	if (n == 1) {
+		fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+			log_err("the socket passed by systemd is not a listening stream socket");
+			return -EINVAL;
+		}
+		evutil_make_socket_nonblocking(fd);
+		evutil_make_socket_closeonexec(fd);
+		d->listener = evconnlistener_new(d->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		if (!d->listener)
+			return log_errno(LOG_ERR, errno, "cannot use the socket passed by systemd");
+		log_info("listening on the socket passed by systemd");
+	} else {
+		struct sockaddr_storage ss;
+		int len = sizeof(ss);
+
+		evutil_parse_sockaddr_port(d->set.listen, (struct sockaddr *)&ss, &len);
+		d->listener = evconnlistener_new_bind(d->base, NULL, NULL,
+						      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+						      511, (struct sockaddr *)&ss, len);
+		if (!d->listener)
+			return log_errno(LOG_ERR, errno, "cannot listen on %s", d->set.listen);
+		log_info("listening on %s", d->set.listen);
+	}
+	if (!evhttp_bind_listener(d->http, d->listener)) {
+		log_err("evhttp_bind_listener failed");
+		return -EIO;
+	}
+	return 0;
+}
+
+/* evhttp_bind_listener() took the listener; evhttp_free() frees it. */
+static int run_daemon(struct dird *d)
+{
+	uint64_t wd;
+	int r;
+
+	d->base = event_base_new();
+	if (!d->base)
+		return -ENOMEM;
+	r = store_open(d->set.database, &d->store);
+	if (r < 0)
+		goto out;
+	r = api_init(d);
+	if (r < 0)
+		goto out;
+	r = open_listener(d);
+	if (r < 0)
+		goto out;
+	ev_sigterm = evsignal_new(d->base, SIGTERM, on_terminate, d);
+	ev_sigint = evsignal_new(d->base, SIGINT, on_terminate, d);
+	ev_sighup = evsignal_new(d->base, SIGHUP, on_reload, d);
+	ev_sweep = evtimer_new(d->base, on_sweep, d);
+	event_add(ev_sigterm, NULL);
+	event_add(ev_sigint, NULL);
+	event_add(ev_sighup, NULL);
+	event_assign(ev_sweep, d->base, -1, EV_PERSIST, on_sweep, d);
+	arm_sweep(d);
+	wd = notify_watchdog_usec();
+	if (wd) {
+		struct timeval tv = { .tv_sec = (time_t)(wd / 2000000), .tv_usec = (suseconds_t)(wd / 2 % 1000000) };
+
+		ev_watchdog = event_new(d->base, -1, EV_PERSIST, on_watchdog, d);
+		event_add(ev_watchdog, &tv);
+	}
+	refresh_status(d);
+	notify_ready();
+	log_info("p2p-dird %s ready (database %s)", PACKAGE_VERSION, d->set.database);
+	event_base_dispatch(d->base);
+	log_info("stopped");
+	r = 0;
+out:
+	if (ev_drain)
+		event_free(ev_drain);
+	if (ev_watchdog)
+		event_free(ev_watchdog);
+	if (ev_sweep)
+		event_free(ev_sweep);
+	if (ev_sighup)
+		event_free(ev_sighup);
+	if (ev_sigint)
+		event_free(ev_sigint);
+	if (ev_sigterm)
+		event_free(ev_sigterm);
+	api_free(d);
+	store_close(d->store);
+	event_base_free(d->base);
+	return r;
+}
+
+/* ---- operator subcommands ----------------------------------------------- */
+
+static int read_password(char *buf, size_t len)
+{
+	struct termios old, quiet;
+	bool tty = isatty(STDIN_FILENO);
+	size_t n;
+
+	if (tty) {
+		fprintf(stderr, "Password: ");
+		tcgetattr(STDIN_FILENO, &old);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	if (!fgets(buf, (int)len, stdin))
+		buf[0] = '\0';
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	n = strlen(buf);
+	if (n && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	if (n && buf[n - 1] == '\r')
+		buf[--n] = '\0';
+	return n ? 0 : -EINVAL;
+}
+
+static int print_user(const char *name, int64_t created, int64_t unused, void *ctx)
+{
+	char when[32];
+	time_t t = (time_t)created;
+	struct tm tm;
+
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
+	printf("%-32s %s UTC\n", name, when);
+	return 0;
+}
+
+static int print_peer(const char *name, int64_t last_seen, int64_t nfiles, void *ctx)
+{
+	printf("%-32s %8lld files   last seen %llds ago\n", name, (long long)nfiles,
+	       (long long)(dird_now() - last_seen));
+	return 0;
+}
+
+static int run_command(struct dird *d, int argc, char **argv)
+{
+	struct store *st;
+	char password[1100];
+	char *hash = NULL;
+	int r;
+
+	if (!strcmp(argv[0], "user") && argc == 3 && (!strcmp(argv[1], "add") || !strcmp(argv[1], "del"))) {
+		if (!valid_username(argv[2])) {
+			log_err("\"%s\" is not a valid user name (1-64 of A-Z a-z 0-9 _ . -)", argv[2]);
+			return EXIT_USAGE;
+		}
+	} else if (!(!strcmp(argv[0], "user") && argc == 2 && !strcmp(argv[1], "list")) &&
+		   !(!strcmp(argv[0], "peers") && argc == 1)) {
+		log_err("unknown command; try p2p-dird --help");
+		return EXIT_USAGE;
+	}
+	if (store_open(d->set.database, &st) < 0)
+		return EXIT_FAILURE;
+	if (!strcmp(argv[0], "peers")) {
+		r = store_peers_online(st, dird_now() - d->set.ttl, print_peer, NULL);
+	} else if (!strcmp(argv[1], "list")) {
+		r = store_user_list(st, print_user, NULL);
+	} else if (!strcmp(argv[1], "del")) {
+		r = store_user_delete(st, argv[2]);
+		if (r == -ENOENT)
+			log_err("no user \"%s\"", argv[2]);
+		else if (r == 0)
+			log_info("deleted user %s", argv[2]);
+	} else {
+		if (read_password(password, sizeof(password)) < 0) {
+			log_err("no password on standard input");
+			r = -EINVAL;
+		} else if (strlen(password) > 1024) {
+			log_err("the password is longer than 1024 bytes");
+			r = -EINVAL;
+		} else if ((r = auth_hash_password(password, &hash)) == 0) {
+			r = store_user_create(st, argv[2], hash, dird_now());
+			if (r == -EEXIST)
+				log_err("user \"%s\" already exists", argv[2]);
+			else if (r == 0)
+				log_info("created user %s", argv[2]);
+		}
+		explicit_bzero(password, sizeof(password));
+		free(hash);
+	}
+	store_close(st);
+	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+int main(int argc, char **argv)
+{
+	static struct dird d;
+	const char *config = NULL;
+	bool check = false, verbose = false;
+	struct option *longopts;
+	size_t nkeys = 0, nopts;
+	int c, r;
+
+	log_init(argv[0]);
+	signal(SIGPIPE, SIG_IGN);
+	while (dird_keys[nkeys].name)
+		nkeys++;
+	/* Fixed options, then one --key and one --key-with-dashes per config key. */
+	nopts = 7 + 2 * nkeys + 1;
+	longopts = calloc(nopts, sizeof(*longopts));
+	if (!longopts)
+		return EXIT_FAILURE;
+	longopts[0] = (struct option){ "config", required_argument, NULL, 'c' };
+	longopts[1] = (struct option){ "check", no_argument, NULL, 'n' };
+	longopts[2] = (struct option){ "verbose", no_argument, NULL, 'v' };
+	longopts[3] = (struct option){ "help", no_argument, NULL, 'h' };
+	longopts[4] = (struct option){ "version", no_argument, NULL, 'V' };
+	longopts[5] = (struct option){ "listen", required_argument, NULL, 'l' };
+	longopts[6] = (struct option){ "database", required_argument, NULL, 'd' };
+	for (size_t i = 0, k = 7; i < nkeys; i++) {
+		char *dashed = strdup(dird_keys[i].name);
+
+		if (!dashed)
+			return EXIT_FAILURE;
+		for (char *p = dashed; *p; p++)
+			if (*p == '_')
+				*p = '-';
+		longopts[k++] = (struct option){ dird_keys[i].name, required_argument, NULL, 1000 + (int)i };
+		if (strcmp(dashed, dird_keys[i].name))
+			longopts[k++] = (struct option){ dashed, required_argument, NULL, 1000 + (int)i };
+		else
+			free(dashed);
+	}
+	/* '+': stop at the first non-option, the subcommand. */
+	while ((c = getopt_long(argc, argv, "+c:nl:d:vhV", longopts, NULL)) != -1) {
+		const char *key = NULL;
+
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'n': check = true; break;
+		case 'v': verbose = true; break;
+		case 'h': usage(stdout); return EXIT_SUCCESS;
+		case 'V': printf("p2p-dird %s\n", PACKAGE_VERSION); return EXIT_SUCCESS;
+		case 'l': key = "listen"; break;
+		case 'd': key = "database"; break;
+		default:
+			if (c >= 1000 && c < 1000 + (int)nkeys) {
+				key = dird_keys[c - 1000].name;
+				break;
+			}
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		if (key) {
+			if (noverrides == sizeof(overrides) / sizeof(overrides[0])) {
+				log_err("too many options");
+				return EXIT_USAGE;
+			}
+			overrides[noverrides++] = (struct override){ key, optarg };
+		}
+	}
+	d.config_path = config ? config : DEFAULT_CONFIG;
+	d.config_required = config != NULL;
+	if (load_settings(d.config_path, d.config_required, &d.set) < 0)
+		return EXIT_USAGE;
+	log_set_level(verbose ? LOG_DEBUG : log_level_from_name(d.set.log_level));
+	if (check) {
+		printf("configuration OK\n");
+		conf_free(dird_keys, &d.set);
+		return EXIT_SUCCESS;
+	}
+	if (optind < argc)
+		r = run_command(&d, argc - optind, argv + optind);
+	else
+		r = run_daemon(&d) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	conf_free(dird_keys, &d.set);
+	for (size_t i = 0; i < nopts; i++)
+		if (longopts[i].name && longopts[i].val >= 1000 &&
+		    longopts[i].name != dird_keys[longopts[i].val - 1000].name)
+			free((char *)longopts[i].name);
+	free(longopts);
+	return r;
+}

@@ -1,0 +1,98 @@
+/* store.h — the directory's storage, behind one narrow interface.
+ *
+ * Nothing here names a database engine: store_sqlite.c implements it on
+ * SQLite, and a PostgreSQL backend can sit beside it. Every function returns
+ * 0 or a negative errno: -ENOENT (no such row), -EEXIST (unique name taken),
+ * -EIO (the database failed; the engine's message has been logged).
+ * A function that returns 0 after a write has committed it durably.
+ *
+ * Times are Unix seconds. Secrets (session tokens, tickets) are passed and
+ * stored only as their SHA-256 in hex (64 characters).
+ */
+#ifndef P2P_DIRD_STORE_H
+#define P2P_DIRD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "validate.h"
+
+struct store;
+
+struct store_file {
+	const char *name;
+	int64_t size;        /* -1: unknown (seed's list-of-names form) */
+	const char *sha256;  /* NULL or "": unknown */
+};
+
+struct store_hit {
+	const char *peer;
+	const char *ip;
+	int port;
+	const char *folder;
+	const char *name;
+	int64_t size;        /* -1 when unknown */
+	const char *sha256;  /* "" when unknown */
+};
+
+struct store_counts {
+	int64_t users, sessions, peers_online, files_online;
+};
+
+typedef int (*store_hit_cb)(const struct store_hit *hit, void *ctx);
+typedef int (*store_name_cb)(const char *name, int64_t a, int64_t b, void *ctx);
+
+/* Open (creating if needed) and migrate the database at path. */
+int store_open(const char *path, struct store **out);
+void store_close(struct store *st);
+
+/* Users. hash is a crypt(5) string. */
+int store_user_create(struct store *st, const char *username, const char *hash, int64_t now);
+int store_user_hash(struct store *st, const char *username, char **hash_out);
+int store_user_delete(struct store *st, const char *username);
+/* cb(name, created, 0) for every user, sorted by name. */
+int store_user_list(struct store *st, store_name_cb cb, void *ctx);
+
+/* Sessions. */
+int store_session_create(struct store *st, const char *username, const char *token_hash,
+			 int64_t expires_at);
+/* Finds an unexpired session; fills username (USERNAME_MAX + 1 bytes). */
+int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
+			 char *username, int64_t *expires_at);
+/* Ends the session and takes the user's peer offline at once. */
+int store_session_delete(struct store *st, const char *token_hash);
+
+/* Replace the user's peer record and whole file list; marks it online. */
+int store_index(struct store *st, const char *username, const char *ip, int port,
+		const char *folder, const struct store_file *files, size_t nfiles, int64_t now);
+/* -ENOENT if the user has not indexed yet. */
+int store_heartbeat(struct store *st, const char *username, int64_t now);
+
+/* Search among peers online and seen at or after alive_since. */
+int store_search_exact(struct store *st, const char *name, int64_t alive_since,
+		       store_hit_cb cb, void *ctx);
+/* Case-insensitive substring; total gets the number of matches ignoring
+ * limit/offset. */
+int store_search_substring(struct store *st, const char *text, int64_t alive_since,
+			   int64_t limit, int64_t offset, int64_t *total,
+			   store_hit_cb cb, void *ctx);
+/* cb(peer, last_seen, nfiles) for every online peer seen since alive_since. */
+int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, void *ctx);
+
+/* Tickets: permission for username to read file from peer. -ENOENT if the
+ * peer is unknown. */
+int store_ticket_create(struct store *st, const char *ticket_hash, const char *username,
+			const char *peer, const char *file, int64_t expires_at);
+/* Succeeds only if the ticket is unexpired and names peer; fills username
+ * (USERNAME_MAX + 1) and file (FILENAME_MAX_BYTES + 1). */
+int store_ticket_verify(struct store *st, const char *ticket_hash, const char *peer,
+			int64_t now, char *username, char *file);
+
+/* Delete expired sessions and tickets. */
+int store_sweep(struct store *st, int64_t now);
+int store_counts(struct store *st, int64_t alive_since, struct store_counts *out);
+/* A cheap query proving the database answers. */
+int store_ping(struct store *st);
+
+#endif

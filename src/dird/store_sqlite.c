@@ -1,0 +1,656 @@
+/* store_sqlite.c — the directory's storage on SQLite (see store.h).
+ *
+ * WAL journal with synchronous=FULL (a committed write survives kill -9 and
+ * power loss), foreign keys on, a busy timeout, versioned migrations through
+ * PRAGMA user_version, and every statement prepared once at open. Exact
+ * search uses the index on files(name); substring search uses an FTS5
+ * trigram index (case-insensitive), falling back to LIKE for fewer than
+ * three characters, which trigrams cannot match.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+#include "store.h"
+
+/* Each entry upgrades the schema from version i to i + 1. */
+static const char *const migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE users ("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  hash TEXT NOT NULL,"
+	"  created INTEGER NOT NULL);"
+	"CREATE TABLE sessions ("
+	"  token_hash TEXT PRIMARY KEY,"
+	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  expires INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX sessions_user ON sessions(user_id);"
+	"CREATE INDEX sessions_expires ON sessions(expires);"
+	"CREATE TABLE peers ("
+	"  user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+	"  ip TEXT NOT NULL,"
+	"  port INTEGER NOT NULL,"
+	"  folder TEXT NOT NULL,"
+	"  last_seen INTEGER NOT NULL,"
+	"  online INTEGER NOT NULL);"
+	"CREATE TABLE files ("
+	"  id INTEGER PRIMARY KEY,"
+	"  peer_id INTEGER NOT NULL REFERENCES peers(user_id) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL,"
+	"  size INTEGER NOT NULL,"
+	"  sha256 TEXT NOT NULL);"
+	"CREATE INDEX files_name ON files(name);"
+	"CREATE INDEX files_peer ON files(peer_id);"
+	"CREATE VIRTUAL TABLE files_fts USING fts5(name, content='files', content_rowid='id',"
+	"  tokenize='trigram case_sensitive 0');"
+	"CREATE TRIGGER files_ai AFTER INSERT ON files BEGIN"
+	"  INSERT INTO files_fts(rowid, name) VALUES (new.id, new.name); END;"
+	"CREATE TRIGGER files_ad AFTER DELETE ON files BEGIN"
+	"  INSERT INTO files_fts(files_fts, rowid, name) VALUES ('delete', old.id, old.name); END;"
+	"CREATE TABLE tickets ("
+	"  ticket_hash TEXT PRIMARY KEY,"
+	"  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+	"  peer_id INTEGER NOT NULL REFERENCES peers(user_id) ON DELETE CASCADE,"
+	"  file TEXT NOT NULL,"
+	"  expires INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX tickets_expires ON tickets(expires);",
+};
+
+#define HIT_COLUMNS "u.name, p.ip, p.port, p.folder, f.name, f.size, f.sha256"
+#define HIT_JOIN " JOIN peers p ON p.user_id = f.peer_id JOIN users u ON u.id = p.user_id "
+#define ALIVE " p.online = 1 AND p.last_seen >= "
+
+enum stmt {
+	S_BEGIN, S_COMMIT, S_ROLLBACK,
+	S_USER_CREATE, S_USER_HASH, S_USER_DELETE, S_USER_LIST,
+	S_SESSION_CREATE, S_SESSION_LOOKUP, S_SESSION_DELETE, S_SESSION_PEER_OFFLINE,
+	S_PEER_UPSERT, S_FILES_CLEAR, S_FILE_INSERT, S_HEARTBEAT,
+	S_SEARCH_EXACT, S_SEARCH_FTS, S_COUNT_FTS, S_SEARCH_LIKE, S_COUNT_LIKE,
+	S_PEERS_ONLINE,
+	S_TICKET_CREATE, S_TICKET_VERIFY,
+	S_SWEEP_SESSIONS, S_SWEEP_TICKETS,
+	S_COUNT_USERS, S_COUNT_SESSIONS, S_COUNT_PEERS, S_COUNT_FILES,
+	S_PING,
+	S_N
+};
+
+static const char *const stmt_sql[S_N] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_USER_CREATE] = "INSERT INTO users(name, hash, created) VALUES (?1, ?2, ?3)",
+	[S_USER_HASH] = "SELECT hash FROM users WHERE name = ?1",
+	[S_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
+	[S_USER_LIST] = "SELECT name, created FROM users ORDER BY name",
+	[S_SESSION_CREATE] = "INSERT INTO sessions(token_hash, user_id, expires)"
+			     " SELECT ?1, id, ?3 FROM users WHERE name = ?2",
+	[S_SESSION_LOOKUP] = "SELECT u.name, s.expires FROM sessions s JOIN users u ON u.id = s.user_id"
+			     " WHERE s.token_hash = ?1 AND s.expires > ?2",
+	[S_SESSION_DELETE] = "DELETE FROM sessions WHERE token_hash = ?1 RETURNING user_id",
+	[S_SESSION_PEER_OFFLINE] = "UPDATE peers SET online = 0 WHERE user_id = ?1",
+	[S_PEER_UPSERT] = "INSERT INTO peers(user_id, ip, port, folder, last_seen, online)"
+			  " SELECT id, ?2, ?3, ?4, ?5, 1 FROM users WHERE name = ?1"
+			  " ON CONFLICT(user_id) DO UPDATE SET ip = excluded.ip, port = excluded.port,"
+			  " folder = excluded.folder, last_seen = excluded.last_seen, online = 1"
+			  " RETURNING user_id",
+	[S_FILES_CLEAR] = "DELETE FROM files WHERE peer_id = ?1",
+	[S_FILE_INSERT] = "INSERT INTO files(peer_id, name, size, sha256) VALUES (?1, ?2, ?3, ?4)",
+	[S_HEARTBEAT] = "UPDATE peers SET last_seen = ?2, online = 1"
+			" WHERE user_id = (SELECT id FROM users WHERE name = ?1)",
+	[S_SEARCH_EXACT] = "SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
+			   "WHERE f.name = ?1 AND" ALIVE "?2 ORDER BY u.name",
+	[S_SEARCH_FTS] = "SELECT " HIT_COLUMNS " FROM files_fts JOIN files f ON f.id = files_fts.rowid"
+			 HIT_JOIN "WHERE files_fts MATCH ?1 AND" ALIVE "?2 ORDER BY f.id LIMIT ?3 OFFSET ?4",
+	[S_COUNT_FTS] = "SELECT count(*) FROM files_fts JOIN files f ON f.id = files_fts.rowid"
+			HIT_JOIN "WHERE files_fts MATCH ?1 AND" ALIVE "?2",
+	[S_SEARCH_LIKE] = "SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
+			  "WHERE f.name LIKE ?1 ESCAPE '\\' AND" ALIVE "?2 ORDER BY f.id LIMIT ?3 OFFSET ?4",
+	[S_COUNT_LIKE] = "SELECT count(*) FROM files f" HIT_JOIN
+			 "WHERE f.name LIKE ?1 ESCAPE '\\' AND" ALIVE "?2",
+	[S_PEERS_ONLINE] = "SELECT u.name, p.last_seen, (SELECT count(*) FROM files f WHERE f.peer_id = p.user_id)"
+			   " FROM peers p JOIN users u ON u.id = p.user_id WHERE" ALIVE "?1 ORDER BY u.name",
+	[S_TICKET_CREATE] = "INSERT INTO tickets(ticket_hash, user_id, peer_id, file, expires)"
+			    " SELECT ?1, u.id, p.user_id, ?4, ?5 FROM users u, peers p"
+			    " JOIN users pu ON pu.id = p.user_id WHERE u.name = ?2 AND pu.name = ?3",
+	[S_TICKET_VERIFY] = "SELECT u.name, t.file FROM tickets t JOIN users u ON u.id = t.user_id"
+			    " JOIN users pu ON pu.id = t.peer_id"
+			    " WHERE t.ticket_hash = ?1 AND pu.name = ?2 AND t.expires > ?3",
+	[S_SWEEP_SESSIONS] = "DELETE FROM sessions WHERE expires <= ?1",
+	[S_SWEEP_TICKETS] = "DELETE FROM tickets WHERE expires <= ?1",
+	[S_COUNT_USERS] = "SELECT count(*) FROM users",
+	[S_COUNT_SESSIONS] = "SELECT count(*) FROM sessions WHERE expires > strftime('%s','now')",
+	[S_COUNT_PEERS] = "SELECT count(*) FROM peers p WHERE" ALIVE "?1",
+	[S_COUNT_FILES] = "SELECT count(*) FROM files f JOIN peers p ON p.user_id = f.peer_id WHERE" ALIVE "?1",
+	[S_PING] = "SELECT 1",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[S_N];
+};
+
+static int db_error(struct store *st, const char *what)
+{
+	int code = sqlite3_extended_errcode(st->db);
+
+	if (code == SQLITE_CONSTRAINT_UNIQUE || code == SQLITE_CONSTRAINT_PRIMARYKEY)
+		return -EEXIST;
+	log_err("database: %s: %s", what, sqlite3_errmsg(st->db));
+	return -EIO;
+}
+
+/* Reset and clear a cached statement before use. */
+static sqlite3_stmt *stmt_get(struct store *st, enum stmt s)
+{
+	sqlite3_stmt *q = st->stmt[s];
+
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return q;
+}
+
+static void bind_text(sqlite3_stmt *q, int i, const char *s)
+{
+	sqlite3_bind_text(q, i, s, -1, SQLITE_STATIC);
+}
+
+/* Run a statement that returns no rows (or ignores them). */
+static int stmt_exec(struct store *st, sqlite3_stmt *q, const char *what)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+		;
+	if (rc != SQLITE_DONE) {
+		rc = db_error(st, what);
+		sqlite3_reset(q);
+		return rc;
+	}
+	sqlite3_reset(q);
+	return 0;
+}
+
+static int tx_begin(struct store *st)
+{
+	return stmt_exec(st, stmt_get(st, S_BEGIN), "begin");
+}
+
+static int tx_commit(struct store *st)
+{
+	return stmt_exec(st, stmt_get(st, S_COMMIT), "commit");
+}
+
+static void tx_rollback(struct store *st)
+{
+	if (!sqlite3_get_autocommit(st->db))
+		stmt_exec(st, stmt_get(st, S_ROLLBACK), "rollback");
+}
+
+static int migrate(struct store *st)
+{
+	sqlite3_stmt *q;
+	int version, rc;
+	char *err = NULL;
+	const int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
+
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
+		return db_error(st, "read schema version");
+	rc = sqlite3_step(q);
+	version = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+	sqlite3_finalize(q);
+	if (version < 0)
+		return db_error(st, "read schema version");
+	if (version > latest) {
+		log_err("database schema version %d is newer than this p2p-dird knows (%d)", version, latest);
+		return -EPROTO;
+	}
+	for (; version < latest; version++) {
+		char sql[64];
+
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
+		if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, &err) != SQLITE_OK ||
+		    sqlite3_exec(st->db, migrations[version], NULL, NULL, &err) != SQLITE_OK ||
+		    sqlite3_exec(st->db, sql, NULL, NULL, &err) != SQLITE_OK ||
+		    sqlite3_exec(st->db, "COMMIT", NULL, NULL, &err) != SQLITE_OK) {
+			log_err("database: migration to schema %d failed: %s", version + 1, err ? err : "?");
+			sqlite3_free(err);
+			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+			return -EIO;
+		}
+		log_info("database schema migrated to version %d", version + 1);
+	}
+	return 0;
+}
+
+int store_open(const char *path, struct store **out)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	char *err = NULL;
+	int r;
+
+	if (!st)
+		return -ENOMEM;
+	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL) != SQLITE_OK) {
+		log_err("cannot open database %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		r = -EIO;
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	if (sqlite3_exec(st->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+			 "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+			 NULL, NULL, &err) != SQLITE_OK) {
+		log_err("database %s: %s", path, err ? err : "?");
+		sqlite3_free(err);
+		r = -EIO;
+		goto fail;
+	}
+	r = migrate(st);
+	if (r < 0)
+		goto fail;
+	for (int i = 0; i < S_N; i++) {
+		if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &st->stmt[i], NULL) != SQLITE_OK) {
+			log_err("database: cannot prepare statement %d: %s", i, sqlite3_errmsg(st->db));
+			r = -EIO;
+			goto fail;
+		}
+	}
+	*out = st;
+	return 0;
+fail:
+	store_close(st);
+	return r;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < S_N; i++)
+		sqlite3_finalize(st->stmt[i]);
+	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
+		log_err("database close: %s", sqlite3_errmsg(st->db));
+	free(st);
+}
+
+int store_user_create(struct store *st, const char *username, const char *hash, int64_t now)
+{
+	sqlite3_stmt *q = stmt_get(st, S_USER_CREATE);
+
+	bind_text(q, 1, username);
+	bind_text(q, 2, hash);
+	sqlite3_bind_int64(q, 3, now);
+	return stmt_exec(st, q, "create user");
+}
+
+int store_user_hash(struct store *st, const char *username, char **hash_out)
+{
+	sqlite3_stmt *q = stmt_get(st, S_USER_HASH);
+	int rc;
+
+	bind_text(q, 1, username);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		*hash_out = strdup((const char *)sqlite3_column_text(q, 0));
+		sqlite3_reset(q);
+		return *hash_out ? 0 : -ENOMEM;
+	}
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? -ENOENT : db_error(st, "find user");
+}
+
+int store_user_delete(struct store *st, const char *username)
+{
+	sqlite3_stmt *q = stmt_get(st, S_USER_DELETE);
+	int r;
+
+	bind_text(q, 1, username);
+	r = stmt_exec(st, q, "delete user");
+	if (r == 0 && sqlite3_changes(st->db) == 0)
+		return -ENOENT;
+	return r;
+}
+
+int store_user_list(struct store *st, store_name_cb cb, void *ctx)
+{
+	sqlite3_stmt *q = stmt_get(st, S_USER_LIST);
+	int rc, r = 0;
+
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW && r == 0)
+		r = cb((const char *)sqlite3_column_text(q, 0), sqlite3_column_int64(q, 1), 0, ctx);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = db_error(st, "list users");
+	sqlite3_reset(q);
+	return r;
+}
+
+int store_session_create(struct store *st, const char *username, const char *token_hash,
+			 int64_t expires_at)
+{
+	sqlite3_stmt *q = stmt_get(st, S_SESSION_CREATE);
+	int r;
+
+	bind_text(q, 1, token_hash);
+	bind_text(q, 2, username);
+	sqlite3_bind_int64(q, 3, expires_at);
+	r = stmt_exec(st, q, "create session");
+	if (r == 0 && sqlite3_changes(st->db) == 0)
+		return -ENOENT;
+	return r;
+}
+
+int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
+			 char *username, int64_t *expires_at)
+{
+	sqlite3_stmt *q = stmt_get(st, S_SESSION_LOOKUP);
+	int rc;
+
+	bind_text(q, 1, token_hash);
+	sqlite3_bind_int64(q, 2, now);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		snprintf(username, USERNAME_MAX + 1, "%s", (const char *)sqlite3_column_text(q, 0));
+		if (expires_at)
+			*expires_at = sqlite3_column_int64(q, 1);
+		sqlite3_reset(q);
+		return 0;
+	}
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? -ENOENT : db_error(st, "find session");
+}
+
+int store_session_delete(struct store *st, const char *token_hash)
+{
+	sqlite3_stmt *q;
+	int64_t user_id;
+	int rc, r;
+
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	q = stmt_get(st, S_SESSION_DELETE);
+	bind_text(q, 1, token_hash);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		r = rc == SQLITE_DONE ? -ENOENT : db_error(st, "end session");
+		sqlite3_reset(q);
+		tx_rollback(st);
+		return r;
+	}
+	user_id = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	q = stmt_get(st, S_SESSION_PEER_OFFLINE);
+	sqlite3_bind_int64(q, 1, user_id);
+	r = stmt_exec(st, q, "take peer offline");
+	if (r == 0)
+		r = tx_commit(st);
+	if (r < 0)
+		tx_rollback(st);
+	return r;
+}
+
+int store_index(struct store *st, const char *username, const char *ip, int port,
+		const char *folder, const struct store_file *files, size_t nfiles, int64_t now)
+{
+	sqlite3_stmt *q;
+	int64_t peer_id;
+	int rc, r;
+
+	r = tx_begin(st);
+	if (r < 0)
+		return r;
+	q = stmt_get(st, S_PEER_UPSERT);
+	bind_text(q, 1, username);
+	bind_text(q, 2, ip);
+	sqlite3_bind_int(q, 3, port);
+	bind_text(q, 4, folder);
+	sqlite3_bind_int64(q, 5, now);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		r = rc == SQLITE_DONE ? -ENOENT : db_error(st, "index: peer");
+		sqlite3_reset(q);
+		goto fail;
+	}
+	peer_id = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+
+	q = stmt_get(st, S_FILES_CLEAR);
+	sqlite3_bind_int64(q, 1, peer_id);
+	r = stmt_exec(st, q, "index: clear files");
+	if (r < 0)
+		goto fail;
+	q = st->stmt[S_FILE_INSERT];
+	for (size_t i = 0; i < nfiles; i++) {
+		sqlite3_reset(q);
+		sqlite3_bind_int64(q, 1, peer_id);
+		bind_text(q, 2, files[i].name);
+		sqlite3_bind_int64(q, 3, files[i].size);
+		bind_text(q, 4, files[i].sha256 ? files[i].sha256 : "");
+		if (sqlite3_step(q) != SQLITE_DONE) {
+			r = db_error(st, "index: insert file");
+			sqlite3_reset(q);
+			goto fail;
+		}
+	}
+	sqlite3_reset(q);
+	r = tx_commit(st);
+	if (r == 0)
+		return 0;
+fail:
+	tx_rollback(st);
+	return r;
+}
+
+int store_heartbeat(struct store *st, const char *username, int64_t now)
+{
+	sqlite3_stmt *q = stmt_get(st, S_HEARTBEAT);
+	int r;
+
+	bind_text(q, 1, username);
+	sqlite3_bind_int64(q, 2, now);
+	r = stmt_exec(st, q, "heartbeat");
+	if (r == 0 && sqlite3_changes(st->db) == 0)
+		return -ENOENT;
+	return r;
+}
+
+static int emit_hits(struct store *st, sqlite3_stmt *q, store_hit_cb cb, void *ctx, const char *what)
+{
+	int rc, r = 0;
+
+	while (r == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_hit h = {
+			.peer = (const char *)sqlite3_column_text(q, 0),
+			.ip = (const char *)sqlite3_column_text(q, 1),
+			.port = sqlite3_column_int(q, 2),
+			.folder = (const char *)sqlite3_column_text(q, 3),
+			.name = (const char *)sqlite3_column_text(q, 4),
+			.size = sqlite3_column_int64(q, 5),
+			.sha256 = (const char *)sqlite3_column_text(q, 6),
+		};
+		r = cb(&h, ctx);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_error(st, what);
+	sqlite3_reset(q);
+	return r;
+}
+
+int store_search_exact(struct store *st, const char *name, int64_t alive_since,
+		       store_hit_cb cb, void *ctx)
+{
+	sqlite3_stmt *q = stmt_get(st, S_SEARCH_EXACT);
+
+	bind_text(q, 1, name);
+	sqlite3_bind_int64(q, 2, alive_since);
+	return emit_hits(st, q, cb, ctx, "search");
+}
+
+/* Number of UTF-8 characters (the input has been validated as UTF-8). */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
+int store_search_substring(struct store *st, const char *text, int64_t alive_since,
+			   int64_t limit, int64_t offset, int64_t *total,
+			   store_hit_cb cb, void *ctx)
+{
+	bool fts = utf8_chars(text) >= 3;
+	size_t len = strlen(text);
+	/* FTS5 phrase: "text" with quotes doubled; LIKE: %text% with \ % _ escaped. */
+	char *pattern = malloc(2 * len + 3);
+	sqlite3_stmt *q;
+	size_t j = 0;
+	int rc, r;
+
+	if (!pattern)
+		return -ENOMEM;
+	pattern[j++] = fts ? '"' : '%';
+	for (size_t i = 0; i < len; i++) {
+		if (fts && text[i] == '"')
+			pattern[j++] = '"';
+		else if (!fts && (text[i] == '\\' || text[i] == '%' || text[i] == '_'))
+			pattern[j++] = '\\';
+		pattern[j++] = text[i];
+	}
+	pattern[j++] = fts ? '"' : '%';
+	pattern[j] = '\0';
+
+	q = stmt_get(st, fts ? S_COUNT_FTS : S_COUNT_LIKE);
+	bind_text(q, 1, pattern);
+	sqlite3_bind_int64(q, 2, alive_since);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		r = db_error(st, "count matches");
+		sqlite3_reset(q);
+		free(pattern);
+		return r;
+	}
+	*total = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+
+	q = stmt_get(st, fts ? S_SEARCH_FTS : S_SEARCH_LIKE);
+	bind_text(q, 1, pattern);
+	sqlite3_bind_int64(q, 2, alive_since);
+	sqlite3_bind_int64(q, 3, limit);
+	sqlite3_bind_int64(q, 4, offset);
+	r = emit_hits(st, q, cb, ctx, "search");
+	free(pattern);
+	return r;
+}
+
+int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, void *ctx)
+{
+	sqlite3_stmt *q = stmt_get(st, S_PEERS_ONLINE);
+	int rc, r = 0;
+
+	sqlite3_bind_int64(q, 1, alive_since);
+	while (r == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW)
+		r = cb((const char *)sqlite3_column_text(q, 0), sqlite3_column_int64(q, 1),
+		       sqlite3_column_int64(q, 2), ctx);
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_error(st, "list peers");
+	sqlite3_reset(q);
+	return r;
+}
+
+int store_ticket_create(struct store *st, const char *ticket_hash, const char *username,
+			const char *peer, const char *file, int64_t expires_at)
+{
+	sqlite3_stmt *q = stmt_get(st, S_TICKET_CREATE);
+	int r;
+
+	bind_text(q, 1, ticket_hash);
+	bind_text(q, 2, username);
+	bind_text(q, 3, peer);
+	bind_text(q, 4, file);
+	sqlite3_bind_int64(q, 5, expires_at);
+	r = stmt_exec(st, q, "create ticket");
+	if (r == 0 && sqlite3_changes(st->db) == 0)
+		return -ENOENT;
+	return r;
+}
+
+int store_ticket_verify(struct store *st, const char *ticket_hash, const char *peer,
+			int64_t now, char *username, char *file)
+{
+	sqlite3_stmt *q = stmt_get(st, S_TICKET_VERIFY);
+	int rc;
+
+	bind_text(q, 1, ticket_hash);
+	bind_text(q, 2, peer);
+	sqlite3_bind_int64(q, 3, now);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		snprintf(username, USERNAME_MAX + 1, "%s", (const char *)sqlite3_column_text(q, 0));
+		snprintf(file, FILENAME_MAX_BYTES + 1, "%s", (const char *)sqlite3_column_text(q, 1));
+		sqlite3_reset(q);
+		return 0;
+	}
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE ? -ENOENT : db_error(st, "verify ticket");
+}
+
+int store_sweep(struct store *st, int64_t now)
+{
+	sqlite3_stmt *q = stmt_get(st, S_SWEEP_SESSIONS);
+	int r;
+
+	sqlite3_bind_int64(q, 1, now);
+	r = stmt_exec(st, q, "sweep sessions");
+	if (r < 0)
+		return r;
+	q = stmt_get(st, S_SWEEP_TICKETS);
+	sqlite3_bind_int64(q, 1, now);
+	return stmt_exec(st, q, "sweep tickets");
+}
+
+static int count(struct store *st, enum stmt s, int64_t arg, int64_t *out)
+{
+	sqlite3_stmt *q = stmt_get(st, s);
+	int rc;
+
+	if (sqlite3_bind_parameter_count(q) > 0)
+		sqlite3_bind_int64(q, 1, arg);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		rc = db_error(st, "count");
+		sqlite3_reset(q);
+		return rc;
+	}
+	*out = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return 0;
+}
+
+int store_counts(struct store *st, int64_t alive_since, struct store_counts *out)
+{
+	int r;
+
+	if ((r = count(st, S_COUNT_USERS, 0, &out->users)) < 0 ||
+	    (r = count(st, S_COUNT_SESSIONS, 0, &out->sessions)) < 0 ||
+	    (r = count(st, S_COUNT_PEERS, alive_since, &out->peers_online)) < 0 ||
+	    (r = count(st, S_COUNT_FILES, alive_since, &out->files_online)) < 0)
+		return r;
+	return 0;
+}
+
+int store_ping(struct store *st)
+{
+	int64_t one;
+
+	return count(st, S_PING, 0, &one);
+}
