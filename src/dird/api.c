@@ -18,7 +18,6 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <sys/queue.h>
 
 #include <event2/keyvalq_struct.h>
@@ -917,6 +916,8 @@ static bool parse_body(struct call *c)
 	return true;
 }
 
+static void conn_track(struct dird *d, struct evhttp_request *req);
+
 static void api_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct dird *d = arg;
@@ -930,6 +931,7 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 
 	clock_gettime(CLOCK_MONOTONIC, &c.start);
 	d->inflight++;
+	conn_track(d, req);
 	if (!path || !uri) {
 		reply_error(&c, 400, "malformed request URI");
 		goto done;
@@ -1013,43 +1015,42 @@ void api_connection_closed(struct dird *d)
 	}
 }
 
-struct conn_ctx {
-	struct dird *d;
-};
-
-static void conn_freed(void *arg)
-{
-	struct conn_ctx *cc = arg;
-
-	api_connection_closed(cc->d);
-	free(cc);
-}
-
-/* Each connection's bufferevent is a pass-through filter whose free
- * callback tells us when the connection is gone (evhttp in libevent 2.1 has
- * no connection limit of its own). */
-static struct bufferevent *make_bev(struct event_base *base, void *arg)
+/* libevent 2.1's evhttp has no connection limit and no hook when a
+ * connection opens, so a connection is counted from its first request until
+ * evhttp closes it (close callback). Connections that never send a request
+ * are bounded by the idle timeout instead. */
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
 {
 	struct dird *d = arg;
-	struct bufferevent *under, *filter;
-	struct conn_ctx *cc = malloc(sizeof(*cc));
 
-	if (!cc)
-		return NULL;
-	under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!under) {
-		free(cc);
-		return NULL;
+	for (int i = 0; i < d->nconns; i++)
+		if (d->conns[i] == evcon) {
+			d->conns[i] = d->conns[--d->nconns];
+			break;
+		}
+	api_connection_closed(d);
+}
+
+static void conn_track(struct dird *d, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	void **grown;
+
+	if (!evcon)
+		return;
+	for (int i = 0; i < d->nconns; i++)
+		if (d->conns[i] == evcon)
+			return;
+	if (d->nconns == d->conns_cap) {
+		grown = realloc(d->conns, (size_t)(d->conns_cap ? 2 * d->conns_cap : 64) * sizeof(*grown));
+		if (!grown)
+			return; /* uncounted, not refused */
+		d->conns = grown;
+		d->conns_cap = d->conns_cap ? 2 * d->conns_cap : 64;
 	}
-	cc->d = d;
-	filter = bufferevent_filter_new(under, NULL, NULL, BEV_OPT_CLOSE_ON_FREE, conn_freed, cc);
-	if (!filter) {
-		bufferevent_free(under);
-		free(cc);
-		return NULL;
-	}
+	d->conns[d->nconns++] = evcon;
+	evhttp_connection_set_closecb(evcon, conn_closed, d);
 	api_connection_opened(d);
-	return filter;
 }
 
 void api_apply_settings(struct dird *d)
@@ -1078,7 +1079,6 @@ int api_init(struct dird *d)
 				   EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_default_content_type(d->http, "application/json");
 	evhttp_set_gencb(d->http, api_dispatch, d);
-	evhttp_set_bevcb(d->http, make_bev, d);
 	api_apply_settings(d);
 	return 0;
 }
@@ -1090,4 +1090,6 @@ void api_free(struct dird *d)
 	d->http = NULL;
 	ratelimit_free(d->login_by_user);
 	ratelimit_free(d->login_by_addr);
+	free(d->conns);
+	d->conns = NULL;
 }

@@ -63,7 +63,9 @@ struct dird {
 	struct ratelimit *login_by_user, *login_by_addr;
 	struct dird_metrics metrics;
 	struct store_counts counts;  /* refreshed by the sweep timer */
-	int connections;
+	int connections;             /* that have sent a request and are open */
+	void **conns;                /* their evhttp_connections */
+	int nconns, conns_cap;
 	bool listener_paused;
 	bool stopping;
 	int inflight;                /* requests being answered */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,7 +91,9 @@ int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
 
-	if (!s->listen || evutil_parse_sockaddr_port(s->listen, (struct sockaddr *)&ss, &len) < 0) {
+	if (!s->listen || evutil_parse_sockaddr_port(s->listen, (struct sockaddr *)&ss, &len) < 0 ||
+	    (ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+				     : ((struct sockaddr_in6 *)&ss)->sin6_port) == 0) {
 		snprintf(err, errlen, "listen: \"%s\" is not ADDR:PORT (e.g. 127.0.0.1:6970 or [::1]:6970)",
 			 s->listen ? s->listen : "");
 		return -EINVAL;
