@@ -481,24 +481,26 @@ static int run_command(struct dird *d, int argc, char **argv)
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
-int main(int argc, char **argv)
+struct args {
+	const char *config;
+	bool check, verbose;
+};
+
+/* Parse the command line into args and overrides. Returns 0 to go on,
+ * or an exit status (help, version, usage error) + 1000. */
+static int parse_args(int argc, char **argv, struct args *a)
 {
-	static struct dird d;
-	const char *config = NULL;
-	bool check = false, verbose = false;
 	struct option *longopts;
 	size_t nkeys = 0, nopts;
-	int c, r;
+	int c, r = 0;
 
-	log_init(argv[0]);
-	signal(SIGPIPE, SIG_IGN);
 	while (dird_keys[nkeys].name)
 		nkeys++;
 	/* Fixed options, then one --key and one --key-with-dashes per config key. */
 	nopts = 7 + 2 * nkeys + 1;
 	longopts = calloc(nopts, sizeof(*longopts));
 	if (!longopts)
-		return EXIT_FAILURE;
+		return 1000 + EXIT_FAILURE;
 	longopts[0] = (struct option){ "config", required_argument, NULL, 'c' };
 	longopts[1] = (struct option){ "check", no_argument, NULL, 'n' };
 	longopts[2] = (struct option){ "verbose", no_argument, NULL, 'v' };
@@ -509,8 +511,10 @@ int main(int argc, char **argv)
 	for (size_t i = 0, k = 7; i < nkeys; i++) {
 		char *dashed = strdup(dird_keys[i].name);
 
-		if (!dashed)
-			return EXIT_FAILURE;
+		if (!dashed) {
+			r = 1000 + EXIT_FAILURE;
+			goto out;
+		}
 		for (char *p = dashed; *p; p++)
 			if (*p == '_')
 				*p = '-';
@@ -521,15 +525,15 @@ int main(int argc, char **argv)
 			free(dashed);
 	}
 	/* '+': stop at the first non-option, the subcommand. */
-	while ((c = getopt_long(argc, argv, "+c:nl:d:vhV", longopts, NULL)) != -1) {
+	while (r == 0 && (c = getopt_long(argc, argv, "+c:nl:d:vhV", longopts, NULL)) != -1) {
 		const char *key = NULL;
 
 		switch (c) {
-		case 'c': config = optarg; break;
-		case 'n': check = true; break;
-		case 'v': verbose = true; break;
-		case 'h': usage(stdout); return EXIT_SUCCESS;
-		case 'V': printf("p2p-dird %s\n", PACKAGE_VERSION); return EXIT_SUCCESS;
+		case 'c': a->config = optarg; break;
+		case 'n': a->check = true; break;
+		case 'v': a->verbose = true; break;
+		case 'h': usage(stdout); r = 1000 + EXIT_SUCCESS; break;
+		case 'V': printf("p2p-dird %s\n", PACKAGE_VERSION); r = 1000 + EXIT_SUCCESS; break;
 		case 'l': key = "listen"; break;
 		case 'd': key = "database"; break;
 		default:
@@ -538,22 +542,43 @@ int main(int argc, char **argv)
 				break;
 			}
 			usage(stderr);
-			return EXIT_USAGE;
+			r = 1000 + EXIT_USAGE;
 		}
 		if (key) {
 			if (noverrides == sizeof(overrides) / sizeof(overrides[0])) {
 				log_err("too many options");
-				return EXIT_USAGE;
+				r = 1000 + EXIT_USAGE;
+				break;
 			}
 			overrides[noverrides++] = (struct override){ key, optarg };
 		}
 	}
-	d.config_path = config ? config : DEFAULT_CONFIG;
-	d.config_required = config != NULL;
+out:
+	for (size_t i = 0; i < nopts; i++)
+		if (longopts[i].name && longopts[i].val >= 1000 &&
+		    longopts[i].name != dird_keys[longopts[i].val - 1000].name)
+			free((char *)longopts[i].name);
+	free(longopts);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	static struct dird d;
+	struct args a = { 0 };
+	int r;
+
+	log_init(argv[0]);
+	signal(SIGPIPE, SIG_IGN);
+	r = parse_args(argc, argv, &a);
+	if (r)
+		return r - 1000;
+	d.config_path = a.config ? a.config : DEFAULT_CONFIG;
+	d.config_required = a.config != NULL;
 	if (load_settings(d.config_path, d.config_required, &d.set) < 0)
 		return EXIT_USAGE;
-	log_set_level(verbose ? LOG_DEBUG : log_level_from_name(d.set.log_level));
-	if (check) {
+	log_set_level(a.verbose ? LOG_DEBUG : log_level_from_name(d.set.log_level));
+	if (a.check) {
 		printf("configuration OK\n");
 		conf_free(dird_keys, &d.set);
 		return EXIT_SUCCESS;
@@ -563,10 +588,5 @@ int main(int argc, char **argv)
 	else
 		r = run_daemon(&d) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 	conf_free(dird_keys, &d.set);
-	for (size_t i = 0; i < nopts; i++)
-		if (longopts[i].name && longopts[i].val >= 1000 &&
-		    longopts[i].name != dird_keys[longopts[i].val - 1000].name)
-			free((char *)longopts[i].name);
-	free(longopts);
 	return r;
 }

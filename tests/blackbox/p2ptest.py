@@ -25,6 +25,11 @@ SRCDIR = os.environ.get("P2P_SRCDIR") or BUILDDIR
 
 _processes = []
 _tempdirs = []
+# Sanitizer (ASan/UBSan/LSan) reports found in the output of processes the
+# tests started; run() turns them into a failing test case.
+sanitizer_reports = []
+_SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                      "WARNING: AddressSanitizer")
 
 
 def binary(name):
@@ -123,6 +128,12 @@ class Process:
                 break
             time.sleep(0.01)
         self._logf.close()
+        out = self.output()
+        for marker in _SANITIZER_MARKERS:
+            i = out.find(marker)
+            if i >= 0:
+                sanitizer_reports.append("%s: %s" % (os.path.basename(self.argv[0]), out[max(0, i - 200):i + 3000]))
+                break
         if self in _processes:
             _processes.remove(self)
         return rc
@@ -195,10 +206,18 @@ class _TapResult(unittest.TestResult):
 def run(module="__main__"):
     """Run the module's TestCases, printing TAP; exit 1 on any failure."""
     suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[module])
-    print("1..%d" % suite.countTestCases(), flush=True)
+    print("1..%d" % (suite.countTestCases() + 1), flush=True)
     result = _TapResult()
     try:
         suite.run(result)
     finally:
         cleanup()
-    sys.exit(0 if result.wasSuccessful() else 1)
+    # Daemons built with --enable-sanitizers report at exit into their logs.
+    result.n += 1
+    if sanitizer_reports:
+        print("not ok %d - no sanitizer reports from the programs the tests started" % result.n)
+        for rep in sanitizer_reports:
+            _TapResult._diag(rep)
+    else:
+        print("ok %d - no sanitizer reports from the programs the tests started" % result.n)
+    sys.exit(0 if result.wasSuccessful() and not sanitizer_reports else 1)

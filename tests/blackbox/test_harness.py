@@ -54,6 +54,14 @@ class Harness(unittest.TestCase):
         self.assertIn("err", out)
         p.stop()
 
+    def test_sanitizer_report_is_caught(self):
+        p = p2ptest.Process(["/bin/sh", "-c", "echo '==1==ERROR: LeakSanitizer: detected memory leaks' >&2"])
+        p.wait()
+        before = len(p2ptest.sanitizer_reports)
+        p.stop()
+        self.assertEqual(len(p2ptest.sanitizer_reports), before + 1)
+        self.assertIn("LeakSanitizer", p2ptest.sanitizer_reports.pop())
+
     def test_wait_for_times_out(self):
         with self.assertRaises(TimeoutError):
             p2ptest.wait_for(lambda: False, timeout=0.1, what="never")
