@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""p2p-dird benchmark (not a test): 1,000 peers indexing 1,000 files each
+(1M files), then exact and substring search under wrk (64 connections),
+against nginx-light serving a static JSON file on this machine in the same
+run. Prints req/s, p50/p99 latency and the ratios; everything on 127.0.0.1.
+
+    bench/dird/bench.py [--peers N] [--files N] [--duration S] [--builddir DIR]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+here = os.path.dirname(os.path.abspath(__file__))
+top = os.path.dirname(os.path.dirname(here))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("port %d" % port)
+
+
+def rss_kb(pid, field="VmHWM"):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
+
+def wrk(url, duration, conns, token=None):
+    cmd = ["wrk", "-t2", "-c%d" % conns, "-d%ds" % duration, "--latency"]
+    if token:
+        cmd += ["-H", "Authorization: Bearer " + token]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def lat(p):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock_err = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50": lat(50), "p99": lat(99),
+            "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sock_err.group(1) if sock_err else ""}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--peers", type=int, default=1000)
+    ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--builddir", default=os.path.join(top, "build"))
+    a = ap.parse_args()
+    dird_bin = os.path.join(a.builddir, "src/dird/p2p-dird")
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool) and not os.path.exists("/usr/sbin/nginx"):
+            sys.exit("bench: %s is missing: apt-get install wrk nginx-light" % tool)
+    work = tempfile.mkdtemp(prefix="p2p-bench-dird-")
+    procs = []
+    try:
+        port = free_port()
+        db = os.path.join(work, "dird.db")
+        log = open(os.path.join(work, "dird.log"), "w")
+        dird = subprocess.Popen([dird_bin, "--listen", "127.0.0.1:%d" % port, "--database", db,
+                                 "--max-body", str(64 << 20), "--login-burst", "10000", "--login-interval", "1",
+                                 "--ttl", "86400"], stderr=log)
+        procs.append(dird)
+        try:
+            wait_port(port)
+        except TimeoutError:
+            sys.exit("bench: p2p-dird did not start:\n" + open(os.path.join(work, "dird.log")).read())
+        base = "http://127.0.0.1:%d" % port
+        print("machine: %s, %d cores; p2p-dird %s" % (os.uname().machine, os.cpu_count(), dird_bin))
+
+        # Users: register + login (yescrypt dominates; not part of the index target).
+        t0 = time.monotonic()
+        tokens = []
+        s = requests.Session()
+
+        def make_user(i):
+            name = "peer%04d" % i
+            r = requests.post(base + "/register", json={"username": name, "password": "pw"}, timeout=60)
+            assert r.status_code == 201, r.text
+            r = requests.post(base + "/login", json={"username": name, "password": "pw"}, timeout=60)
+            return r.json()["token"]
+        with ThreadPoolExecutor(8) as ex:
+            tokens = list(ex.map(make_user, range(a.peers)))
+        t_users = time.monotonic() - t0
+        print("register+login %d users: %.1f s (yescrypt hashing)" % (a.peers, t_users))
+
+        # Index: each peer shares a.files files with realistic names.
+        words = ["holiday", "photos", "report", "music", "album", "video", "backup", "notes", "draft",
+                 "linux", "debian", "image", "scan", "invoice", "movie", "lecture"]
+        bodies = []
+        for i in range(a.peers):
+            files = [{"name": "%s %s %06d-%04d.dat" % (words[(i + j) % 16], words[(i * 7 + j * 3) % 16], j, i),
+                      "size": 1000 + j, "sha256": "%064x" % (i * 1000003 + j)} for j in range(a.files)]
+            bodies.append(json.dumps({"ip": "127.0.0.1", "port": 50001, "folder": "/srv/p%d" % i,
+                                      "files": files}).encode())
+        t0 = time.monotonic()
+
+        def index(i):
+            r = s_local().post(base + "/index", data=bodies[i], timeout=120,
+                               headers={"Authorization": "Bearer " + tokens[i],
+                                        "Content-Type": "application/json"})
+            assert r.status_code == 200, r.text
+        tl = threading.local()
+
+        def s_local():
+            if not hasattr(tl, "s"):
+                tl.s = requests.Session()
+            return tl.s
+        with ThreadPoolExecutor(4) as ex:
+            list(ex.map(index, range(a.peers)))
+        t_index = time.monotonic() - t0
+        nfiles = a.peers * a.files
+        print("index %d files (%d peers x %d): %.2f s (%.0f files/s)" % (nfiles, a.peers, a.files, t_index,
+                                                                          nfiles / t_index))
+        rss_after_index = rss_kb(dird.pid, "VmRSS")
+
+        # A static JSON answer of the same size as an exact-search answer, served by nginx.
+        tok = tokens[0]
+        exact_name = "holiday holiday 000000-0000.dat"
+        r = requests.get(base + "/search", params={"file": exact_name}, headers={"Authorization": "Bearer " + tok})
+        assert r.status_code == 200, r.text
+        os.makedirs(os.path.join(work, "www"))
+        os.chmod(work, 0o755)  # nginx's worker runs as www-data
+        with open(os.path.join(work, "www", "search.json"), "wb") as f:
+            f.write(r.content)
+        nport = free_port()
+        conf = os.path.join(work, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write("""worker_processes 1;
+daemon off;
+pid %(w)s/nginx.pid;
+error_log %(w)s/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path %(w)s/tmp; proxy_temp_path %(w)s/tmp; fastcgi_temp_path %(w)s/tmp;
+  uwsgi_temp_path %(w)s/tmp; scgi_temp_path %(w)s/tmp;
+  server { listen 127.0.0.1:%(p)d; root %(w)s/www; default_type application/json; }
+}
+""" % {"w": work, "p": nport})
+        nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
+        procs.append(nginx)
+        wait_port(nport)
+
+        res = {}
+        res["nginx static"] = wrk("http://127.0.0.1:%d/search.json" % nport, a.duration, a.connections)
+        res["exact search"] = wrk(base + "/search?file=" + requests.utils.quote(exact_name), a.duration,
+                                  a.connections, tok)
+        res["substring search"] = wrk(base + "/search?q=lecture%20draft%20000123&limit=50", a.duration,
+                                      a.connections, tok)
+        res["substring, broad"] = wrk(base + "/search?q=holiday&limit=50", a.duration, a.connections, tok)
+        r = requests.get(base + "/search", params={"q": "holiday", "limit": 50}, headers={"Authorization": "Bearer " + tok})
+        broad_total = r.json()["total"]
+        peak = rss_kb(dird.pid)
+        print()
+        print("%-18s %10s %9s %9s %8s" % ("", "req/s", "p50 ms", "p99 ms", "errors"))
+        for k, v in res.items():
+            print("%-18s %10.0f %9.3f %9.3f %8s" % (k, v["rps"], v["p50"], v["p99"],
+                                                   v["non2xx"] or v["socket_errors"] or 0))
+        print()
+        print("exact search / nginx static req/s: %.2f" % (res["exact search"]["rps"] / res["nginx static"]["rps"]))
+        print("broad substring query matches %d files (total counted per request)" % broad_total)
+        print("p2p-dird RSS after indexing: %.1f MB; peak RSS: %.1f MB" % (rss_after_index / 1024, peak / 1024))
+        print("database size: %.0f MB" % (sum(os.path.getsize(os.path.join(work, f)) for f in os.listdir(work)
+                                              if f.startswith("dird.db")) / 1e6))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
