@@ -4,7 +4,7 @@
 against nginx-light serving a static JSON file on this machine in the same
 run. Prints req/s, p50/p99 latency and the ratios; everything on 127.0.0.1.
 
-    bench/dird/bench.py [--peers N] [--files N] [--duration S] [--builddir DIR]
+    bench/dird/bench.py [--peers N] [--files N] [--duration S] [--builddir DIR] [--keep]
 """
 import argparse
 import json
@@ -75,6 +75,7 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--builddir", default=os.path.join(top, "build"))
+    ap.add_argument("--keep", action="store_true", help="keep the database and print where it is")
     a = ap.parse_args()
     dird_bin = os.path.join(a.builddir, "src/dird/p2p-dird")
     for tool in ("wrk", "nginx"):
@@ -199,7 +200,10 @@ http {
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        if a.keep:
+            print("kept: %s" % work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ static const char *const stmt_sql[S_N] = {
 	[S_SEARCH_EXACT] = "SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
 			   "WHERE f.name = ?1 AND" ALIVE "?2 ORDER BY u.name",
 	[S_SEARCH_FTS] = "SELECT " HIT_COLUMNS " FROM files_fts JOIN files f ON f.id = files_fts.rowid"
-			 HIT_JOIN "WHERE files_fts MATCH ?1 AND" ALIVE "?2 ORDER BY f.id LIMIT ?3 OFFSET ?4",
+			 HIT_JOIN "WHERE files_fts MATCH ?1 AND" ALIVE "?2 ORDER BY files_fts.rowid LIMIT ?3 OFFSET ?4",
 	[S_COUNT_FTS] = "SELECT count(*) FROM files_fts JOIN files f ON f.id = files_fts.rowid"
 			HIT_JOIN "WHERE files_fts MATCH ?1 AND" ALIVE "?2",
 	[S_SEARCH_LIKE] = "SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
