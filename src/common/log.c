@@ -62,6 +62,9 @@ int log_level_from_name(const char *name)
 }
 
 static void log_vwrite(int priority, const char *suffix, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void log_vwrite(int priority, const char *suffix, const char *fmt, va_list ap)
 {
 	char line[2048];
 	int n, m;
