@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -340,4 +341,44 @@ oom:
 	}
 	conf_free(keys, dst);
 	return -ENOMEM;
+}
+
+struct option *conf_long_options(const struct conf_key *keys, const struct option *fixed,
+				 size_t nfixed, int val_base)
+{
+	size_t nkeys = 0, k = nfixed;
+	struct option *opts;
+
+	while (keys[nkeys].name)
+		nkeys++;
+	opts = calloc(nfixed + 2 * nkeys + 1, sizeof(*opts));
+	if (!opts)
+		return NULL;
+	memcpy(opts, fixed, nfixed * sizeof(*opts));
+	for (size_t i = 0; i < nkeys; i++) {
+		opts[k++] = (struct option){ keys[i].name, required_argument, NULL, val_base + (int)i };
+		if (strchr(keys[i].name, '_')) {
+			char *dashed = strdup(keys[i].name);
+
+			if (!dashed) {
+				conf_long_options_free(opts, keys, val_base);
+				return NULL;
+			}
+			for (char *p = dashed; *p; p++)
+				if (*p == '_')
+					*p = '-';
+			opts[k++] = (struct option){ dashed, required_argument, NULL, val_base + (int)i };
+		}
+	}
+	return opts;
+}
+
+void conf_long_options_free(struct option *opts, const struct conf_key *keys, int val_base)
+{
+	if (!opts)
+		return;
+	for (struct option *o = opts; o->name; o++)
+		if (o->val >= val_base && o->name != keys[o->val - val_base].name)
+			free((char *)o->name);
+	free(opts);
 }

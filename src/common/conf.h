@@ -65,4 +65,12 @@ int conf_copy(const struct conf_key *keys, void *dst, const void *src);
 
 void conf_strlist_free(struct conf_strlist *l);
 
+struct option;
+/* A getopt_long table: the fixed options, then for every key "--key" and,
+ * when the key has '_', also "--key-with-dashes"; a key's option returns
+ * val_base + its index in keys. Free with conf_long_options_free(). */
+struct option *conf_long_options(const struct conf_key *keys, const struct option *fixed,
+				 size_t nfixed, int val_base);
+void conf_long_options_free(struct option *opts, const struct conf_key *keys, int val_base);
+
 #endif

@@ -490,40 +490,18 @@ struct args {
  * or an exit status (help, version, usage error) + 1000. */
 static int parse_args(int argc, char **argv, struct args *a)
 {
-	struct option *longopts;
-	size_t nkeys = 0, nopts;
+	static const struct option fixed[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'n' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+	};
+	struct option *longopts = conf_long_options(dird_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), 1000);
 	int c, r = 0;
 
-	while (dird_keys[nkeys].name)
-		nkeys++;
-	/* Fixed options, then one --key and one --key-with-dashes per config key. */
-	nopts = 7 + 2 * nkeys + 1;
-	longopts = calloc(nopts, sizeof(*longopts));
 	if (!longopts)
 		return 1000 + EXIT_FAILURE;
-	longopts[0] = (struct option){ "config", required_argument, NULL, 'c' };
-	longopts[1] = (struct option){ "check", no_argument, NULL, 'n' };
-	longopts[2] = (struct option){ "verbose", no_argument, NULL, 'v' };
-	longopts[3] = (struct option){ "help", no_argument, NULL, 'h' };
-	longopts[4] = (struct option){ "version", no_argument, NULL, 'V' };
-	longopts[5] = (struct option){ "listen", required_argument, NULL, 'l' };
-	longopts[6] = (struct option){ "database", required_argument, NULL, 'd' };
-	for (size_t i = 0, k = 7; i < nkeys; i++) {
-		char *dashed = strdup(dird_keys[i].name);
-
-		if (!dashed) {
-			r = 1000 + EXIT_FAILURE;
-			goto out;
-		}
-		for (char *p = dashed; *p; p++)
-			if (*p == '_')
-				*p = '-';
-		longopts[k++] = (struct option){ dird_keys[i].name, required_argument, NULL, 1000 + (int)i };
-		if (strcmp(dashed, dird_keys[i].name))
-			longopts[k++] = (struct option){ dashed, required_argument, NULL, 1000 + (int)i };
-		else
-			free(dashed);
-	}
 	/* '+': stop at the first non-option, the subcommand. */
 	while (r == 0 && (c = getopt_long(argc, argv, "+c:nl:d:vhV", longopts, NULL)) != -1) {
 		const char *key = NULL;
@@ -537,7 +515,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		case 'l': key = "listen"; break;
 		case 'd': key = "database"; break;
 		default:
-			if (c >= 1000 && c < 1000 + (int)nkeys) {
+			if (c >= 1000) {
 				key = dird_keys[c - 1000].name;
 				break;
 			}
@@ -553,12 +531,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 			overrides[noverrides++] = (struct override){ key, optarg };
 		}
 	}
-out:
-	for (size_t i = 0; i < nopts; i++)
-		if (longopts[i].name && longopts[i].val >= 1000 &&
-		    longopts[i].name != dird_keys[longopts[i].val - 1000].name)
-			free((char *)longopts[i].name);
-	free(longopts);
+	conf_long_options_free(longopts, dird_keys, 1000);
 	return r;
 }
 
