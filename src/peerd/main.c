@@ -1,0 +1,513 @@
+/* main.c — p2p-peerd: options and configuration, the session with the
+ * directory (login, index, heartbeats, re-login), socket activation,
+ * signals and systemd notification. Serving files is rpc.c's job. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <grpc/grpc.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "notify.h"
+#include "peerd.h"
+
+#define EXIT_USAGE 2
+#define PEERS_DIR SYSCONFDIR "/p2p/peers"
+
+#define KEY(name, type, field, min, max) { name, type, offsetof(struct peerd_settings, field), min, max }
+const struct conf_key peerd_keys[] = {
+	KEY("username", CONF_STRING, username, 0, 0),
+	KEY("password_file", CONF_STRING, password_file, 0, 0),
+	KEY("directory", CONF_STRING, directory, 0, 0),
+	KEY("folder", CONF_STRING, folder, 0, 0),
+	KEY("ip", CONF_STRING, ip, 0, 0),
+	KEY("port", CONF_INT, port, 1, 65535),
+	KEY("listen", CONF_STRING, listen, 0, 0),
+	KEY("state_dir", CONF_STRING, state_dir, 0, 0),
+	KEY("log_level", CONF_STRING, log_level, 0, 0),
+	KEY("status", CONF_STRING, status, 0, 0),
+	KEY("files", CONF_STRLIST, files, 0, 0),
+	KEY("heartbeat", CONF_INT, heartbeat, 1, 3600),
+	KEY("max_message", CONF_INT, max_message, 1024, 64LL << 20),
+	KEY("chunk_size", CONF_INT, chunk_size, 4096, 4LL << 20),
+	{ NULL, 0, 0, 0, 0 },
+};
+
+static const struct {
+	const char *key, *help;
+} key_help[] = {
+	{ "username", "user name at the directory (the seed's \"username\")" },
+	{ "password_file", "file whose first line is the password, read at login" },
+	{ "directory", "URL of p2p-dird (default http://127.0.0.1:6970)" },
+	{ "folder", "the shared folder (required)" },
+	{ "ip", "address other peers reach this one at (default: the directory sees it)" },
+	{ "port", "gRPC port advertised and, without --listen, bound (default 50001)" },
+	{ "listen", "ADDR:PORT to serve gRPC on (default 0.0.0.0:PORT)" },
+	{ "state_dir", "where the peer keeps its state" },
+	{ "log_level", "err, warning, notice, info (default) or debug" },
+	{ "files", "comma-separated allow-list of shared names (default: every regular file)" },
+	{ "heartbeat", "seconds between heartbeats to the directory (default 30)" },
+	{ "max_message", "largest file DownloadFile sends in one message, bytes (default 4194304)" },
+	{ "chunk_size", "bytes per Read chunk (default 262144)" },
+};
+
+struct peerd {
+	struct peerd_settings set;
+	struct event_base *base;
+	struct share share;
+	struct session session;
+	struct ticket_checker tc;
+	struct rpc *rpc;
+	struct evconnlistener *activated; /* gRPC socket from systemd */
+	struct event *ev_term, *ev_int, *ev_hup, *ev_beat, *ev_watchdog;
+	int grpc_port;
+};
+
+static void settings_defaults(struct peerd_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->directory = strdup("http://127.0.0.1:6970");
+	s->log_level = strdup("info");
+	s->port = 50001;
+	s->heartbeat = 30;
+	s->max_message = 4 << 20;
+	s->chunk_size = 256 << 10;
+}
+
+static int settings_check(const struct peerd_settings *s, char *err, size_t len)
+{
+	struct evhttp_uri;
+
+	if (!s->folder || !*s->folder) {
+		snprintf(err, len, "folder: the shared folder must be set");
+		return -EINVAL;
+	}
+	if (s->username && !valid_username(s->username)) {
+		snprintf(err, len, "username: \"%s\" is not 1-64 of A-Z a-z 0-9 _ . -", s->username);
+		return -EINVAL;
+	}
+	if (!s->directory || strncmp(s->directory, "http://", 7) != 0) {
+		snprintf(err, len, "directory: \"%s\" must be an http:// URL", s->directory ? s->directory : "");
+		return -EINVAL;
+	}
+	if (log_level_from_name(s->log_level ? s->log_level : "") < 0) {
+		snprintf(err, len, "log_level: \"%s\" is not one of err, warning, notice, info, debug", s->log_level);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < s->files.n; i++)
+		if (!valid_filename(s->files.v[i], strlen(s->files.v[i]))) {
+			snprintf(err, len, "files: \"%s\" is not a valid file name", s->files.v[i]);
+			return -EINVAL;
+		}
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: p2p-peerd [OPTIONS]\n"
+		"\n"
+		"Serve a folder to other peers over gRPC and keep a session with the\n"
+		"p2p directory.\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE   configuration file (default with --name: %s/NAME.json)\n"
+		"  -N, --name NAME     instance name\n"
+		"  -n, --check         check the configuration and exit\n"
+		"  -v, --verbose       log debug messages\n"
+		"  -h, --help          show this help\n"
+		"  -V, --version       show the version\n"
+		"\n"
+		"Every configuration key is also an option, which wins over the file:\n",
+		PEERS_DIR);
+	for (size_t i = 0; i < sizeof(key_help) / sizeof(key_help[0]); i++) {
+		char opt[40];
+
+		snprintf(opt, sizeof(opt), "--%s", key_help[i].key);
+		for (char *p = opt + 2; *p; p++)
+			if (*p == '_')
+				*p = '-';
+		fprintf(f, "  %-18s  %s\n", opt, key_help[i].help);
+	}
+	fprintf(f, "\nSee p2p-peerd(8).\n");
+}
+
+/* ---- the session with the directory ------------------------------------- */
+
+static int read_password(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f)
+		return log_errno(LOG_ERR, errno, "cannot read the password file %s", path);
+	if (!fgets(buf, (int)len, f))
+		buf[0] = '\0';
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	return n ? 0 : -EINVAL;
+}
+
+static int directory_index(struct peerd *p)
+{
+	struct json_object *body = json_object_new_object(), *reply = NULL;
+	char token[SHA256_HEX_LEN + 1];
+	int status;
+
+	pthread_mutex_lock(&p->session.lock);
+	snprintf(token, sizeof(token), "%s", p->session.token);
+	pthread_mutex_unlock(&p->session.lock);
+	if (!*token) {
+		json_object_put(body);
+		return -ENOTCONN;
+	}
+	if (p->set.ip)
+		json_object_object_add(body, "ip", json_object_new_string(p->set.ip));
+	json_object_object_add(body, "port", json_object_new_int(p->grpc_port));
+	json_object_object_add(body, "folder", json_object_new_string(p->set.folder));
+	json_object_object_add(body, "files", share_to_json(&p->share));
+	status = dir_call(p->set.directory, "POST", "/index", token, body, &reply, 30);
+	json_object_put(body);
+	json_object_put(reply);
+	if (status != 200) {
+		log_warn("indexing at %s failed (HTTP %d)", p->set.directory, status);
+		return status == 401 ? -EACCES : -EIO;
+	}
+	log_info("indexed %zu file(s) at %s", p->share.n, p->set.directory);
+	return 0;
+}
+
+static int directory_login(struct peerd *p)
+{
+	struct json_object *body, *reply = NULL, *v;
+	char password[1100];
+	int status;
+
+	if (!p->set.username || !p->set.password_file) {
+		log_notice("no username and password_file configured: not logging in to the directory");
+		return -ENOKEY;
+	}
+	if (read_password(p->set.password_file, password, sizeof(password)) < 0)
+		return -EINVAL;
+	body = json_object_new_object();
+	json_object_object_add(body, "username", json_object_new_string(p->set.username));
+	json_object_object_add(body, "password", json_object_new_string(password));
+	explicit_bzero(password, sizeof(password));
+	status = dir_call(p->set.directory, "POST", "/login", NULL, body, &reply, 30);
+	json_object_put(body);
+	if (status != 200 || !json_object_object_get_ex(reply, "token", &v) ||
+	    !valid_sha256_hex(json_object_get_string(v))) {
+		json_object_put(reply);
+		if (status == 0)
+			log_warn("the directory %s cannot be reached; will retry", p->set.directory);
+		else
+			log_err("login as %s at %s failed (HTTP %d)", p->set.username, p->set.directory, status);
+		return status == 0 ? -EHOSTUNREACH : -EACCES;
+	}
+	pthread_mutex_lock(&p->session.lock);
+	snprintf(p->session.token, sizeof(p->session.token), "%s", json_object_get_string(v));
+	pthread_mutex_unlock(&p->session.lock);
+	json_object_put(reply);
+	log_info("logged in as %s at %s", p->set.username, p->set.directory);
+	return directory_index(p);
+}
+
+static void update_status(struct peerd *p)
+{
+	bool in;
+
+	pthread_mutex_lock(&p->session.lock);
+	in = p->session.token[0] != '\0';
+	pthread_mutex_unlock(&p->session.lock);
+	if (in)
+		notify_status("logged in as %s, sharing %zu file(s), gRPC port %d", p->set.username,
+			      p->share.n, p->grpc_port);
+	else
+		notify_status("not logged in, sharing %zu file(s), gRPC port %d", p->share.n, p->grpc_port);
+}
+
+/* Heartbeat; re-login and re-index when the directory lost us. */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	struct peerd *p = arg;
+	char token[SHA256_HEX_LEN + 1];
+	int status;
+
+	pthread_mutex_lock(&p->session.lock);
+	snprintf(token, sizeof(token), "%s", p->session.token);
+	pthread_mutex_unlock(&p->session.lock);
+	if (!*token) {
+		if (p->set.username && p->set.password_file)
+			directory_login(p);
+	} else {
+		status = dir_call(p->set.directory, "POST", "/heartbeat", token, NULL, NULL, 10);
+		if (status == 401) {
+			pthread_mutex_lock(&p->session.lock);
+			p->session.token[0] = '\0';
+			pthread_mutex_unlock(&p->session.lock);
+			directory_login(p);
+		} else if (status == 409) {
+			directory_index(p);
+		} else if (status != 200) {
+			log_warn("heartbeat to %s failed (HTTP %d)", p->set.directory, status);
+		}
+	}
+	update_status(p);
+}
+
+static void directory_logout(struct peerd *p)
+{
+	char token[SHA256_HEX_LEN + 1];
+
+	pthread_mutex_lock(&p->session.lock);
+	snprintf(token, sizeof(token), "%s", p->session.token);
+	p->session.token[0] = '\0';
+	pthread_mutex_unlock(&p->session.lock);
+	if (*token && dir_call(p->set.directory, "POST", "/logout", token, NULL, NULL, 5) == 200)
+		log_info("logged out of %s", p->set.directory);
+}
+
+/* ---- signals and sockets ------------------------------------------------- */
+
+static void on_terminate(evutil_socket_t sig, short what, void *arg)
+{
+	struct peerd *p = arg;
+
+	log_info("received %s; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	notify_stopping();
+	event_base_loopexit(p->base, NULL);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct peerd *p = arg;
+
+	log_info("received SIGHUP; re-scanning %s", p->set.folder);
+	if (share_scan(&p->share, &p->set.files) >= 0)
+		directory_index(p);
+	update_status(p);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	notify_watchdog();
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+{
+	struct peerd *p = arg;
+	int one = 1;
+
+	evutil_make_socket_nonblocking(fd);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	rpc_add_fd(p->rpc, fd);
+}
+
+/* The gRPC listening socket from systemd (fd name "grpc", or the only one). */
+static int activated_socket(void)
+{
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names), fd = -1;
+
+	for (int i = 0; i < n; i++) {
+		if (fd < 0 && (n == 1 || (names && names[i] && strcmp(names[i], "grpc") == 0)))
+			fd = SD_LISTEN_FDS_START + i;
+		if (names)
+			free(names[i]);
+	}
+	free(names);
+	return fd;
+}
+
+static int run(struct peerd *p)
+{
+	char listen_buf[300];
+	const char *listen;
+	int afd = activated_socket(), r;
+	uint64_t wd;
+	struct timeval beat = { .tv_sec = p->set.heartbeat };
+
+	p->base = event_base_new();
+	if (!p->base)
+		return -ENOMEM;
+	r = share_open(&p->share, p->set.folder);
+	if (r < 0)
+		return r;
+	if (share_scan(&p->share, &p->set.files) < 0)
+		return -EIO;
+	if (p->set.listen) {
+		listen = p->set.listen;
+	} else {
+		snprintf(listen_buf, sizeof(listen_buf), "0.0.0.0:%lld", p->set.port);
+		listen = listen_buf;
+	}
+	p->tc.directory = p->set.directory;
+	p->tc.session = &p->session;
+	grpc_init();
+	r = rpc_start(&p->rpc, afd >= 0 ? NULL : listen, &p->share, &p->tc, p->set.max_message,
+		      p->set.chunk_size, &p->grpc_port);
+	if (r < 0)
+		return r;
+	if (afd >= 0) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		evutil_make_socket_nonblocking(afd);
+		p->activated = evconnlistener_new(p->base, on_accept, p, LEV_OPT_CLOSE_ON_FREE, -1, afd);
+		if (!p->activated)
+			return log_errno(LOG_ERR, errno, "cannot use the gRPC socket passed by systemd");
+		if (getsockname(afd, (struct sockaddr *)&ss, &sl) == 0)
+			p->grpc_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+								      : ((struct sockaddr_in *)&ss)->sin_port);
+		log_info("serving gRPC on the socket passed by systemd (port %d)", p->grpc_port);
+	} else {
+		log_info("serving gRPC on %s (port %d)", listen, p->grpc_port);
+	}
+	directory_login(p);
+	p->ev_term = evsignal_new(p->base, SIGTERM, on_terminate, p);
+	p->ev_int = evsignal_new(p->base, SIGINT, on_terminate, p);
+	p->ev_hup = evsignal_new(p->base, SIGHUP, on_hup, p);
+	p->ev_beat = event_new(p->base, -1, EV_PERSIST, on_heartbeat, p);
+	event_add(p->ev_term, NULL);
+	event_add(p->ev_int, NULL);
+	event_add(p->ev_hup, NULL);
+	event_add(p->ev_beat, &beat);
+	wd = notify_watchdog_usec();
+	if (wd) {
+		struct timeval tv = { .tv_sec = (time_t)(wd / 2000000), .tv_usec = (suseconds_t)(wd / 2 % 1000000) };
+
+		p->ev_watchdog = event_new(p->base, -1, EV_PERSIST, on_watchdog, p);
+		event_add(p->ev_watchdog, &tv);
+	}
+	update_status(p);
+	notify_ready();
+	event_base_dispatch(p->base);
+	directory_logout(p);
+	return 0;
+}
+
+static void cleanup(struct peerd *p)
+{
+	if (p->activated)
+		evconnlistener_free(p->activated);
+	rpc_stop(p->rpc);
+	if (p->rpc)
+		grpc_shutdown_blocking();
+	struct event *evs[] = { p->ev_term, p->ev_int, p->ev_hup, p->ev_beat, p->ev_watchdog };
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i])
+			event_free(evs[i]);
+	if (p->base)
+		event_base_free(p->base);
+	share_close(&p->share);
+	pthread_mutex_destroy(&p->session.lock);
+	conf_free(peerd_keys, &p->set);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option fixed[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "check", no_argument, NULL, 'n' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+	};
+	static struct peerd p;
+	struct { const char *key, *value; } overrides[64];
+	size_t noverrides = 0;
+	const char *config = NULL, *name = NULL;
+	char path[4096], err[CONF_ERRLEN];
+	bool check = false, verbose = false, required = true;
+	struct option *longopts;
+	int c, r = 0;
+
+	log_init(argv[0]);
+	signal(SIGPIPE, SIG_IGN);
+	p.share.dirfd = -1;
+	pthread_mutex_init(&p.session.lock, NULL);
+	longopts = conf_long_options(peerd_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), 1000);
+	if (!longopts)
+		return EXIT_FAILURE;
+	while (r == 0 && (c = getopt_long(argc, argv, "c:N:nvhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'N': name = optarg; break;
+		case 'n': check = true; break;
+		case 'v': verbose = true; break;
+		case 'h': usage(stdout); r = 1000; break;
+		case 'V': printf("p2p-peerd %s\n", PACKAGE_VERSION); r = 1000; break;
+		default:
+			if (c >= 1000 && noverrides < sizeof(overrides) / sizeof(overrides[0])) {
+				overrides[noverrides].key = peerd_keys[c - 1000].name;
+				overrides[noverrides++].value = optarg;
+				break;
+			}
+			usage(stderr);
+			r = 1000 + EXIT_USAGE;
+		}
+	}
+	conf_long_options_free(longopts, peerd_keys, 1000);
+	if (r)
+		return r - 1000;
+	if (optind < argc) {
+		log_err("unexpected argument \"%s\"; try p2p-peerd --help", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (name && !valid_username(name)) {
+		log_err("--name: \"%s\" is not 1-64 of A-Z a-z 0-9 _ . -", name);
+		return EXIT_USAGE;
+	}
+	settings_defaults(&p.set);
+	if (!config && name) {
+		snprintf(path, sizeof(path), "%s/%s.json", PEERS_DIR, name);
+		config = path;
+		required = false;
+	}
+	if (config) {
+		r = conf_load_file(peerd_keys, &p.set, config, err, sizeof(err));
+		if (r < 0 && !(r == -ENOENT && !required)) {
+			log_err("%s", err);
+			goto usage_error;
+		}
+	}
+	for (size_t i = 0; i < noverrides; i++)
+		if (conf_apply_text(peerd_keys, &p.set, overrides[i].key, overrides[i].value, err, sizeof(err)) < 0) {
+			log_err("%s", err);
+			goto usage_error;
+		}
+	if (!p.set.username && name)
+		p.set.username = strdup(name);
+	if (settings_check(&p.set, err, sizeof(err)) < 0) {
+		log_err("%s%s%s", config ? config : "", config ? ": " : "", err);
+		goto usage_error;
+	}
+	log_set_level(verbose ? LOG_DEBUG : log_level_from_name(p.set.log_level));
+	if (check) {
+		printf("configuration OK\n");
+		cleanup(&p);
+		return EXIT_SUCCESS;
+	}
+	r = run(&p);
+	cleanup(&p);
+	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+usage_error:
+	cleanup(&p);
+	return EXIT_USAGE;
+}

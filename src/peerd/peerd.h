@@ -1,0 +1,87 @@
+/* peerd.h — p2p-peerd's settings and the pieces its modules share. */
+#ifndef P2P_PEERD_H
+#define P2P_PEERD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "conf.h"
+#include "crypto.h"
+#include "validate.h"
+
+struct peerd_settings {
+	char *name;            /* instance name (--name) */
+	char *username;        /* the seed's "username" */
+	char *password_file;
+	char *directory;       /* http://HOST:PORT of p2p-dird */
+	char *folder;          /* the shared folder */
+	char *ip;              /* address advertised to the directory (seed's "ip") */
+	long long port;        /* gRPC port (seed's "port") */
+	char *listen;          /* ADDR:PORT to bind; default ip:port, or 0.0.0.0:port */
+	char *state_dir;
+	char *control_socket;
+	char *log_level;
+	char *status;          /* seed's "status": accepted and ignored */
+	struct conf_strlist files; /* allow-list; empty: share every regular file */
+	long long heartbeat;   /* s between heartbeats */
+	long long max_message; /* largest DownloadFile answer, bytes */
+	long long chunk_size;  /* Read chunk, bytes */
+};
+
+extern const struct conf_key peerd_keys[];
+
+/* One shared file as indexed. */
+struct shared_file {
+	char name[FILENAME_MAX_BYTES + 1];
+	uint64_t size;
+	int64_t mtime;
+	char sha256[SHA256_HEX_LEN + 1];
+};
+
+struct share {
+	pthread_mutex_t lock;
+	int dirfd;                 /* the folder, O_PATH|O_DIRECTORY */
+	struct shared_file *files; /* sorted by name */
+	size_t n;
+};
+
+/* share.c */
+int share_open(struct share *sh, const char *folder);
+void share_close(struct share *sh);
+/* Re-scan the folder (regular files only, allow-list if given). */
+int share_scan(struct share *sh, const struct conf_strlist *allow);
+/* Copy the entry for name; -ENOENT if not shared. */
+int share_find(struct share *sh, const char *name, struct shared_file *out);
+/* Open a shared file for reading, safely relative to the folder. 0 or -errno. */
+int share_open_file(struct share *sh, const char *name, int *fd_out, uint64_t *size_out);
+/* The list as the JSON "files" array of POST /index. */
+struct json_object *share_to_json(struct share *sh);
+
+/* dirclient.c: one blocking REST call to the directory (its own event
+ * base, so any thread may call it). Returns the HTTP status (0 when the
+ * directory cannot be reached) and, when the answer is JSON, *reply. */
+int dir_call(const char *base_url, const char *method, const char *path, const char *token,
+	     struct json_object *body, struct json_object **reply, int timeout_s);
+
+/* The session with the directory, shared by the threads. */
+struct session {
+	pthread_mutex_t lock;
+	char token[SHA256_HEX_LEN + 1]; /* "" when logged out */
+};
+
+/* rpc.c */
+struct rpc;
+struct ticket_checker {
+	const char *directory;
+	struct session *session;
+};
+int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct ticket_checker *tc,
+	      long long max_message, long long chunk_size, int *bound_port);
+/* Hand an accepted connection (socket activation) to the server. */
+void rpc_add_fd(struct rpc *r, int fd);
+void rpc_stop(struct rpc *r);
+
+#endif
