@@ -1,0 +1,445 @@
+/* Unit tests for src/common/varlink.c: framing, strict parsing, formatting,
+ * and the client over a socketpair-like UNIX socket. */
+#include "config.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "varlink.h"
+
+static void test_frame_basic(void **state)
+{
+	size_t n = 99;
+
+	assert_int_equal(varlink_frame_find("", 0, &n), 0);
+	assert_int_equal(varlink_frame_find("{\"a\":1}", 7, &n), 0); /* no NUL yet */
+	assert_int_equal(varlink_frame_find("{}\0", 3, &n), 1);
+	assert_int_equal(n, 2);
+	assert_int_equal(varlink_frame_find("\0", 1, &n), 1);
+	assert_int_equal(n, 0);
+}
+
+/* Several messages in one buffer come out one by one, in order. */
+static void test_frame_several(void **state)
+{
+	const char buf[] = "{\"parameters\":{}}\0{\"a\":1}\0{\"par";
+	size_t len = sizeof(buf) - 1, off = 0, n;
+	int count = 0;
+
+	while (varlink_frame_find(buf + off, len - off, &n) == 1) {
+		count++;
+		if (count == 1)
+			assert_int_equal(n, strlen("{\"parameters\":{}}"));
+		if (count == 2)
+			assert_memory_equal(buf + off, "{\"a\":1}", n);
+		off += n + 1;
+	}
+	assert_int_equal(count, 2);
+	assert_string_equal(buf + off, "{\"par"); /* the partial third waits */
+}
+
+/* A message split across reads is found only once its NUL arrives, whatever
+ * the split. */
+static void test_frame_split(void **state)
+{
+	const char msg[] = "{\"method\":\"io.p2p.Peer.Status\"}";
+	size_t total = sizeof(msg); /* with the NUL */
+
+	for (size_t cut = 0; cut < total; cut++) {
+		size_t n;
+
+		assert_int_equal(varlink_frame_find(msg, cut, &n), 0);
+	}
+	{
+		size_t n;
+
+		assert_int_equal(varlink_frame_find(msg, total, &n), 1);
+		assert_int_equal(n, total - 1);
+	}
+}
+
+static void test_frame_oversize(void **state)
+{
+	size_t big = VARLINK_MESSAGE_MAX + 2, n;
+	char *buf = malloc(big);
+
+	assert_non_null(buf);
+	memset(buf, ' ', big);
+	/* exactly the limit without NUL: still waiting */
+	assert_int_equal(varlink_frame_find(buf, VARLINK_MESSAGE_MAX, &n), 0);
+	/* one byte over and no NUL: too large */
+	assert_int_equal(varlink_frame_find(buf, VARLINK_MESSAGE_MAX + 1, &n), -EMSGSIZE);
+	/* the largest allowed message with its NUL is fine */
+	buf[VARLINK_MESSAGE_MAX] = '\0';
+	assert_int_equal(varlink_frame_find(buf, big, &n), 1);
+	assert_int_equal(n, VARLINK_MESSAGE_MAX);
+	/* a NUL after the limit does not count */
+	buf[VARLINK_MESSAGE_MAX] = ' ';
+	buf[VARLINK_MESSAGE_MAX + 1] = '\0';
+	assert_int_equal(varlink_frame_find(buf, big, &n), -EMSGSIZE);
+	free(buf);
+}
+
+static int call(const char *s, struct varlink_call *c, enum varlink_fault *f)
+{
+	return varlink_call_parse(s, strlen(s), c, f);
+}
+
+static void test_call_good(void **state)
+{
+	struct varlink_call c;
+	enum varlink_fault f;
+	struct json_object *u;
+
+	assert_int_equal(call("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":{\"username\":\"bob\"}}", &c, &f), 0);
+	assert_int_equal(f, VARLINK_FAULT_NONE);
+	assert_string_equal(c.method, "io.p2p.Peer.Login");
+	assert_true(json_object_object_get_ex(c.parameters, "username", &u));
+	assert_string_equal(json_object_get_string(u), "bob");
+	assert_false(c.more);
+	assert_false(c.oneway);
+	varlink_call_free(&c);
+
+	/* no parameters reads as {}; more; unknown keys ignored; whitespace */
+	assert_int_equal(call(" {\"method\":\"io.p2p.Peer.Download\",\"more\":true,\"x\":[1]}\n", &c, &f), 0);
+	assert_true(c.more);
+	assert_non_null(c.parameters);
+	assert_int_equal(json_object_object_length(c.parameters), 0);
+	varlink_call_free(&c);
+
+	assert_int_equal(call("{\"method\":\"org.varlink.service.GetInfo\",\"oneway\":true,\"more\":false}", &c, &f), 0);
+	assert_true(c.oneway);
+	varlink_call_free(&c);
+	varlink_call_free(NULL);
+}
+
+static void expect_call_fault(const char *s, int err, enum varlink_fault want)
+{
+	struct varlink_call c;
+	enum varlink_fault f;
+
+	assert_int_equal(call(s, &c, &f), err);
+	assert_int_equal(f, want);
+	assert_null(c.root);
+	assert_null(c.method);
+}
+
+static void test_call_bad(void **state)
+{
+	expect_call_fault("", -EBADMSG, VARLINK_FAULT_JSON);
+	expect_call_fault("garbage", -EBADMSG, VARLINK_FAULT_JSON);
+	expect_call_fault("{\"method\":", -EBADMSG, VARLINK_FAULT_JSON);
+	expect_call_fault("{\"method\":\"a.B\"} {}", -EBADMSG, VARLINK_FAULT_JSON);
+	expect_call_fault("{'method':'a.B'}", -EBADMSG, VARLINK_FAULT_JSON);
+	expect_call_fault("[1,2]", -EBADMSG, VARLINK_FAULT_NOT_OBJECT);
+	expect_call_fault("\"io.p2p.Peer.Login\"", -EBADMSG, VARLINK_FAULT_NOT_OBJECT);
+	expect_call_fault("42", -EBADMSG, VARLINK_FAULT_NOT_OBJECT);
+	expect_call_fault("{}", -EBADMSG, VARLINK_FAULT_METHOD_MISSING);
+	expect_call_fault("{\"parameters\":{}}", -EBADMSG, VARLINK_FAULT_METHOD_MISSING);
+	expect_call_fault("{\"method\":7}", -EBADMSG, VARLINK_FAULT_METHOD_TYPE);
+	expect_call_fault("{\"method\":null}", -EBADMSG, VARLINK_FAULT_METHOD_TYPE);
+	expect_call_fault("{\"method\":\"Login\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.login\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
+	expect_call_fault("{\"method\":\".Login\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
+	expect_call_fault("{\"method\":\"io..Peer.Login\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Log in\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
+	expect_call_fault("{\"method\":\"io.p2p\\u0000.Peer.Login\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":[]}", -EBADMSG, VARLINK_FAULT_PARAMETERS);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":null}", -EBADMSG, VARLINK_FAULT_PARAMETERS);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":\"x\"}", -EBADMSG, VARLINK_FAULT_PARAMETERS);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"more\":1}", -EBADMSG, VARLINK_FAULT_MORE);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"more\":\"true\"}", -EBADMSG, VARLINK_FAULT_MORE);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"oneway\":null}", -EBADMSG, VARLINK_FAULT_ONEWAY);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"more\":true,\"oneway\":true}", -EBADMSG,
+			  VARLINK_FAULT_MORE_ONEWAY);
+	/* invalid UTF-8: a lone continuation byte, an overlong '/', a surrogate */
+	expect_call_fault("{\"method\":\"a.B\",\"parameters\":{\"x\":\"\x80\"}}", -EILSEQ, VARLINK_FAULT_UTF8);
+	expect_call_fault("{\"method\":\"a.B\",\"parameters\":{\"x\":\"\xc0\xaf\"}}", -EILSEQ, VARLINK_FAULT_UTF8);
+	expect_call_fault("{\"method\":\"a.B\",\"parameters\":{\"x\":\"\xed\xa0\x80\"}}", -EILSEQ, VARLINK_FAULT_UTF8);
+}
+
+static void test_call_nul_and_size(void **state)
+{
+	struct varlink_call c;
+	enum varlink_fault f;
+	const char with_nul[] = "{\"method\":\"a.B\"}\0{}";
+	char *big;
+	size_t n = VARLINK_MESSAGE_MAX + 1;
+
+	assert_int_equal(varlink_call_parse(with_nul, sizeof(with_nul) - 1, &c, &f), -EBADMSG);
+	assert_int_equal(f, VARLINK_FAULT_JSON);
+	/* not NUL-terminated input is fine: only len bytes are read */
+	assert_int_equal(varlink_call_parse(with_nul, strlen(with_nul), &c, &f), 0);
+	varlink_call_free(&c);
+
+	big = malloc(n);
+	assert_non_null(big);
+	memset(big, ' ', n);
+	assert_int_equal(varlink_call_parse(big, n, &c, &f), -EMSGSIZE);
+	assert_int_equal(f, VARLINK_FAULT_TOO_LARGE);
+	free(big);
+
+	/* deep nesting is refused, not a stack overflow */
+	{
+		char deep[2000];
+		size_t i, k = 0;
+
+		k += (size_t)sprintf(deep, "{\"method\":\"a.B\",\"parameters\":{\"x\":");
+		for (i = 0; i < 500; i++)
+			deep[k++] = '[';
+		for (i = 0; i < 500; i++)
+			deep[k++] = ']';
+		deep[k++] = '}';
+		deep[k++] = '}';
+		assert_int_equal(varlink_call_parse(deep, k, &c, &f), -EBADMSG);
+		assert_int_equal(f, VARLINK_FAULT_JSON);
+	}
+}
+
+static int reply(const char *s, struct varlink_reply *r, enum varlink_fault *f)
+{
+	return varlink_reply_parse(s, strlen(s), r, f);
+}
+
+static void test_reply(void **state)
+{
+	struct varlink_reply r;
+	enum varlink_fault f;
+
+	assert_int_equal(reply("{\"parameters\":{\"indexed\":3}}", &r, &f), 0);
+	assert_null(r.error);
+	assert_false(r.continues);
+	assert_int_equal(json_object_object_length(r.parameters), 1);
+	varlink_reply_free(&r);
+
+	assert_int_equal(reply("{\"continues\":true,\"parameters\":{}}", &r, &f), 0);
+	assert_true(r.continues);
+	varlink_reply_free(&r);
+
+	assert_int_equal(reply("{\"error\":\"io.p2p.Peer.NotLoggedIn\"}", &r, &f), 0);
+	assert_string_equal(r.error, "io.p2p.Peer.NotLoggedIn");
+	assert_non_null(r.parameters);
+	varlink_reply_free(&r);
+
+	assert_int_equal(reply("{\"error\":5}", &r, &f), -EBADMSG);
+	assert_int_equal(f, VARLINK_FAULT_ERROR_TYPE);
+	assert_int_equal(reply("{\"error\":\"oops\"}", &r, &f), -EBADMSG);
+	assert_int_equal(f, VARLINK_FAULT_ERROR_NAME);
+	assert_int_equal(reply("{\"continues\":\"yes\"}", &r, &f), -EBADMSG);
+	assert_int_equal(f, VARLINK_FAULT_CONTINUES);
+	assert_int_equal(reply("{\"parameters\":1}", &r, &f), -EBADMSG);
+	assert_int_equal(f, VARLINK_FAULT_PARAMETERS);
+	assert_int_equal(reply("[]", &r, &f), -EBADMSG);
+	assert_int_equal(f, VARLINK_FAULT_NOT_OBJECT);
+}
+
+static void test_format(void **state)
+{
+	struct json_object *p = json_object_new_object();
+	struct varlink_call c;
+	struct varlink_reply r;
+	enum varlink_fault f;
+	char *out;
+	size_t len;
+
+	json_object_object_add(p, "path", json_object_new_string("/a/b"));
+	assert_int_equal(varlink_call_format("io.p2p.Peer.Download", p, VARLINK_CALL_MORE, &out, &len), 0);
+	assert_int_equal(out[len - 1], '\0');
+	assert_int_equal(strlen(out), len - 1);
+	assert_null(strstr(out, "\\/")); /* no escaped slashes */
+	assert_int_equal(varlink_call_parse(out, len - 1, &c, &f), 0);
+	assert_string_equal(c.method, "io.p2p.Peer.Download");
+	assert_true(c.more);
+	varlink_call_free(&c);
+	free(out);
+
+	assert_int_equal(varlink_call_format("Download", p, 0, &out, &len), -EINVAL);
+	assert_null(out);
+	assert_int_equal(varlink_call_format("a.B", p, VARLINK_CALL_MORE | VARLINK_CALL_ONEWAY, &out, &len), -EINVAL);
+
+	assert_int_equal(varlink_reply_format(p, true, &out, &len), 0);
+	assert_int_equal(varlink_reply_parse(out, len - 1, &r, &f), 0);
+	assert_true(r.continues);
+	assert_null(r.error);
+	varlink_reply_free(&r);
+	free(out);
+
+	assert_int_equal(varlink_reply_format(NULL, false, &out, &len), 0);
+	assert_string_equal(out, "{\"parameters\":{}}");
+	free(out);
+
+	assert_int_equal(varlink_error_format("io.p2p.Peer.NotFound", p, &out, &len), 0);
+	assert_int_equal(varlink_reply_parse(out, len - 1, &r, &f), 0);
+	assert_string_equal(r.error, "io.p2p.Peer.NotFound");
+	varlink_reply_free(&r);
+	free(out);
+	assert_int_equal(varlink_error_format("not a name", NULL, &out, &len), -EINVAL);
+
+	/* a reply that would exceed the limit is refused */
+	{
+		size_t n = VARLINK_MESSAGE_MAX;
+		char *s = malloc(n + 1);
+
+		memset(s, 'x', n);
+		s[n] = '\0';
+		json_object_object_add(p, "big", json_object_new_string(s));
+		assert_int_equal(varlink_reply_format(p, false, &out, &len), -EMSGSIZE);
+		assert_null(out);
+		free(s);
+	}
+	json_object_put(p);
+}
+
+/* The client against a listening socket driven by the test itself. */
+static void test_client(void **state)
+{
+	char dir[] = "/tmp/varlink-test-XXXXXX", path[128];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct varlink_conn *conn;
+	struct varlink_reply r;
+	enum varlink_fault f;
+	char buf[256];
+	int lfd, sfd;
+	ssize_t n;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+
+	assert_int_equal(varlink_connect(path, 1000, &conn), -ENOENT);
+
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	strcpy(sa.sun_path, path);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(varlink_connect(path, 1000, &conn), -ECONNREFUSED);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(varlink_connect(path, 1000, &conn), 0);
+	sfd = accept(lfd, NULL, NULL);
+	assert_true(sfd >= 0);
+
+	assert_int_equal(varlink_send_call(conn, "io.p2p.Peer.Status", NULL, 0, 1000), 0);
+	n = read(sfd, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(buf[n - 1], '\0');
+	assert_string_equal(buf, "{\"method\":\"io.p2p.Peer.Status\",\"parameters\":{}}");
+
+	/* nothing sent yet: times out */
+	assert_int_equal(varlink_receive(conn, 50, &r, &f), -ETIMEDOUT);
+
+	/* two replies and half of a third in one write, then the rest */
+	{
+		const char two[] = "{\"continues\":true,\"parameters\":{\"n\":1}}\0"
+				   "{\"parameters\":{\"n\":2}}\0{\"error\":\"io.p2p.Pe";
+		const char rest[] = "er.NotFound\",\"parameters\":{}}";
+
+		assert_int_equal(write(sfd, two, sizeof(two) - 1), (ssize_t)sizeof(two) - 1);
+		assert_int_equal(varlink_receive(conn, 1000, &r, &f), 0);
+		assert_true(r.continues);
+		varlink_reply_free(&r);
+		assert_int_equal(varlink_receive(conn, 1000, &r, &f), 0);
+		assert_false(r.continues);
+		varlink_reply_free(&r);
+		assert_int_equal(varlink_receive(conn, 50, &r, &f), -ETIMEDOUT);
+		assert_int_equal(write(sfd, rest, sizeof(rest)), (ssize_t)sizeof(rest));
+		assert_int_equal(varlink_receive(conn, 1000, &r, &f), 0);
+		assert_string_equal(r.error, "io.p2p.Peer.NotFound");
+		varlink_reply_free(&r);
+	}
+
+	/* garbage is a protocol fault, then the connection is still usable */
+	assert_int_equal(write(sfd, "nonsense", 9), 9);
+	assert_int_equal(varlink_receive(conn, 1000, &r, &f), -EBADMSG);
+	assert_int_equal(f, VARLINK_FAULT_JSON);
+
+	/* an oversize message without NUL */
+	{
+		char *big = malloc(VARLINK_MESSAGE_MAX + 1);
+		size_t off = 0;
+
+		memset(big, ' ', VARLINK_MESSAGE_MAX + 1);
+		/* write from a child so the test does not block on a full socket */
+		if (fork() == 0) {
+			while (off < VARLINK_MESSAGE_MAX + 1) {
+				n = write(sfd, big + off, VARLINK_MESSAGE_MAX + 1 - off);
+				if (n <= 0)
+					_exit(1);
+				off += (size_t)n;
+			}
+			_exit(0);
+		}
+		assert_int_equal(varlink_receive(conn, 5000, &r, &f), -EMSGSIZE);
+		assert_int_equal(f, VARLINK_FAULT_TOO_LARGE);
+		free(big);
+		while (wait(NULL) > 0)
+			;
+	}
+	varlink_close(conn);
+
+	/* the server closing is reported as such */
+	assert_int_equal(varlink_connect(path, 1000, &conn), 0);
+	close(sfd);
+	sfd = accept(lfd, NULL, NULL);
+	close(sfd);
+	assert_int_equal(varlink_receive(conn, 1000, &r, &f), -ECONNRESET);
+	varlink_close(conn);
+	varlink_close(NULL);
+
+	close(lfd);
+	unlink(path);
+	rmdir(dir);
+
+	{
+		char longpath[200];
+
+		memset(longpath, 'a', sizeof(longpath) - 1);
+		longpath[sizeof(longpath) - 1] = '\0';
+		assert_int_equal(varlink_connect(longpath, 100, &conn), -ENAMETOOLONG);
+	}
+}
+
+static void test_names_and_faults(void **state)
+{
+	assert_true(varlink_valid_qualified_name("io.p2p.Peer.Login"));
+	assert_true(varlink_valid_qualified_name("org.varlink.service.MethodNotFound"));
+	assert_true(varlink_valid_qualified_name("a-b.C"));
+	assert_false(varlink_valid_qualified_name("a-.C"));
+	assert_false(varlink_valid_qualified_name("-a.C"));
+	assert_false(varlink_valid_qualified_name("1a.C"));
+	assert_false(varlink_valid_qualified_name("a.C-d"));
+	assert_false(varlink_valid_qualified_name("a."));
+	assert_false(varlink_valid_qualified_name(NULL));
+	assert_false(varlink_valid_qualified_name(""));
+	for (int i = VARLINK_FAULT_NONE; i <= VARLINK_FAULT_ERROR_NAME; i++)
+		for (int j = VARLINK_FAULT_NONE; j < i; j++)
+			assert_string_not_equal(varlink_fault_str(i), varlink_fault_str(j));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_frame_basic),
+		cmocka_unit_test(test_frame_several),
+		cmocka_unit_test(test_frame_split),
+		cmocka_unit_test(test_frame_oversize),
+		cmocka_unit_test(test_call_good),
+		cmocka_unit_test(test_call_bad),
+		cmocka_unit_test(test_call_nul_and_size),
+		cmocka_unit_test(test_reply),
+		cmocka_unit_test(test_format),
+		cmocka_unit_test(test_client),
+		cmocka_unit_test(test_names_and_faults),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
