@@ -28,25 +28,6 @@
 #define DEFAULT_DATABASE LOCALSTATEDIR "/lib/p2p/dird/dird.db"
 #define EXIT_USAGE 2
 
-#define KEY(name, type, field, min, max) { name, type, offsetof(struct dird_settings, field), min, max }
-const struct conf_key dird_keys[] = {
-	KEY("listen", CONF_STRING, listen, 0, 0),
-	KEY("database", CONF_STRING, database, 0, 0),
-	KEY("log_level", CONF_STRING, log_level, 0, 0),
-	KEY("registration", CONF_BOOL, registration, 0, 0),
-	KEY("ttl", CONF_INT, ttl, 5, 86400),
-	KEY("session_lifetime", CONF_INT, session_lifetime, 60, 365LL * 86400),
-	KEY("ticket_lifetime", CONF_INT, ticket_lifetime, 5, 86400),
-	KEY("max_body", CONF_INT, max_body, 1024, 256LL << 20),
-	KEY("max_headers", CONF_INT, max_headers, 1024, 1 << 20),
-	KEY("max_connections", CONF_INT, max_connections, 1, 100000),
-	KEY("timeout", CONF_INT, timeout, 1, 3600),
-	KEY("login_burst", CONF_INT, login_burst, 1, 10000),
-	KEY("login_interval", CONF_INT, login_interval, 1, 3600),
-	KEY("sweep_interval", CONF_INT, sweep_interval, 1, 3600),
-	{ NULL, 0, 0, 0, 0 },
-};
-
 static const struct {
 	const char *key;
 	const char *help;
@@ -66,49 +47,6 @@ static const struct {
 	{ "login_interval", "seconds per login attempt regained after the burst (6)" },
 	{ "sweep_interval", "seconds between sweeps of expired sessions and tickets (60)" },
 };
-
-void dird_settings_defaults(struct dird_settings *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->listen = strdup("127.0.0.1:6970");
-	s->database = strdup(DEFAULT_DATABASE);
-	s->log_level = strdup("info");
-	s->registration = true;
-	s->ttl = 90;
-	s->session_lifetime = 86400;
-	s->ticket_lifetime = 60;
-	s->max_body = 8 << 20;
-	s->max_headers = 16384;
-	s->max_connections = 1024;
-	s->timeout = 30;
-	s->login_burst = 10;
-	s->login_interval = 6;
-	s->sweep_interval = 60;
-}
-
-int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss;
-	int len = sizeof(ss);
-
-	if (!s->listen || evutil_parse_sockaddr_port(s->listen, (struct sockaddr *)&ss, &len) < 0 ||
-	    (ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-				     : ((struct sockaddr_in6 *)&ss)->sin6_port) == 0) {
-		snprintf(err, errlen, "listen: \"%s\" is not ADDR:PORT (e.g. 127.0.0.1:6970 or [::1]:6970)",
-			 s->listen ? s->listen : "");
-		return -EINVAL;
-	}
-	if (!s->database || !*s->database) {
-		snprintf(err, errlen, "database: must name a file");
-		return -EINVAL;
-	}
-	if (!s->log_level || log_level_from_name(s->log_level) < 0) {
-		snprintf(err, errlen, "log_level: \"%s\" is not one of err, warning, notice, info, debug",
-			 s->log_level ? s->log_level : "");
-		return -EINVAL;
-	}
-	return 0;
-}
 
 /* Command-line settings, applied over the config file (and again on reload). */
 struct override {
