@@ -38,6 +38,7 @@ const struct conf_key peerd_keys[] = {
 	KEY("port", CONF_INT, port, 1, 65535),
 	KEY("listen", CONF_STRING, listen, 0, 0),
 	KEY("state_dir", CONF_STRING, state_dir, 0, 0),
+	KEY("control_socket", CONF_STRING, control_socket, 0, 0),
 	KEY("log_level", CONF_STRING, log_level, 0, 0),
 	KEY("status", CONF_STRING, status, 0, 0),
 	KEY("files", CONF_STRLIST, files, 0, 0),
@@ -58,23 +59,12 @@ static const struct {
 	{ "port", "gRPC port advertised and, without --listen, bound (default 50001)" },
 	{ "listen", "ADDR:PORT to serve gRPC on (default 0.0.0.0:PORT)" },
 	{ "state_dir", "where the peer keeps its state" },
+	{ "control_socket", "path of the control socket for p2pctl (default with --name: " RUNSTATEDIR "/p2p/NAME.sock)" },
 	{ "log_level", "err, warning, notice, info (default) or debug" },
 	{ "files", "comma-separated allow-list of shared names (default: every regular file)" },
 	{ "heartbeat", "seconds between heartbeats to the directory (default 30)" },
 	{ "max_message", "largest file DownloadFile sends in one message, bytes (default 4194304)" },
 	{ "chunk_size", "bytes per Read chunk (default 262144)" },
-};
-
-struct peerd {
-	struct peerd_settings set;
-	struct event_base *base;
-	struct share share;
-	struct session session;
-	struct ticket_checker tc;
-	struct rpc *rpc;
-	struct evconnlistener *activated; /* gRPC socket from systemd */
-	struct event *ev_term, *ev_int, *ev_hup, *ev_beat, *ev_watchdog;
-	int grpc_port;
 };
 
 static void settings_defaults(struct peerd_settings *s)
@@ -163,7 +153,7 @@ static int read_password(const char *path, char *buf, size_t len)
 	return n ? 0 : -EINVAL;
 }
 
-static int directory_index(struct peerd *p)
+int directory_index(struct peerd *p)
 {
 	struct json_object *body = json_object_new_object(), *reply = NULL;
 	char token[SHA256_HEX_LEN + 1];
@@ -192,42 +182,60 @@ static int directory_index(struct peerd *p)
 	return 0;
 }
 
-static int directory_login(struct peerd *p)
+int directory_login_as(struct peerd *p, const char *user, const char *password, int *status_out,
+		       struct json_object **reply_out)
 {
 	struct json_object *body, *reply = NULL, *v;
-	char password[1100];
 	int status;
 
-	if (!p->set.username || !p->set.password_file) {
-		log_notice("no username and password_file configured: not logging in to the directory");
-		return -ENOKEY;
-	}
-	if (read_password(p->set.password_file, password, sizeof(password)) < 0)
-		return -EINVAL;
 	body = json_object_new_object();
-	json_object_object_add(body, "username", json_object_new_string(p->set.username));
+	json_object_object_add(body, "username", json_object_new_string(user));
 	json_object_object_add(body, "password", json_object_new_string(password));
-	explicit_bzero(password, sizeof(password));
 	status = dir_call(p->set.directory, "POST", "/login", NULL, body, &reply, 30);
 	json_object_put(body);
+	if (status_out)
+		*status_out = status;
 	if (status != 200 || !json_object_object_get_ex(reply, "token", &v) ||
 	    !valid_sha256_hex(json_object_get_string(v))) {
-		json_object_put(reply);
+		if (reply_out)
+			*reply_out = reply;
+		else
+			json_object_put(reply);
 		if (status == 0)
 			log_warn("the directory %s cannot be reached; will retry", p->set.directory);
 		else
-			log_err("login as %s at %s failed (HTTP %d)", p->set.username, p->set.directory, status);
+			log_err("login as %s at %s failed (HTTP %d)", user, p->set.directory, status);
 		return status == 0 ? -EHOSTUNREACH : -EACCES;
 	}
 	pthread_mutex_lock(&p->session.lock);
 	snprintf(p->session.token, sizeof(p->session.token), "%s", json_object_get_string(v));
+	snprintf(p->session.username, sizeof(p->session.username), "%s", user);
 	pthread_mutex_unlock(&p->session.lock);
-	json_object_put(reply);
-	log_info("logged in as %s at %s", p->set.username, p->set.directory);
+	if (reply_out)
+		*reply_out = reply;
+	else
+		json_object_put(reply);
+	log_info("logged in as %s at %s", user, p->set.directory);
 	return directory_index(p);
 }
 
-static void update_status(struct peerd *p)
+static int directory_login(struct peerd *p)
+{
+	char password[1100];
+	int r;
+
+	if (!p->set.username || !p->set.password_file) {
+		log_notice("no username and password_file configured: waiting for a login on the control socket");
+		return -ENOKEY;
+	}
+	if (read_password(p->set.password_file, password, sizeof(password)) < 0)
+		return -EINVAL;
+	r = directory_login_as(p, p->set.username, password, NULL, NULL);
+	explicit_bzero(password, sizeof(password));
+	return r;
+}
+
+void update_status(struct peerd *p)
 {
 	bool in;
 
@@ -235,7 +243,7 @@ static void update_status(struct peerd *p)
 	in = p->session.token[0] != '\0';
 	pthread_mutex_unlock(&p->session.lock);
 	if (in)
-		notify_status("logged in as %s, sharing %zu file(s), gRPC port %d", p->set.username,
+		notify_status("logged in as %s, sharing %zu file(s), gRPC port %d", p->session.username,
 			      p->share.n, p->grpc_port);
 	else
 		notify_status("not logged in, sharing %zu file(s), gRPC port %d", p->share.n, p->grpc_port);
@@ -270,7 +278,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 	update_status(p);
 }
 
-static void directory_logout(struct peerd *p)
+void directory_logout(struct peerd *p)
 {
 	char token[SHA256_HEX_LEN + 1];
 
@@ -318,30 +326,36 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	rpc_add_fd(p->rpc, fd);
 }
 
-/* The gRPC listening socket from systemd (fd name "grpc", or the only one). */
-static int activated_socket(void)
+/* Sockets from systemd: the gRPC one (named "grpc", or the only unnamed
+ * one) and the control socket (named "control"). */
+static void activated_sockets(int *grpc_fd, int *control_fd)
 {
 	char **names = NULL;
-	int n = sd_listen_fds_with_names(1, &names), fd = -1;
+	int n = sd_listen_fds_with_names(1, &names);
 
+	*grpc_fd = *control_fd = -1;
 	for (int i = 0; i < n; i++) {
-		if (fd < 0 && (n == 1 || (names && names[i] && strcmp(names[i], "grpc") == 0)))
-			fd = SD_LISTEN_FDS_START + i;
+		const char *name = names && names[i] ? names[i] : "";
+
+		if (strcmp(name, "control") == 0)
+			*control_fd = SD_LISTEN_FDS_START + i;
+		else if (*grpc_fd < 0 && (strcmp(name, "grpc") == 0 || n == 1 || strcmp(name, "unknown") == 0))
+			*grpc_fd = SD_LISTEN_FDS_START + i;
 		if (names)
 			free(names[i]);
 	}
 	free(names);
-	return fd;
 }
 
 static int run(struct peerd *p)
 {
 	char listen_buf[300];
 	const char *listen;
-	int afd = activated_socket(), r;
+	int afd, cfd, r;
 	uint64_t wd;
 	struct timeval beat = { .tv_sec = p->set.heartbeat };
 
+	activated_sockets(&afd, &cfd);
 	p->base = event_base_new();
 	if (!p->base)
 		return -ENOMEM;
@@ -378,6 +392,13 @@ static int run(struct peerd *p)
 	} else {
 		log_info("serving gRPC on %s (port %d)", listen, p->grpc_port);
 	}
+	if (cfd >= 0 || p->set.control_socket) {
+		r = control_start(p, cfd >= 0 ? NULL : p->set.control_socket, cfd, &p->control);
+		if (r < 0)
+			return r;
+	} else {
+		log_notice("no control socket (give --control-socket or --name)");
+	}
 	directory_login(p);
 	p->ev_term = evsignal_new(p->base, SIGTERM, on_terminate, p);
 	p->ev_int = evsignal_new(p->base, SIGINT, on_terminate, p);
@@ -403,6 +424,7 @@ static int run(struct peerd *p)
 
 static void cleanup(struct peerd *p)
 {
+	control_stop(p->control);
 	if (p->activated)
 		evconnlistener_free(p->activated);
 	rpc_stop(p->rpc);
@@ -494,6 +516,13 @@ int main(int argc, char **argv)
 		}
 	if (!p.set.username && name)
 		p.set.username = strdup(name);
+	if (!p.set.control_socket && name) {
+		char sock[512];
+
+		snprintf(sock, sizeof(sock), "%s/p2p/%s.sock", RUNSTATEDIR, name);
+		p.set.control_socket = strdup(sock);
+	}
+	p.name = name;
 	if (settings_check(&p.set, err, sizeof(err)) < 0) {
 		log_err("%s%s%s", config ? config : "", config ? ": " : "", err);
 		goto usage_error;

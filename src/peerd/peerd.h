@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <json-c/json.h>
 
 #include "conf.h"
@@ -22,7 +24,7 @@ struct peerd_settings {
 	long long port;        /* gRPC port (seed's "port") */
 	char *listen;          /* ADDR:PORT to bind; default ip:port, or 0.0.0.0:port */
 	char *state_dir;
-	char *control_socket;
+	char *control_socket;  /* path of the control socket */
 	char *log_level;
 	char *status;          /* seed's "status": accepted and ignored */
 	struct conf_strlist files; /* allow-list; empty: share every regular file */
@@ -70,6 +72,7 @@ int dir_call(const char *base_url, const char *method, const char *path, const c
 struct session {
 	pthread_mutex_t lock;
 	char token[SHA256_HEX_LEN + 1]; /* "" when logged out */
+	char username[USERNAME_MAX + 1];
 };
 
 /* rpc.c */
@@ -83,5 +86,32 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 /* Hand an accepted connection (socket activation) to the server. */
 void rpc_add_fd(struct rpc *r, int fd);
 void rpc_stop(struct rpc *r);
+
+/* The daemon (main.c). */
+struct peerd {
+	struct peerd_settings set;
+	const char *name;
+	struct event_base *base;
+	struct share share;
+	struct session session;
+	struct ticket_checker tc;
+	struct rpc *rpc;
+	struct evconnlistener *activated; /* gRPC socket from systemd */
+	struct control *control;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_beat, *ev_watchdog;
+	int grpc_port;
+};
+
+/* main.c: the session with the directory. */
+int directory_login_as(struct peerd *p, const char *user, const char *password, int *status_out,
+		       struct json_object **reply_out);
+int directory_index(struct peerd *p);
+void directory_logout(struct peerd *p);
+void update_status(struct peerd *p);
+
+/* control.c: the control socket (docs/CONTROL.md). fd >= 0: a listening
+ * socket passed by systemd; otherwise bind path. */
+int control_start(struct peerd *p, const char *path, int fd, struct control **out);
+void control_stop(struct control *c);
 
 #endif
