@@ -437,8 +437,42 @@ static int read_line_fd(int fd, char *buf, size_t size)
 	return (int)n;
 }
 
-/* Prompt on the terminal with echo off. Signals are turned off too so that
- * ^C arrives as a character and the echo is always restored. */
+/* A line typed with echo and line editing off: we do the editing (erase,
+ * kill) and see ^C and ^D ourselves, so the terminal is always restored. */
+static int read_secret(int fd, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	for (;;) {
+		unsigned char ch;
+		ssize_t k = read(fd, &ch, 1);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0 || ch == '\n' || ch == '\r')
+			break;
+		if (ch == 0x03 || (ch == 0x04 && n == 0))
+			return -ECANCELED;
+		if (ch == 0x7f || ch == 0x08) {
+			if (n > 0)
+				n--;
+			continue;
+		}
+		if (ch == 0x15) { /* ^U */
+			n = 0;
+			continue;
+		}
+		if (n + 1 >= size)
+			return -E2BIG;
+		buf[n++] = (char)ch;
+	}
+	buf[n] = '\0';
+	return (int)n;
+}
+
+/* Prompt on the controlling terminal; without echo for passwords. */
 static int prompt_tty(const char *prompt, char *buf, size_t size, bool echo)
 {
 	struct termios old, quiet;
@@ -451,18 +485,27 @@ static int prompt_tty(const char *prompt, char *buf, size_t size, bool echo)
 		close(fd);
 		return -ENOTTY;
 	}
-	quiet = old;
-	if (!echo)
-		quiet.c_lflag &= ~(tcflag_t)(ECHO | ISIG);
-	quiet.c_lflag |= ECHONL;
-	if (write(fd, prompt, strlen(prompt)) < 0 || tcsetattr(fd, TCSAFLUSH, &quiet) < 0) {
+	if (write(fd, prompt, strlen(prompt)) < 0) {
 		close(fd);
 		return -ENOTTY;
 	}
-	r = read_line_fd(fd, buf, size);
+	if (echo) {
+		r = read_line_fd(fd, buf, size);
+		close(fd);
+		return r;
+	}
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)(ECHO | ICANON | ISIG);
+	quiet.c_cc[VMIN] = 1;
+	quiet.c_cc[VTIME] = 0;
+	if (tcsetattr(fd, TCSAFLUSH, &quiet) < 0) {
+		close(fd);
+		return -ENOTTY;
+	}
+	r = read_secret(fd, buf, size);
 	tcsetattr(fd, TCSAFLUSH, &old);
-	if (!echo && r == -ECANCELED && write(fd, "\n", 1) < 0)
-		r = -ECANCELED;
+	if (write(fd, "\n", 1) < 0 && r >= 0)
+		r = -errno;
 	close(fd);
 	return r;
 }
@@ -570,7 +613,7 @@ static int parse_cmd_opts(struct ctl *c, const struct cmd *cmd, int argc, char *
 	opts[n] = (struct option){ 0 };
 	optind = 0; /* glibc: restart scanning on a new argv */
 	opterr = 0;
-	while ((o = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		switch (o) {
 		case OPT_JSON: c->json = true; break;
 		case 'q': c->quiet = true; break;
