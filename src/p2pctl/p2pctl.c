@@ -1264,11 +1264,7 @@ static int cmd_cancel(struct ctl *c, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	params = json_object_new_object();
-	/* peerd's ids are integers; send digits as a number. */
-	if (strspn(id, "0123456789") == strlen(id) && strlen(id) < 16)
-		json_object_object_add(params, "id", json_object_new_int64(strtoll(id, NULL, 10)));
-	else
-		json_object_object_add(params, "id", json_object_new_string(id));
+	json_object_object_add(params, "id", json_object_new_string(id));
 	s = call(c, "io.p2p.Peer.Cancel", params, &r);
 	json_object_put(params);
 	if (s)

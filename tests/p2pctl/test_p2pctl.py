@@ -368,7 +368,7 @@ class TestCommands(Base):
         self.assertEqual(json.loads(out), {"transfers": t})
         rc, out, _ = self.ctl("cancel", "4")
         self.assertEqual((rc, out), (0, "Cancelled transfer 4.\n"))
-        self.assertEqual(self.fake.last()["parameters"], {"id": 4})
+        self.assertEqual(self.fake.last()["parameters"], {"id": "4"})
         self.fake.on("Cancel", error("io.p2p.Peer.NotFound", id=9))
         rc, _, err = self.ctl("cancel", "9")
         self.assertEqual(rc, EXIT_NOT_FOUND)
