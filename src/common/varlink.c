@@ -45,8 +45,11 @@ const char *varlink_fault_str(enum varlink_fault fault)
 int varlink_frame_find(const void *buf, size_t len, size_t *msg_len)
 {
 	size_t scan = len < VARLINK_MESSAGE_MAX + 1 ? len : VARLINK_MESSAGE_MAX + 1;
-	const char *nul = memchr(buf, '\0', scan);
+	const char *nul;
 
+	if (len == 0)
+		return 0; /* buf may be NULL: an empty evbuffer or client buffer */
+	nul = memchr(buf, '\0', scan);
 	if (nul) {
 		*msg_len = (size_t)(nul - (const char *)buf);
 		return 1;

@@ -58,7 +58,8 @@ const char *varlink_fault_str(enum varlink_fault fault);
  * len <= VARLINK_MESSAGE_MAX). Returns -EMSGSIZE when no NUL appears within
  * the first VARLINK_MESSAGE_MAX + 1 bytes: the peer is breaking the protocol
  * and the connection should be closed. Reads at most VARLINK_MESSAGE_MAX + 1
- * bytes of buf, so a server can evbuffer_pullup() just that much. */
+ * bytes of buf, so a server can evbuffer_pullup() just that much; buf may
+ * be NULL when len is 0. */
 int varlink_frame_find(const void *buf, size_t len, size_t *msg_len);
 
 /* ---- messages --------------------------------------------------------- */

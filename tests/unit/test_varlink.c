@@ -23,6 +23,7 @@ static void test_frame_basic(void **state)
 	size_t n = 99;
 
 	assert_int_equal(varlink_frame_find("", 0, &n), 0);
+	assert_int_equal(varlink_frame_find(NULL, 0, &n), 0);
 	assert_int_equal(varlink_frame_find("{\"a\":1}", 7, &n), 0); /* no NUL yet */
 	assert_int_equal(varlink_frame_find("{}\0", 3, &n), 1);
 	assert_int_equal(n, 2);
