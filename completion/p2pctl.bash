@@ -1,8 +1,29 @@
 # bash completion for p2pctl(1)
+
+# File or directory names (-f / -d), with bash-completion's _filedir when
+# it is there.
+_p2pctl_files()
+{
+	if declare -F _filedir >/dev/null; then
+		if [[ $1 == -d ]]; then _filedir -d; else _filedir; fi
+	else
+		local IFS=$'\n'
+		COMPREPLY=($(compgen "$1" -- "$cur"))
+	fi
+}
+
 _p2pctl()
 {
 	local cur prev words cword
-	_init_completion || return
+	if declare -F _init_completion >/dev/null; then
+		_init_completion || return
+	else
+		# without the bash-completion package: the plain bash variables
+		words=("${COMP_WORDS[@]}")
+		cword=$COMP_CWORD
+		cur=${COMP_WORDS[COMP_CWORD]}
+		prev=${COMP_WORDS[COMP_CWORD - 1]}
+	fi
 
 	local commands="register login logout status index ls search download transfers cancel"
 	local global="-s --socket -p --peer --json -q --quiet -t --timeout -h --help -V --version"
@@ -10,7 +31,7 @@ _p2pctl()
 
 	case $prev in
 	-s|--socket)
-		_filedir sock
+		_p2pctl_files -f
 		return ;;
 	-p|--peer)
 		local socks=("$rundir"/*.sock)
@@ -19,10 +40,10 @@ _p2pctl()
 		COMPREPLY=($(compgen -W "${socks[*]%.sock}" -- "$cur"))
 		return ;;
 	--password-file)
-		_filedir
+		_p2pctl_files -f
 		return ;;
 	--to)
-		_filedir -d
+		_p2pctl_files -d
 		return ;;
 	-t|--timeout|--limit|--offset|--from|--exact)
 		return ;;

@@ -483,5 +483,32 @@ class TestTerminal(Base):
         self.assertIn("logged in", shown)
 
 
+class TestCompletion(unittest.TestCase):
+    def complete(self, *words, env=None):
+        script = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); _p2pctl; '
+                  'printf "%s\\n" "${COMPREPLY[@]}"')
+        full = dict(os.environ)
+        full.update(env or {})
+        p = subprocess.run(["bash", "-c", script, "bash", os.path.join(p2ptest.SRCDIR, "completion", "p2pctl.bash"),
+                            "p2pctl"] + list(words), capture_output=True, env=full, timeout=30)
+        self.assertEqual(p.stderr, b"")
+        return p.stdout.decode().split()
+
+    def test_completion(self):
+        self.assertEqual(self.complete("se"), ["search"])
+        self.assertIn("transfers", self.complete(""))
+        self.assertEqual(self.complete("-s", "x.sock", "do"), ["download"])
+        self.assertEqual(sorted(self.complete("download", "f", "--")),
+                         ["--from", "--help", "--json", "--quiet", "--to"])
+        self.assertEqual(self.complete("login", "--password-"), ["--password-stdin", "--password-file"])
+        self.assertIn("--version", self.complete("--"))
+        d = p2ptest.tempdir()
+        fake = FakePeerd(os.path.join(d, "peer5.sock"))
+        try:
+            self.assertEqual(self.complete("-p", "pe", env={"P2P_RUNDIR": d}), ["peer5"])
+        finally:
+            fake.close()
+
+
 if __name__ == "__main__":
     p2ptest.run()
