@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -33,11 +35,23 @@
 #define SEARCH_LIMIT_DEFAULT 50
 #define SEARCH_LIMIT_MAX 1000
 
+struct client;
+
+/* A client waiting on a Download call. */
+struct watch {
+	struct client *c;
+	struct transfer *t;
+	bool more;
+	struct watch *next;
+};
+
 struct control {
 	struct peerd *p;
 	struct evconnlistener *listener;
 	char *path;                 /* unlinked at stop; NULL when activated */
 	gid_t group;
+	struct event *tick;         /* progress and the end of transfers */
+	struct watch *watches;
 };
 
 struct client {
@@ -373,7 +387,16 @@ static void m_status(struct client *c, struct json_object *params)
 	json_object_object_add(o, "listen", json_object_new_string(listen));
 	json_object_object_add(o, "folder", json_object_new_string(p->set.folder));
 	json_object_object_add(o, "shared_bytes", json_object_new_int64((int64_t)bytes));
-	json_object_object_add(o, "transfers_active", json_object_new_int(0));
+	{
+		int active = 0;
+
+		for (struct transfer *t = p->transfers; t; t = t->next) {
+			pthread_mutex_lock(&t->lock);
+			active += t->state == TRANSFER_RUNNING;
+			pthread_mutex_unlock(&t->lock);
+		}
+		json_object_object_add(o, "transfers_active", json_object_new_int(active));
+	}
 	reply(c, o);
 }
 
@@ -396,9 +419,99 @@ static void m_list_shared(struct client *c, struct json_object *params)
 	reply(c, one("files", arr));
 }
 
+static const char *const state_names[] = {
+	[TRANSFER_RUNNING] = "running", [TRANSFER_DONE] = "done",
+	[TRANSFER_FAILED] = "failed", [TRANSFER_CANCELLED] = "cancelled",
+};
+
+/* The transfer as JSON; the caller holds t->lock. */
+static struct json_object *transfer_json(struct transfer *t, double now)
+{
+	struct json_object *o = json_object_new_object();
+	double secs = t->state == TRANSFER_RUNNING ? now - t->started : t->seconds;
+
+	json_object_object_add(o, "id", json_object_new_string(t->id));
+	json_object_object_add(o, "name", json_object_new_string(t->name));
+	json_object_object_add(o, "state", json_object_new_string(state_names[t->state]));
+	json_object_object_add(o, "size", json_object_new_int64((int64_t)t->size));
+	json_object_object_add(o, "received", json_object_new_int64((int64_t)t->received));
+	json_object_object_add(o, "rate", json_object_new_int64(secs > 0 ? (int64_t)(t->received / secs) : 0));
+	json_object_object_add(o, "sources", json_object_new_int(t->state == TRANSFER_RUNNING ? t->sources : 0));
+	return o;
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void m_download(struct client *c, struct json_object *params, bool more)
+{
+	struct peerd *p = c->ctl->p;
+	bool answered = false;
+	const char *name = param_string(c, params, "name", true, &answered);
+	const char *from = answered ? NULL : param_string(c, params, "from", false, &answered);
+	const char *to = answered ? NULL : param_string(c, params, "to", false, &answered);
+	const char *error = "TransferFailed";
+	char folder[4096];
+	struct transfer *t;
+	struct watch *w;
+	struct stat st;
+
+	if (answered)
+		return;
+	if (!valid_filename(name, strlen(name))) {
+		invalid(c, "name");
+		return;
+	}
+	if (from && !valid_username(from)) {
+		invalid(c, "from");
+		return;
+	}
+	if (to && (to[0] != '/' || stat(to, &st) < 0 || !S_ISDIR(st.st_mode))) {
+		invalid(c, "to");
+		return;
+	}
+	if (!to) {
+		if (!realpath(p->set.folder, folder)) {
+			reply_error(c, "TransferFailed", one("message", json_object_new_string("the shared folder is gone")));
+			return;
+		}
+		to = folder;
+	}
+	if (download_start(p, name, from, to, &t, &error) < 0) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "name", json_object_new_string(name));
+		if (!strcmp(error, "DirectoryUnreachable"))
+			json_object_object_add(o, "url", json_object_new_string(p->set.directory));
+		reply_error(c, error, o);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	w->c = c;
+	w->t = t;
+	w->more = more;
+	w->next = c->ctl->watches;
+	c->ctl->watches = w;
+}
+
 static void m_transfers(struct client *c, struct json_object *params)
 {
-	reply(c, one("transfers", json_object_new_array()));
+	struct json_object *arr = json_object_new_array();
+	double now = mono();
+
+	for (struct transfer *t = c->ctl->p->transfers; t; t = t->next) {
+		pthread_mutex_lock(&t->lock);
+		json_object_array_add(arr, transfer_json(t, now));
+		pthread_mutex_unlock(&t->lock);
+	}
+	reply(c, one("transfers", arr));
 }
 
 static void m_cancel(struct client *c, struct json_object *params)
@@ -406,8 +519,98 @@ static void m_cancel(struct client *c, struct json_object *params)
 	bool answered = false;
 	const char *id = param_string(c, params, "id", true, &answered);
 
-	if (!answered)
-		reply_error(c, "NotFound", one("id", json_object_new_string(id)));
+	if (answered)
+		return;
+	for (struct transfer *t = c->ctl->p->transfers; t; t = t->next) {
+		bool running;
+
+		pthread_mutex_lock(&t->lock);
+		running = t->state == TRANSFER_RUNNING && !strcmp(t->id, id);
+		if (running)
+			t->cancel = true;
+		pthread_mutex_unlock(&t->lock);
+		if (running) {
+			reply(c, NULL);
+			return;
+		}
+	}
+	reply_error(c, "NotFound", one("id", json_object_new_string(id)));
+}
+
+/* Answer a watcher: progress while running (when it asked for more), the
+ * end otherwise. Returns true when the call is over. */
+static bool watch_report(struct watch *w, double now)
+{
+	struct transfer *t = w->t;
+	struct json_object *o;
+	char *out = NULL, path[4400];
+	size_t len;
+	bool over = true;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->state == TRANSFER_RUNNING) {
+		over = false;
+		if (w->more) {
+			o = transfer_json(t, now);
+			if (varlink_reply_format(o, true, &out, &len) == 0)
+				send_text(w->c, out, len);
+			json_object_put(o);
+		}
+	} else if (t->state == TRANSFER_DONE) {
+		o = transfer_json(t, now);
+		snprintf(path, sizeof(path), "%s/%s", t->to, t->name);
+		json_object_object_add(o, "path", json_object_new_string(path));
+		json_object_object_add(o, "sha256", json_object_new_string(t->sha256));
+		json_object_object_add(o, "seconds", json_object_new_double(t->seconds));
+		json_object_object_del(o, "rate");
+		json_object_object_del(o, "sources");
+		json_object_object_del(o, "received");
+		reply(w->c, o);
+	} else {
+		o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(t->name));
+		json_object_object_add(o, "message", json_object_new_string(t->message));
+		json_object_object_add(o, "received", json_object_new_int64((int64_t)t->received));
+		if (t->state == TRANSFER_CANCELLED)
+			json_object_object_add(o, "id", json_object_new_string(t->id));
+		reply_error(w->c, t->state == TRANSFER_CANCELLED ? "Cancelled" : t->error, o);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return over;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct control *ctl = arg;
+	struct peerd *p = ctl->p;
+	double now = mono();
+	bool reindex = false;
+	char folder[4096];
+
+	for (struct watch **pw = &ctl->watches; *pw;) {
+		struct watch *w = *pw;
+
+		if (watch_report(w, now)) {
+			*pw = w->next;
+			free(w);
+		} else {
+			pw = &w->next;
+		}
+	}
+	/* A finished download into the shared folder is shared at once. */
+	for (struct transfer *t = p->transfers; t; t = t->next) {
+		pthread_mutex_lock(&t->lock);
+		if (t->state != TRANSFER_RUNNING && !t->reported) {
+			t->reported = true;
+			if (t->state == TRANSFER_DONE && realpath(p->set.folder, folder) && !strcmp(folder, t->to))
+				reindex = true;
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+	if (reindex && share_scan(&p->share, &p->set.files) >= 0) {
+		directory_index(p);
+		update_status(p);
+	}
 }
 
 static const struct {
@@ -423,12 +626,24 @@ static const struct {
 	{ IFACE "ListShared", m_list_shared },
 	{ IFACE "Transfers", m_transfers },
 	{ IFACE "Cancel", m_cancel },
+	{ IFACE "Download", NULL }, /* m_download: it needs the call's "more" */
 };
 
 /* ---- connections --------------------------------------------------------- */
 
 static void client_free(struct client *c)
 {
+	/* Its downloads go on; only the reports to it stop. */
+	for (struct watch **pw = &c->ctl->watches; *pw;) {
+		struct watch *w = *pw;
+
+		if (w->c == c) {
+			*pw = w->next;
+			free(w);
+		} else {
+			pw = &w->next;
+		}
+	}
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -490,6 +705,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 					break;
 			if (i == sizeof(methods) / sizeof(methods[0]))
 				reply_error(c, VARLINK_METHOD_NOT_FOUND, one("method", json_object_new_string(call.method)));
+			else if (!strcmp(call.method, IFACE "Download"))
+				m_download(c, call.parameters, call.more);
 			else if (!call.oneway)
 				methods[i].fn(c, call.parameters);
 		}
@@ -621,6 +838,12 @@ int control_start(struct peerd *p, const char *path, int fd, struct control **ou
 		free(ctl);
 		return -ENOMEM;
 	}
+	{
+		struct timeval tv = { 0, 250000 }; /* progress at most 4 times a second */
+
+		ctl->tick = event_new(p->base, -1, EV_PERSIST, on_tick, ctl);
+		event_add(ctl->tick, &tv);
+	}
 	log_info("control socket %s", path ? path : "(passed by systemd)");
 	*out = ctl;
 	return 0;
@@ -631,6 +854,14 @@ void control_stop(struct control *ctl)
 	if (!ctl)
 		return;
 	evconnlistener_free(ctl->listener);
+	if (ctl->tick)
+		event_free(ctl->tick);
+	while (ctl->watches) {
+		struct watch *w = ctl->watches;
+
+		ctl->watches = w->next;
+		free(w);
+	}
 	if (ctl->path) {
 		unlink(ctl->path);
 		free(ctl->path);

@@ -425,6 +425,7 @@ static int run(struct peerd *p)
 static void cleanup(struct peerd *p)
 {
 	control_stop(p->control);
+	download_free_all(p);
 	if (p->activated)
 		evconnlistener_free(p->activated);
 	rpc_stop(p->rpc);

@@ -14,6 +14,8 @@
 #include "crypto.h"
 #include "validate.h"
 
+struct peerd;
+
 struct peerd_settings {
 	char *name;            /* instance name (--name) */
 	char *username;        /* the seed's "username" */
@@ -87,6 +89,45 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 void rpc_add_fd(struct rpc *r, int fd);
 void rpc_stop(struct rpc *r);
 
+/* A download (download.c). Fields below lock are shared with the worker. */
+#define MAX_SOURCES 16
+
+enum transfer_state { TRANSFER_RUNNING, TRANSFER_DONE, TRANSFER_FAILED, TRANSFER_CANCELLED };
+
+struct source {
+	char peer[USERNAME_MAX + 1];
+	char target[300]; /* host:port for gRPC */
+};
+
+struct transfer {
+	char id[17];
+	char name[FILENAME_MAX_BYTES + 1];
+	char to[4096];
+	char sha256[SHA256_HEX_LEN + 1];
+	uint64_t size;
+	struct source src[MAX_SOURCES];
+	int nsrc;
+	char token[SHA256_HEX_LEN + 1], directory[512];
+	pthread_t thread;
+	double started;
+	bool reported;                 /* main loop: end already handled */
+	pthread_mutex_t lock;
+	enum transfer_state state;
+	uint64_t received;
+	int sources;
+	bool cancel;
+	double seconds;
+	char error[64], message[256];
+	struct transfer *next;
+};
+
+/* Search the directory for name and start fetching it into the directory
+ * to (absolute). On failure *error names the control-socket error. */
+int download_start(struct peerd *p, const char *name, const char *from, const char *to,
+		   struct transfer **out, const char **error);
+/* Cancel and join every transfer (shutdown). */
+void download_free_all(struct peerd *p);
+
 /* The daemon (main.c). */
 struct peerd {
 	struct peerd_settings set;
@@ -98,6 +139,7 @@ struct peerd {
 	struct rpc *rpc;
 	struct evconnlistener *activated; /* gRPC socket from systemd */
 	struct control *control;
+	struct transfer *transfers;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_beat, *ev_watchdog;
 	int grpc_port;
 };
