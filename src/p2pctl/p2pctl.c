@@ -41,6 +41,7 @@ enum {
 };
 
 #define DEFAULT_TIMEOUT_S 30
+#define SLOW_TIMEOUT_S 600
 #define PASSWORD_MAX 1024
 #define RUNDIR RUNSTATEDIR "/p2p"
 
@@ -49,6 +50,7 @@ struct ctl {
 	char *socket_owned;
 	char peer[USERNAME_MAX + 1]; /* for messages: the NAME in p2p-peerd@NAME */
 	int timeout_ms;
+	bool timeout_set;     /* --timeout given */
 	bool json;
 	bool quiet;
 	bool color;
@@ -405,6 +407,10 @@ static int call(struct ctl *c, const char *method, struct json_object *params, s
 	e = varlink_send_call(c->conn, method, params, 0, c->timeout_ms);
 	if (e < 0)
 		return unreachable(c, e);
+	/* Login and Index hash the whole folder: allow them minutes unless the
+	 * user chose a limit. */
+	if (!c->timeout_set && (!strcmp(method, "io.p2p.Peer.Login") || !strcmp(method, "io.p2p.Peer.Index")))
+		return receive(c, method, SLOW_TIMEOUT_S * 1000, r);
 	return receive(c, method, c->timeout_ms, r);
 }
 
@@ -1180,7 +1186,7 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 	for (;;) {
 		/* A download takes as long as it takes: only an explicit
 		 * --timeout bounds the wait for each progress reply. */
-		s = receive(c, "io.p2p.Peer.Download", c->timeout_ms == DEFAULT_TIMEOUT_S * 1000 ? -1 : c->timeout_ms, &r);
+		s = receive(c, "io.p2p.Peer.Download", c->timeout_set ? c->timeout_ms : -1, &r);
 		if (s) {
 			progress_end(&pr);
 			return s;
@@ -1454,6 +1460,7 @@ int main(int argc, char **argv)
 			if (!parse_number("timeout", optarg, 1, 86400, &t))
 				return EXIT_USAGE;
 			c.timeout_ms = (int)t * 1000;
+			c.timeout_set = true;
 			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		case 'V': printf("p2pctl %s\n", PACKAGE_VERSION); return EXIT_OK;
