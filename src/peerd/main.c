@@ -359,7 +359,7 @@ static int run(struct peerd *p)
 	p->base = event_base_new();
 	if (!p->base)
 		return -ENOMEM;
-	r = share_open(&p->share, p->set.folder);
+	r = share_open(&p->share, p->set.folder, p->set.state_dir);
 	if (r < 0)
 		return r;
 	if (share_scan(&p->share, &p->set.files) < 0)
@@ -522,6 +522,12 @@ int main(int argc, char **argv)
 
 		snprintf(sock, sizeof(sock), "%s/p2p/%s.sock", RUNSTATEDIR, name);
 		p.set.control_socket = strdup(sock);
+	}
+	if (!p.set.state_dir && name) {
+		char dir[512];
+
+		snprintf(dir, sizeof(dir), "%s/lib/p2p/peers/%s", LOCALSTATEDIR, name);
+		p.set.state_dir = strdup(dir);
 	}
 	p.name = name;
 	if (settings_check(&p.set, err, sizeof(err)) < 0) {

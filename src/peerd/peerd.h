@@ -45,15 +45,27 @@ struct shared_file {
 	char sha256[SHA256_HEX_LEN + 1];
 };
 
+/* A remembered hash: valid while (dev, ino, size, mtime) are unchanged. */
+struct hash_entry {
+	uint64_t dev, ino, size;
+	int64_t mtime_ns;
+	char sha256[SHA256_HEX_LEN + 1];
+};
+
 struct share {
 	pthread_mutex_t lock;
 	int dirfd;                 /* the folder, O_PATH|O_DIRECTORY */
 	struct shared_file *files; /* sorted by name */
 	size_t n;
+	char *cache_path;          /* STATE_DIR/hashes, or NULL */
+	struct hash_entry *cache;
+	size_t ncache;
+	size_t hashed;             /* files hashed by the last scan (not from the cache) */
 };
 
 /* share.c */
-int share_open(struct share *sh, const char *folder);
+/* state_dir (may be NULL) keeps the SHA-256 cache across restarts. */
+int share_open(struct share *sh, const char *folder, const char *state_dir);
 void share_close(struct share *sh);
 /* Re-scan the folder (regular files only, allow-list if given). */
 int share_scan(struct share *sh, const struct conf_strlist *allow);

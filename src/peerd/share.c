@@ -7,6 +7,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +20,87 @@
 #include "log.h"
 #include "peerd.h"
 
-int share_open(struct share *sh, const char *folder)
+/* The cache file: one line per file, "dev ino size mtime_ns sha256". */
+static void cache_load(struct share *sh)
+{
+	FILE *f = fopen(sh->cache_path, "re");
+	struct hash_entry e, *grown;
+	size_t cap = 0;
+
+	if (!f)
+		return;
+	while (fscanf(f, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNd64 " %64s\n",
+		      &e.dev, &e.ino, &e.size, &e.mtime_ns, e.sha256) == 5) {
+		if (!valid_sha256_hex(e.sha256))
+			continue;
+		if (sh->ncache == cap) {
+			cap = cap ? 2 * cap : 256;
+			grown = realloc(sh->cache, cap * sizeof(*grown));
+			if (!grown)
+				break;
+			sh->cache = grown;
+		}
+		sh->cache[sh->ncache++] = e;
+	}
+	fclose(f);
+	log_debug("hash cache: %zu entries from %s", sh->ncache, sh->cache_path);
+}
+
+/* Write the cache atomically (temporary file + rename). */
+static void cache_save(struct share *sh, const struct hash_entry *entries, size_t n)
+{
+	char tmp[4200];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", sh->cache_path);
+	f = fopen(tmp, "we");
+	if (!f) {
+		log_errno(LOG_WARNING, errno, "cannot write the hash cache %s", tmp);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 " %s\n", entries[i].dev, entries[i].ino,
+			entries[i].size, entries[i].mtime_ns, entries[i].sha256);
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+		fclose(f);
+		unlink(tmp);
+		return;
+	}
+	fclose(f);
+	if (rename(tmp, sh->cache_path) < 0)
+		unlink(tmp);
+}
+
+static const struct hash_entry *cache_find(const struct share *sh, const struct stat *st)
+{
+	int64_t mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+
+	for (size_t i = 0; i < sh->ncache; i++) {
+		const struct hash_entry *e = &sh->cache[i];
+
+		if (e->dev == (uint64_t)st->st_dev && e->ino == (uint64_t)st->st_ino &&
+		    e->size == (uint64_t)st->st_size && e->mtime_ns == mtime_ns)
+			return e;
+	}
+	return NULL;
+}
+
+int share_open(struct share *sh, const char *folder, const char *state_dir)
 {
 	memset(sh, 0, sizeof(*sh));
 	pthread_mutex_init(&sh->lock, NULL);
 	sh->dirfd = open(folder, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (sh->dirfd < 0)
 		return log_errno(LOG_ERR, errno, "cannot open the shared folder %s", folder);
+	if (state_dir) {
+		if (mkdir(state_dir, 0700) < 0 && errno != EEXIST)
+			log_errno(LOG_WARNING, errno, "cannot create the state directory %s; hashes are not cached",
+				  state_dir);
+		else if (asprintf(&sh->cache_path, "%s/hashes", state_dir) < 0)
+			sh->cache_path = NULL;
+		if (sh->cache_path)
+			cache_load(sh);
+	}
 	return 0;
 }
 
@@ -33,6 +109,8 @@ void share_close(struct share *sh)
 	if (sh->dirfd >= 0)
 		close(sh->dirfd);
 	free(sh->files);
+	free(sh->cache);
+	free(sh->cache_path);
 	pthread_mutex_destroy(&sh->lock);
 }
 
@@ -84,7 +162,8 @@ static int by_name(const void *a, const void *b)
 int share_scan(struct share *sh, const struct conf_strlist *allow)
 {
 	struct shared_file *list = NULL, *grown;
-	size_t n = 0, cap = 0;
+	struct hash_entry *seen = NULL;
+	size_t n = 0, cap = 0, hashed = 0;
 	struct dirent *e;
 	DIR *dir;
 	int fd;
@@ -114,22 +193,40 @@ int share_scan(struct share *sh, const struct conf_strlist *allow)
 		memset(&f, 0, sizeof(f));
 		strcpy(f.name, e->d_name);
 		f.mtime = st.st_mtim.tv_sec;
-		if (hash_fd(ffd, f.sha256, &f.size) < 0) {
-			log_warn("cannot read %s; not shared", e->d_name);
-			close(ffd);
-			continue;
+		{
+			const struct hash_entry *c = cache_find(sh, &st);
+
+			if (c) {
+				memcpy(f.sha256, c->sha256, sizeof(f.sha256));
+				f.size = c->size;
+			} else if (hash_fd(ffd, f.sha256, &f.size) < 0 || f.size != (uint64_t)st.st_size) {
+				/* unreadable, or changing while we read it: next scan */
+				log_warn("cannot hash %s now; not shared", e->d_name);
+				close(ffd);
+				continue;
+			} else {
+				hashed++;
+			}
 		}
 		close(ffd);
 		if (n == cap) {
+			struct hash_entry *gs;
+
 			cap = cap ? 2 * cap : 64;
 			grown = realloc(list, cap * sizeof(*list));
-			if (!grown) {
-				free(list);
+			gs = grown ? realloc(seen, cap * sizeof(*seen)) : NULL;
+			if (!grown || !gs) {
+				free(grown ? grown : list);
+				free(gs ? gs : seen);
 				closedir(dir);
 				return -ENOMEM;
 			}
 			list = grown;
+			seen = gs;
 		}
+		seen[n] = (struct hash_entry){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, f.size,
+					       (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, "" };
+		memcpy(seen[n].sha256, f.sha256, sizeof(f.sha256));
 		list[n++] = f;
 	}
 	closedir(dir);
@@ -139,8 +236,15 @@ int share_scan(struct share *sh, const struct conf_strlist *allow)
 	free(sh->files);
 	sh->files = list;
 	sh->n = n;
+	sh->hashed = hashed;
 	pthread_mutex_unlock(&sh->lock);
-	log_info("sharing %zu file(s)", n);
+	/* The cache keeps exactly what is shared now. */
+	if (sh->cache_path && (hashed || n != sh->ncache))
+		cache_save(sh, seen, n);
+	free(sh->cache);
+	sh->cache = seen;
+	sh->ncache = n;
+	log_info("sharing %zu file(s), %zu hashed, %zu from the cache", n, hashed, n - hashed);
 	return (int)n;
 }
 

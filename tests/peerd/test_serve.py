@@ -241,6 +241,27 @@ class Lifecycle(unittest.TestCase):
         peer.proc.stop()
         d.stop()
 
+    def test_hash_cache_survives_restart(self):
+        folder = p2ptest.tempdir()
+        state = os.path.join(p2ptest.tempdir(), "state")
+        for i in range(3):
+            with open(os.path.join(folder, "f%d.bin" % i), "wb") as f:
+                f.write(os.urandom(100000))
+        argv = [p2ptest.binary("p2p-peerd"), "--folder", folder, "--listen", "127.0.0.1:0",
+                "--state-dir", state, "--directory", "http://127.0.0.1:9"]
+        p = p2ptest.Process(argv)
+        p2ptest.wait_for(lambda: "sharing 3 file(s)" in p.output(), what="first scan")
+        self.assertIn("3 hashed, 0 from the cache", p.output())
+        p.stop()
+        with open(os.path.join(folder, "f1.bin"), "ab") as f:  # one file changes
+            f.write(b"more")
+        p = p2ptest.Process(argv)
+        p2ptest.wait_for(lambda: "sharing 3 file(s)" in p.output(), what="second scan")
+        self.assertIn("1 hashed, 2 from the cache", p.output())
+        p.stop()
+        with open(os.path.join(state, "hashes")) as f:
+            self.assertEqual(len(f.read().splitlines()), 3)
+
     def test_config_check(self):
         folder = p2ptest.tempdir()
         cfg = os.path.join(folder, "peer1.json")
