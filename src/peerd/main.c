@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -311,6 +312,60 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	update_status(p);
 }
 
+/* The folder changed: wait for quiet (0.5 s), then re-scan and re-index. */
+static void on_settled(evutil_socket_t fd, short what, void *arg)
+{
+	struct peerd *p = arg;
+	char token[SHA256_HEX_LEN + 1];
+
+	if (share_scan(&p->share, &p->set.files) < 0)
+		return;
+	pthread_mutex_lock(&p->session.lock);
+	snprintf(token, sizeof(token), "%s", p->session.token);
+	pthread_mutex_unlock(&p->session.lock);
+	if (*token)
+		directory_index(p);
+	update_status(p);
+}
+
+static void on_inotify(evutil_socket_t fd, short what, void *arg)
+{
+	struct peerd *p = arg;
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	struct timeval quiet = { 0, 500000 };
+	bool relevant = false;
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (char *q = buf; q < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)q;
+
+			/* Our own partial downloads are not the folder's content. */
+			if (!(ev->len && strcmp(ev->name, ".p2p-partial") == 0))
+				relevant = true;
+			q += sizeof(*ev) + ev->len;
+		}
+	if (relevant)
+		event_add(p->ev_settle, &quiet); /* re-arming restarts the wait */
+}
+
+static void watch_folder(struct peerd *p)
+{
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	if (fd < 0 || inotify_add_watch(fd, p->set.folder, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |
+					IN_DELETE | IN_CREATE | IN_ATTRIB | IN_ONLYDIR) < 0) {
+		log_errno(LOG_WARNING, errno, "cannot watch %s; re-index with p2pctl index or SIGHUP", p->set.folder);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	p->inotify_fd = fd;
+	p->ev_inotify = event_new(p->base, fd, EV_READ | EV_PERSIST, on_inotify, p);
+	p->ev_settle = evtimer_new(p->base, on_settled, p);
+	event_add(p->ev_inotify, NULL);
+}
+
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	notify_watchdog();
@@ -399,6 +454,7 @@ static int run(struct peerd *p)
 	} else {
 		log_notice("no control socket (give --control-socket or --name)");
 	}
+	watch_folder(p);
 	directory_login(p);
 	p->ev_term = evsignal_new(p->base, SIGTERM, on_terminate, p);
 	p->ev_int = evsignal_new(p->base, SIGINT, on_terminate, p);
@@ -431,12 +487,15 @@ static void cleanup(struct peerd *p)
 	rpc_stop(p->rpc);
 	if (p->rpc)
 		grpc_shutdown_blocking();
-	struct event *evs[] = { p->ev_term, p->ev_int, p->ev_hup, p->ev_beat, p->ev_watchdog };
+	struct event *evs[] = { p->ev_term, p->ev_int, p->ev_hup, p->ev_beat, p->ev_watchdog, p->ev_inotify,
+				p->ev_settle };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
 	if (p->base)
 		event_base_free(p->base);
+	if (p->inotify_fd > 0)
+		close(p->inotify_fd);
 	share_close(&p->share);
 	pthread_mutex_destroy(&p->session.lock);
 	conf_free(peerd_keys, &p->set);

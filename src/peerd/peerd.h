@@ -153,6 +153,8 @@ struct peerd {
 	struct control *control;
 	struct transfer *transfers;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_beat, *ev_watchdog;
+	struct event *ev_inotify, *ev_settle; /* the folder changed; wait for quiet */
+	int inotify_fd;
 	int grpc_port;
 };
 
