@@ -51,6 +51,7 @@ struct control {
 	char *path;                 /* unlinked at stop; NULL when activated */
 	gid_t group;
 	struct event *tick;         /* progress and the end of transfers */
+	struct event *wake;         /* a worker says a transfer ended */
 	struct watch *watches;
 };
 
@@ -582,6 +583,10 @@ static bool watch_report(struct watch *w, double now)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct control *ctl = arg;
+	uint64_t n;
+
+	if (what & EV_READ && read(fd, &n, sizeof(n)) < 0)
+		log_debug("eventfd read failed");
 	struct peerd *p = ctl->p;
 	double now = mono();
 	bool reindex = false;
@@ -843,6 +848,10 @@ int control_start(struct peerd *p, const char *path, int fd, struct control **ou
 
 		ctl->tick = event_new(p->base, -1, EV_PERSIST, on_tick, ctl);
 		event_add(ctl->tick, &tv);
+		if (p->wake_fd >= 0) {
+			ctl->wake = event_new(p->base, p->wake_fd, EV_READ | EV_PERSIST, on_tick, ctl);
+			event_add(ctl->wake, NULL);
+		}
 	}
 	log_info("control socket %s", path ? path : "(passed by systemd)");
 	*out = ctl;
@@ -856,6 +865,8 @@ void control_stop(struct control *ctl)
 	evconnlistener_free(ctl->listener);
 	if (ctl->tick)
 		event_free(ctl->tick);
+	if (ctl->wake)
+		event_free(ctl->wake);
 	while (ctl->watches) {
 		struct watch *w = ctl->watches;
 

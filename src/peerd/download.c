@@ -350,6 +350,13 @@ out:
 		close(pdirfd);
 	if (dirfd >= 0)
 		close(dirfd);
+	/* Tell the main loop now rather than at its next progress tick. */
+	if (t->wake_fd >= 0) {
+		uint64_t one = 1;
+
+		if (write(t->wake_fd, &one, sizeof(one)) < 0)
+			log_debug("could not wake the main loop");
+	}
 	return NULL;
 }
 
@@ -434,6 +441,7 @@ int download_start(struct peerd *p, const char *name, const char *from, const ch
 	crypto_hex(rnd, sizeof(rnd), t->id);
 	t->state = TRANSFER_RUNNING;
 	t->started = now_s();
+	t->wake_fd = p->wake_fd;
 	if (pthread_create(&t->thread, NULL, worker, t) != 0) {
 		pthread_mutex_destroy(&t->lock);
 		free(t);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -411,6 +412,7 @@ static int run(struct peerd *p)
 	struct timeval beat = { .tv_sec = p->set.heartbeat };
 
 	activated_sockets(&afd, &cfd);
+	p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	p->base = event_base_new();
 	if (!p->base)
 		return -ENOMEM;
@@ -496,6 +498,8 @@ static void cleanup(struct peerd *p)
 		event_base_free(p->base);
 	if (p->inotify_fd > 0)
 		close(p->inotify_fd);
+	if (p->wake_fd > 0)
+		close(p->wake_fd);
 	share_close(&p->share);
 	pthread_mutex_destroy(&p->session.lock);
 	conf_free(peerd_keys, &p->set);
@@ -523,6 +527,7 @@ int main(int argc, char **argv)
 	log_init(argv[0]);
 	signal(SIGPIPE, SIG_IGN);
 	p.share.dirfd = -1;
+	p.wake_fd = -1;
 	pthread_mutex_init(&p.session.lock, NULL);
 	longopts = conf_long_options(peerd_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), 1000);
 	if (!longopts)

@@ -123,6 +123,7 @@ struct transfer {
 	pthread_t thread;
 	double started;
 	bool reported;                 /* main loop: end already handled */
+	int wake_fd;                   /* written once when the transfer ends */
 	pthread_mutex_t lock;
 	enum transfer_state state;
 	uint64_t received;
@@ -155,6 +156,7 @@ struct peerd {
 	struct event *ev_term, *ev_int, *ev_hup, *ev_beat, *ev_watchdog;
 	struct event *ev_inotify, *ev_settle; /* the folder changed; wait for quiet */
 	int inotify_fd;
+	int wake_fd;                          /* eventfd: a transfer ended */
 	int grpc_port;
 };
 

@@ -1,0 +1,202 @@
+#!/usr/bin/python3
+"""p2p-peerd benchmark (not a test), all on 127.0.0.1, one run, side by side:
+
+  raw TCP       os.sendfile() sender -> a reader that discards (baseline)
+  Read stream   p2p-peerd serving p2p.v1.Peer/Read -> a grpcio client that discards
+  grpcio/grpcio a Python grpcio server streaming the same file (the seed's
+                stack) -> the same client
+  download      p2pctl-style Download between two p2p-peerd: Read, write,
+                fsync, SHA-256 verify, rename (the whole verified transfer)
+
+plus the peak RSS of both peerd.
+
+    bench/peerd/bench.py [--size-mib N] [--builddir DIR]
+"""
+import argparse
+import concurrent.futures
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+here = os.path.dirname(os.path.abspath(__file__))
+top = os.path.dirname(os.path.dirname(here))
+sys.path.insert(0, os.path.join(top, "tests", "blackbox"))
+sys.path.insert(0, os.path.join(top, "tests", "dird"))
+sys.path.insert(0, os.path.join(top, "tests", "peerd"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_peak_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+
+
+def raw_tcp(path, size):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def send():
+        c, _ = srv.accept()
+        with open(path, "rb") as f:
+            off = 0
+            while off < size:
+                off += os.sendfile(c.fileno(), f.fileno(), off, size - off)
+        c.close()
+    t = threading.Thread(target=send)
+    t.start()
+    s = socket.create_connection(("127.0.0.1", port))
+    buf = bytearray(1 << 20)
+    got = 0
+    t0 = time.perf_counter()
+    while True:
+        n = s.recv_into(buf)
+        if not n:
+            break
+        got += n
+    dt = time.perf_counter() - t0
+    t.join()
+    srv.close()
+    assert got == size
+    return dt
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--builddir", default=os.path.join(top, "build"))
+    ap.add_argument("--disk", action="store_true",
+                    help="receive onto the work directory's disk instead of tmpfs (/dev/shm): adds the disk's write+fsync speed")
+    a = ap.parse_args()
+    os.environ["P2P_BUILDDIR"] = os.path.abspath(a.builddir)
+    os.environ["P2P_SRCDIR"] = top
+    import grpc
+    import p2ptest
+    from dirdtest import Dird
+    from test_control import Varlink
+    from test_serve import generate_stubs
+    _, _, peer_pb2, peer_grpc = generate_stubs()
+
+    size = a.size_mib << 20
+    work = p2ptest.tempdir("p2p-bench-peerd-")
+    src_dir = os.path.join(work, "src")
+    dst_dir = os.path.join(work, "dst") if a.disk else tempfile.mkdtemp(prefix="p2p-bench-dst-", dir="/dev/shm")
+    os.mkdir(src_dir)
+    if a.disk:
+        os.mkdir(dst_dir)
+    path = os.path.join(src_dir, "big.bin")
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(a.size_mib):
+            f.write(block)
+    print("machine: %s, %d cores; file %d MiB" % (os.uname().machine, os.cpu_count(), a.size_mib))
+
+    d = Dird()
+    procs = {}
+    ctl = {}
+    for name, folder in (("sender", src_dir), ("receiver", dst_dir)):
+        port = free_port()
+        sock = os.path.join(work, name + ".sock")
+        procs[name] = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--folder", folder, "--directory", d.url,
+                                       "--listen", "127.0.0.1:%d" % port, "--port", str(port), "--ip", "127.0.0.1",
+                                       "--control-socket", sock])
+        p2ptest.wait_for(lambda: os.path.exists(sock), timeout=120, what=name)
+        v = Varlink(sock)
+        v.call("Register", {"username": name, "password": "pw"})
+        r = v.call("Login", {"username": name, "password": "pw"})
+        assert "error" not in r, r
+        ctl[name] = (v, port)
+
+    results = {}
+    results["raw TCP (sendfile -> discard)"] = raw_tcp(path, size)
+
+    tok = d.login("receiver", "pw")
+
+    def ticket():
+        return d.req("POST", "/tickets", tok, json={"peer": "sender", "file": "big.bin"}).json()["ticket"]
+
+    opts = [("grpc.max_receive_message_length", 64 << 20)]
+
+    def read_stream(target, md):
+        ch = grpc.insecure_channel(target, options=opts)
+        stub = peer_grpc.PeerStub(ch)
+        got = 0
+        t0 = time.perf_counter()
+        for c in stub.Read(peer_pb2.ReadRequest(name="big.bin"), metadata=md, timeout=600):
+            got += len(c.data)
+        dt = time.perf_counter() - t0
+        ch.close()
+        assert got == size, got
+        return dt
+    results["peerd Read stream -> discard"] = read_stream("127.0.0.1:%d" % ctl["sender"][1],
+                                                          [("authorization", "Bearer " + ticket())])
+
+    # The seed's stack: a Python grpcio server streaming the same file.
+    from concurrent import futures
+
+    class Servicer(peer_grpc.PeerServicer):
+        def Read(self, request, context):
+            with open(path, "rb") as f:
+                off = 0
+                while True:
+                    b = f.read(256 << 10)
+                    if not b:
+                        return
+                    yield peer_pb2.Chunk(offset=off, data=b)
+                    off += len(b)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.max_send_message_length", 64 << 20)])
+    peer_grpc.add_PeerServicer_to_server(Servicer(), server)
+    pport = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    results["Python grpcio server -> discard"] = read_stream("127.0.0.1:%d" % pport, [])
+    server.stop(0)
+
+    v = ctl["receiver"][0]
+    t0 = time.perf_counter()
+    v.send_raw(json.dumps({"method": "io.p2p.Peer.Download", "parameters": {"name": "big.bin"}}).encode() + b"\0")
+    r = v.recv()
+    dt = time.perf_counter() - t0
+    assert "error" not in r, r
+    results["verified download (Read+write+fsync+SHA-256)"] = dt
+    print("download: %.2f s in the worker, %.2f s end to end" % (r["parameters"]["seconds"], dt))
+    with open(os.path.join(dst_dir, "big.bin"), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == r["parameters"]["sha256"]
+
+    base = results["raw TCP (sendfile -> discard)"]
+    print()
+    print("%-46s %9s %8s %9s" % ("path", "seconds", "MB/s", "vs raw"))
+    for k, dt in results.items():
+        print("%-46s %9.2f %8.0f %9.2f" % (k, dt, size / dt / 1e6, base / dt))
+    print()
+    for name in ("sender", "receiver"):
+        print("peak RSS p2p-peerd %-8s: %.1f MB" % (name, rss_peak_mb(procs[name].pid)))
+    print("verified download vs Python grpcio stream: %.2fx" %
+          (results["Python grpcio server -> discard"] / results["verified download (Read+write+fsync+SHA-256)"]))
+    print("receiver folder on %s" % ("disk" if a.disk else "tmpfs (/dev/shm)"))
+    for p in procs.values():
+        p.stop()
+    d.stop()
+    p2ptest.cleanup()
+    if not a.disk:
+        shutil.rmtree(dst_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
