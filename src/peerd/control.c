@@ -607,8 +607,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		pthread_mutex_lock(&t->lock);
 		if (t->state != TRANSFER_RUNNING && !t->reported) {
 			t->reported = true;
-			if (t->state == TRANSFER_DONE && realpath(p->set.folder, folder) && !strcmp(folder, t->to))
+			if (t->state == TRANSFER_DONE && realpath(p->set.folder, folder) && !strcmp(folder, t->to)) {
+				/* Verified already: the scan need not read it again. */
+				share_remember(&p->share, &t->landed);
 				reindex = true;
+			}
 		}
 		pthread_mutex_unlock(&t->lock);
 	}

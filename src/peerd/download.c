@@ -97,7 +97,7 @@ static bool cancelled(struct transfer *t)
 
 /* Stream [offset, size) from one source into fd. Returns 0 when the range
  * is complete, or -errno; *pos tracks what has been written. */
-static int read_from(struct transfer *t, const struct source *src, int fd, uint64_t *pos)
+static int read_from(struct transfer *t, const struct source *src, int fd, uint64_t *pos, EVP_MD_CTX *hash)
 {
 	char ticket[SHA256_HEX_LEN + 1], auth[SHA256_HEX_LEN + 8];
 	P2p__V1__ReadRequest req = P2P__V1__READ_REQUEST__INIT;
@@ -180,6 +180,8 @@ static int read_from(struct transfer *t, const struct source *src, int fd, uint6
 		ok = chunk && chunk->offset == *pos && chunk->data.len <= t->size - *pos &&
 		     pwrite(fd, chunk->data.data, chunk->data.len, (off_t)*pos) == (ssize_t)chunk->data.len;
 		if (ok) {
+			/* Chunks arrive in order: hash as they come, no second pass. */
+			EVP_DigestUpdate(hash, chunk->data.data, chunk->data.len);
 			*pos += chunk->data.len;
 			pthread_mutex_lock(&t->lock);
 			t->received = *pos;
@@ -231,37 +233,33 @@ out:
 	return r;
 }
 
-static int hash_file(int fd, char out[SHA256_HEX_LEN + 1])
+/* Start md over with the first len bytes of fd (what a resumed download
+ * already has). */
+static int hash_prefix(int fd, uint64_t len, EVP_MD_CTX *md)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char md[SHA256_BYTES], *buf = malloc(1 << 20);
-	unsigned int len = 0;
-	off_t off = 0;
+	unsigned char *buf = malloc(1 << 20);
+	uint64_t off = 0;
 	ssize_t n;
-	int r = 0;
 
-	if (!ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-		r = -ENOMEM;
-		goto out;
+	if (!buf || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		free(buf);
+		return -ENOMEM;
 	}
-	while ((n = pread(fd, buf, 1 << 20, off)) > 0) {
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
-		off += n;
+	while (off < len && (n = pread(fd, buf, len - off < (1 << 20) ? len - off : (1 << 20), (off_t)off)) > 0) {
+		EVP_DigestUpdate(md, buf, (size_t)n);
+		off += (uint64_t)n;
 	}
-	if (n < 0)
-		r = -errno;
-	EVP_DigestFinal_ex(ctx, md, &len);
-	crypto_hex(md, SHA256_BYTES, out);
-out:
 	free(buf);
-	EVP_MD_CTX_free(ctx);
-	return r;
+	return off == len ? 0 : -EIO;
 }
 
 static void *worker(void *arg)
 {
 	struct transfer *t = arg;
 	char got[SHA256_HEX_LEN + 1];
+	unsigned char digest[SHA256_BYTES];
+	unsigned int dlen = 0;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	struct stat st;
 	uint64_t pos;
 	int dirfd = -1, pdirfd = -1, fd = -1, r = -EIO;
@@ -285,6 +283,8 @@ static void *worker(void *arg)
 	pos = (uint64_t)st.st_size <= t->size ? (uint64_t)st.st_size : 0;
 	if (pos == 0 && ftruncate(fd, 0) < 0)
 		goto io;
+	if (!md || hash_prefix(fd, pos, md) < 0)
+		goto io;
 	if (pos)
 		log_info("download %s: resuming at %llu of %llu bytes", t->name, (unsigned long long)pos,
 			 (unsigned long long)t->size);
@@ -292,19 +292,21 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&t->lock);
 		t->sources = 1;
 		pthread_mutex_unlock(&t->lock);
-		r = pos == t->size ? 0 : read_from(t, &t->src[i], fd, &pos);
+		r = pos == t->size ? 0 : read_from(t, &t->src[i], fd, &pos, md);
 		if (r == -ENOSPC || r == -ECANCELED)
 			break;
 		if (r < 0)
 			continue; /* the next source continues from pos */
-		if (fsync(fd) < 0 || hash_file(fd, got) < 0)
+		if (fsync(fd) < 0)
 			goto io;
+		EVP_DigestFinal_ex(md, digest, &dlen);
+		crypto_hex(digest, SHA256_BYTES, got);
 		if (strcmp(got, t->sha256) == 0)
 			break;
 		log_warn("download %s: SHA-256 mismatch after reading from %s; starting over", t->name, t->src[i].peer);
 		r = -EBADMSG;
 		pos = 0;
-		if (ftruncate(fd, 0) < 0)
+		if (ftruncate(fd, 0) < 0 || !EVP_DigestInit_ex(md, EVP_sha256(), NULL))
 			goto io;
 	}
 	if (cancelled(t)) {
@@ -335,6 +337,11 @@ static void *worker(void *arg)
 			close(dfd);
 		}
 	}
+	if (fstat(fd, &st) == 0) {
+		t->landed = (struct hash_entry){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)st.st_size,
+						 (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, "" };
+		memcpy(t->landed.sha256, t->sha256, sizeof(t->sha256));
+	}
 	pthread_mutex_lock(&t->lock);
 	t->state = TRANSFER_DONE;
 	t->seconds = now_s() - t->started;
@@ -344,6 +351,7 @@ static void *worker(void *arg)
 io:
 	fail(t, "TransferFailed", "%s", strerror(errno));
 out:
+	EVP_MD_CTX_free(md);
 	if (fd >= 0)
 		close(fd);
 	if (pdirfd >= 0)

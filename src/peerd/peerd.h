@@ -73,6 +73,9 @@ int share_scan(struct share *sh, const struct conf_strlist *allow);
 int share_find(struct share *sh, const char *name, struct shared_file *out);
 /* Open a shared file for reading, safely relative to the folder. 0 or -errno. */
 int share_open_file(struct share *sh, const char *name, int *fd_out, uint64_t *size_out);
+/* Remember a hash computed elsewhere (a verified download), so the next
+ * scan does not read the file again. */
+void share_remember(struct share *sh, const struct hash_entry *e);
 /* The list as the JSON "files" array of POST /index. */
 struct json_object *share_to_json(struct share *sh);
 
@@ -124,6 +127,7 @@ struct transfer {
 	double started;
 	bool reported;                 /* main loop: end already handled */
 	int wake_fd;                   /* written once when the transfer ends */
+	struct hash_entry landed;      /* the final file, for the hash cache */
 	pthread_mutex_t lock;
 	enum transfer_state state;
 	uint64_t received;

@@ -286,6 +286,16 @@ int share_open_file(struct share *sh, const char *name, int *fd_out, uint64_t *s
 	return 0;
 }
 
+void share_remember(struct share *sh, const struct hash_entry *e)
+{
+	struct hash_entry *grown = realloc(sh->cache, (sh->ncache + 1) * sizeof(*grown));
+
+	if (!grown)
+		return;
+	sh->cache = grown;
+	sh->cache[sh->ncache++] = *e;
+}
+
 struct json_object *share_to_json(struct share *sh)
 {
 	struct json_object *arr = json_object_new_array();
