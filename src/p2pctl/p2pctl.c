@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
@@ -372,13 +375,11 @@ static int explain_error(const struct ctl *c, const char *method, struct varlink
 	return status;
 }
 
-/* Receive one reply; on failure print why and return the exit status
- * (> 0). A varlink error is returned as EXIT_* too, already explained. */
-static int receive(struct ctl *c, const char *method, int timeout_ms, struct varlink_reply *r)
+/* Turn what varlink_receive() returned into an exit status, printing why on
+ * failure. A varlink error is explained and freed. */
+static int received(struct ctl *c, const char *method, int e, struct varlink_reply *r,
+		    enum varlink_fault fault)
 {
-	enum varlink_fault fault;
-	int e = varlink_receive(c->conn, timeout_ms, r, &fault);
-
 	if (e == -EBADMSG || e == -EMSGSIZE || e == -EILSEQ) {
 		errmsg("peerd at %s sent a malformed reply (%s): are p2pctl and p2p-peerd the same version?",
 		       c->socket, varlink_fault_str(fault));
@@ -393,6 +394,16 @@ static int receive(struct ctl *c, const char *method, int timeout_ms, struct var
 		return s;
 	}
 	return EXIT_OK;
+}
+
+/* Receive one reply; on failure print why and return the exit status
+ * (> 0). A varlink error is returned as EXIT_* too, already explained. */
+static int receive(struct ctl *c, const char *method, int timeout_ms, struct varlink_reply *r)
+{
+	enum varlink_fault fault;
+	int e = varlink_receive(c->conn, timeout_ms, r, &fault);
+
+	return received(c, method, e, r, fault);
 }
 
 /* Connect, send one call, wait for its single reply. */
@@ -491,11 +502,11 @@ static int prompt_tty(const char *prompt, char *buf, size_t size, bool echo)
 		close(fd);
 		return -ENOTTY;
 	}
-	if (write(fd, prompt, strlen(prompt)) < 0) {
-		close(fd);
-		return -ENOTTY;
-	}
 	if (echo) {
+		if (write(fd, prompt, strlen(prompt)) < 0) {
+			close(fd);
+			return -ENOTTY;
+		}
 		r = read_line_fd(fd, buf, size);
 		close(fd);
 		return r;
@@ -504,12 +515,15 @@ static int prompt_tty(const char *prompt, char *buf, size_t size, bool echo)
 	quiet.c_lflag &= ~(tcflag_t)(ECHO | ICANON | ISIG);
 	quiet.c_cc[VMIN] = 1;
 	quiet.c_cc[VTIME] = 0;
-	if (tcsetattr(fd, TCSAFLUSH, &quiet) < 0) {
+	/* Echo goes off (dropping anything typed ahead) before the prompt
+	 * shows, so nothing typed after it can be flushed or echoed. */
+	if (tcsetattr(fd, TCSAFLUSH, &quiet) < 0 || write(fd, prompt, strlen(prompt)) < 0) {
+		tcsetattr(fd, TCSANOW, &old);
 		close(fd);
 		return -ENOTTY;
 	}
 	r = read_secret(fd, buf, size);
-	tcsetattr(fd, TCSAFLUSH, &old);
+	tcsetattr(fd, TCSANOW, &old);
 	if (write(fd, "\n", 1) < 0 && r >= 0)
 		r = -errno;
 	close(fd);
@@ -1114,6 +1128,36 @@ static void progress_end(struct progress *pr)
 	pr->drawn = false;
 }
 
+/* ^C during a download: cancel it in peerd (what arrived stays for a
+ * resume) and exit like a program killed by SIGINT. */
+static int interrupted(struct ctl *c, const char *id)
+{
+	struct json_object *params;
+	struct varlink_conn *conn;
+	struct varlink_reply r;
+	enum varlink_fault fault;
+	bool ok = false;
+
+	if (id[0] && varlink_connect(c->socket, 2000, &conn) == 0) {
+		params = json_object_new_object();
+		json_object_object_add(params, "id", json_object_new_string(id));
+		if (varlink_send_call(conn, "io.p2p.Peer.Cancel", params, 0, 2000) == 0 &&
+		    varlink_receive(conn, 5000, &r, &fault) == 0) {
+			ok = !r.error || !strcmp(r.error, "io.p2p.Peer.NotFound");
+			varlink_reply_free(&r);
+		}
+		json_object_put(params);
+		varlink_close(conn);
+	}
+	if (ok)
+		errmsg("interrupted: cancelled transfer %s; run the same command again to resume", id);
+	else if (id[0])
+		errmsg("interrupted: the transfer may go on in peerd; stop it with 'p2pctl cancel %s'", id);
+	else
+		errmsg("interrupted before the transfer started; see 'p2pctl transfers'");
+	return 128 + SIGINT;
+}
+
 struct download_st {
 	const char *from, *to;
 };
@@ -1142,8 +1186,9 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 	struct progress pr = { .tty = isatty(2) == 1 };
 	struct json_object *params;
 	struct varlink_reply r;
-	char to[PATH_MAX];
-	int s, e;
+	char to[PATH_MAX], id[65] = "";
+	sigset_t sigs;
+	int s, e, sigfd;
 
 	s = parse_cmd_opts(c, cmd, argc, argv, extra, 2, download_opt, &st);
 	if (s >= 0)
@@ -1183,14 +1228,47 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 	json_object_put(params);
 	if (e < 0)
 		return unreachable(c, e);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	/* ^C is read from a signalfd next to the socket, so the transfer can be
+	 * cancelled in peerd before p2pctl exits. */
+	if (sigprocmask(SIG_BLOCK, &sigs, NULL) < 0 || (sigfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
+		errmsg("cannot watch for ^C: %s", strerror(errno));
+		return EXIT_FAIL;
+	}
 	for (;;) {
-		/* A download takes as long as it takes: only an explicit
-		 * --timeout bounds the wait for each progress reply. */
-		s = receive(c, "io.p2p.Peer.Download", c->timeout_set ? c->timeout_ms : -1, &r);
+		enum varlink_fault fault;
+
+		e = varlink_receive(c->conn, 0, &r, &fault);
+		if (e == -ETIMEDOUT) {
+			/* A download takes as long as it takes: only an explicit
+			 * --timeout bounds the wait for each progress reply. */
+			struct pollfd pfd[2] = { { .fd = varlink_fd(c->conn), .events = POLLIN },
+						 { .fd = sigfd, .events = POLLIN } };
+			int n = poll(pfd, 2, c->timeout_set ? c->timeout_ms : -1);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				progress_end(&pr);
+				s = unreachable(c, n < 0 ? -errno : -ETIMEDOUT);
+				break;
+			}
+			if (pfd[1].revents & POLLIN) {
+				progress_end(&pr);
+				s = interrupted(c, id);
+				break;
+			}
+			continue;
+		}
+		s = received(c, "io.p2p.Peer.Download", e, &r, fault);
 		if (s) {
 			progress_end(&pr);
-			return s;
+			break;
 		}
+		if (!id[0])
+			snprintf(id, sizeof(id), "%s", jstr(r.parameters, "id", ""));
 		if (c->json) {
 			print_json(r.parameters);
 			fflush(stdout);
@@ -1201,6 +1279,9 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 			break;
 		varlink_reply_free(&r);
 	}
+	close(sigfd);
+	if (s)
+		return s;
 	progress_end(&pr);
 	if (!c->json && !c->quiet) {
 		char size[32], rate[32], secs[32];

@@ -65,6 +65,9 @@ def run_pty(args, env=None, feed=None, timeout=20):
             while feed and feed[0][0] in shown:
                 os.write(fd, feed.pop(0)[1])
                 shown = shown.replace(b"\0", b"")
+    except BaseException:
+        os.kill(pid, 9)
+        raise
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(fd)
@@ -444,6 +447,15 @@ class TestTerminal(Base):
         self.assertIn("movie.mkv [", shown)
         self.assertIn(" 25% 1.0 MiB/4.0 MiB 1.0 MiB/s ETA 3s, 2 sources", shown)
         self.assertIn("Downloaded /d/movie.mkv", shown)
+
+    def test_ctrl_c_cancels_download(self):
+        self.fake.on("Download", progress(id=7, name="big.iso", state="running", size=100, received=10, rate=5,
+                                          sources=1), HANG)
+        self.fake.on("Cancel", reply())
+        rc, shown = run_pty(["-s", self.sock, "download", "big.iso"], feed=[(b"1 source", b"\x03")])
+        self.assertEqual(rc, 130, shown)
+        self.assertIn("interrupted: cancelled transfer 7; run the same command again to resume", shown)
+        self.assertEqual(self.fake.last(), {"method": "io.p2p.Peer.Cancel", "parameters": {"id": "7"}})
 
     def test_no_echo_prompt(self):
         self.fake.on("Login", reply(username="carol"))
