@@ -123,21 +123,36 @@ class Real(unittest.TestCase):
         self.assertEqual(rc, EXIT_NOT_FOUND)
         self.assertIn("no running transfer 42", err)
 
-        rc, out, err = ctl(b, "download", "notes.txt", "--to", self.b.dir)
-        if "does not know io.p2p.Peer.Download" in err:
-            pass  # peerd does not download yet; the fake-peerd tests cover p2pctl's side
-        else:
-            self.assertEqual(rc, 0, err)
-            with open(os.path.join(self.b.dir, "notes.txt"), "rb") as f:
-                self.assertEqual(f.read(), b"hello\n")
-            rc, _, err = ctl(b, "download", "missing.bin")
-            self.assertEqual(rc, EXIT_NOT_FOUND, err)
-            self.assertIn("no online peer shares missing.bin", err)
+        # download into another directory, then into the shared folder
+        dest = p2ptest.tempdir("p2pctl-dest-")
+        rc, out, err = ctl(b, "download", "notes.txt", "--to", dest)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Downloaded %s/notes.txt" % dest, out)
+        self.assertIn("SHA-256 verified", out)
+        with open(os.path.join(dest, "notes.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"hello\n")
+        rc, out, err = ctl(b, "download", "song.mp3", "--from", "alice", "--json")
+        self.assertEqual(rc, 0, err)
+        events = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual(events[-1]["state"], "done")
+        self.assertEqual(events[-1]["size"], 10000)
+        self.assertEqual(events[-1]["path"], os.path.join(self.b.folder, "song.mp3"))
+        with open(os.path.join(self.b.folder, "song.mp3"), "rb") as f:
+            self.assertEqual(f.read(), b"la" * 5000)
+        rc, out, err = ctl(b, "transfers", "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("song.mp3", [t["name"] for t in json.loads(out)["transfers"]])
+        rc, _, err = ctl(b, "download", "missing.bin")
+        self.assertEqual(rc, EXIT_NOT_FOUND, err)
+        self.assertIn("no online peer shares missing.bin", err)
+        rc, _, err = ctl(b, "download", "notes.txt", "--from", "nobody")
+        self.assertEqual(rc, EXIT_NOT_FOUND, err)
 
         rc, out, err = ctl(a, "logout")
         self.assertEqual((rc, out), (0, "Logged out.\n"), err)
         rc, out, _ = ctl(b, "search", "--exact", "song.mp3", "--json")
-        self.assertEqual(json.loads(out)["results"], [])  # alice's files left at once
+        # alice's files left at once; bob's downloaded copy is shared
+        self.assertEqual([r["peer"] for r in json.loads(out)["results"]], ["bob"])
         rc, _, err = ctl(a, "index")
         self.assertEqual(rc, EXIT_NOT_LOGGED_IN, err)
 
