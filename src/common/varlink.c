@@ -597,6 +597,8 @@ int varlink_send_call(struct varlink_conn *conn, const char *method,
 		if (r < 0)
 			break;
 	}
+	/* Calls carry passwords (Login, Register): leave no copy behind. */
+	explicit_bzero(msg, len);
 	free(msg);
 	return off == len ? 0 : r;
 }
