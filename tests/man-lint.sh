@@ -2,7 +2,8 @@
 # Every installed manual page is clean under `mandoc -T lint -W warning`.
 # TAP: one test per page.
 set -u
-pages=$(cd "$P2P_SRCDIR" && ls man/*.[0-9] 2>/dev/null)
+# The pages as built, with configured paths filled in.
+pages=$(cd "$P2P_BUILDDIR" && ls man/*.[0-9] 2>/dev/null)
 if ! command -v mandoc >/dev/null; then
 	echo "1..0 # SKIP mandoc is not installed"
 	exit 0
@@ -13,7 +14,7 @@ echo "1..$n"
 i=0
 for p in $pages; do
 	i=$((i + 1))
-	if out=$(mandoc -T lint -W warning "$P2P_SRCDIR/$p" 2>&1) && [ -z "$out" ]; then
+	if out=$(mandoc -T lint -W warning "$P2P_BUILDDIR/$p" 2>&1) && [ -z "$out" ]; then
 		echo "ok $i - $p"
 	else
 		echo "not ok $i - $p"

@@ -6,9 +6,9 @@
 set -u
 b=$P2P_BUILDDIR
 s=$P2P_SRCDIR
-echo "1..5"
+echo "1..6"
 if ! command -v systemd-analyze >/dev/null; then
-	for i in 1 2 3 4 5; do echo "ok $i # SKIP systemd-analyze is not installed"; done
+	for i in 1 2 3 4 5 6; do echo "ok $i # SKIP systemd-analyze is not installed"; done
 	exit 0
 fi
 tmp=$(mktemp -d)
@@ -47,3 +47,11 @@ mkdir -p "$tmp/folder"
 if out=$("$b/src/peerd/p2p-peerd" -c "$s/etc/peers/example.json" --folder "$tmp/folder" -n 2>&1); then
 	echo "ok 5 - etc/peers/example.json parses"; else
 	echo "not ok 5 - etc/peers/example.json"; echo "$out" | sed 's/^/# /'; fi
+
+# What make builds for installation names real paths, not placeholders.
+left=$(grep -l '@[a-z]*dir@' "$b"/systemd/*.service "$b"/man/*.[0-9] 2>/dev/null)
+if [ -z "$left" ] && ls "$b"/systemd/*.service >/dev/null 2>&1; then
+	echo "ok 6 - built units and man pages have their paths filled in"
+else
+	echo "not ok 6 - placeholders left in: $left"
+fi
