@@ -382,3 +382,16 @@ void conf_long_options_free(struct option *opts, const struct conf_key *keys, in
 			free((char *)o->name);
 	free(opts);
 }
+
+void conf_print_help(FILE *f, const struct conf_help *help, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char opt[64];
+
+		snprintf(opt, sizeof(opt), "--%s", help[i].key);
+		for (char *p = opt + 2; *p; p++)
+			if (*p == '_')
+				*p = '-';
+		fprintf(f, "  %-22s  %s\n", opt, help[i].help);
+	}
+}

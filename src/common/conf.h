@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 
@@ -64,6 +65,14 @@ void conf_free(const struct conf_key *keys, void *obj);
 int conf_copy(const struct conf_key *keys, void *dst, const void *src);
 
 void conf_strlist_free(struct conf_strlist *l);
+
+/* One line of --help for a config key. */
+struct conf_help {
+	const char *key, *help;
+};
+
+/* Print "  --key-with-dashes   help" for every entry, aligned. */
+void conf_print_help(FILE *f, const struct conf_help *help, size_t n);
 
 struct option;
 /* A getopt_long table: the fixed options, then for every key "--key" and,

@@ -28,10 +28,7 @@
 #define DEFAULT_DATABASE LOCALSTATEDIR "/lib/p2p/dird/dird.db"
 #define EXIT_USAGE 2
 
-static const struct {
-	const char *key;
-	const char *help;
-} key_help[] = {
+static const struct conf_help key_help[] = {
 	{ "listen", "ADDR:PORT to serve the REST API on (default 127.0.0.1:6970)" },
 	{ "database", "SQLite database file (default " DEFAULT_DATABASE ")" },
 	{ "log_level", "err, warning, notice, info (default) or debug" },
@@ -111,15 +108,7 @@ static void usage(FILE *f)
 		"Every configuration key can also be given as an option, which wins over\n"
 		"the file (write _ or -):\n",
 		DEFAULT_CONFIG);
-	for (size_t i = 0; i < sizeof(key_help) / sizeof(key_help[0]); i++) {
-		char opt[40];
-
-		snprintf(opt, sizeof(opt), "--%s", key_help[i].key);
-		for (char *p = opt + 2; *p; p++)
-			if (*p == '_')
-				*p = '-';
-		fprintf(f, "  %-22s  %s\n", opt, key_help[i].help);
-	}
+	conf_print_help(f, key_help, sizeof(key_help) / sizeof(key_help[0]));
 	fprintf(f, "\nSee p2p-dird(8).\n");
 }
 

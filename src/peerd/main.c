@@ -50,9 +50,7 @@ const struct conf_key peerd_keys[] = {
 	{ NULL, 0, 0, 0, 0 },
 };
 
-static const struct {
-	const char *key, *help;
-} key_help[] = {
+static const struct conf_help key_help[] = {
 	{ "username", "user name at the directory (the seed's \"username\")" },
 	{ "password_file", "file whose first line is the password, read at login" },
 	{ "directory", "URL of p2p-dird (default http://127.0.0.1:6970)" },
@@ -126,15 +124,7 @@ static void usage(FILE *f)
 		"\n"
 		"Every configuration key is also an option, which wins over the file:\n",
 		PEERS_DIR);
-	for (size_t i = 0; i < sizeof(key_help) / sizeof(key_help[0]); i++) {
-		char opt[40];
-
-		snprintf(opt, sizeof(opt), "--%s", key_help[i].key);
-		for (char *p = opt + 2; *p; p++)
-			if (*p == '_')
-				*p = '-';
-		fprintf(f, "  %-18s  %s\n", opt, key_help[i].help);
-	}
+	conf_print_help(f, key_help, sizeof(key_help) / sizeof(key_help[0]));
 	fprintf(f, "\nSee p2p-peerd(8).\n");
 }
 
