@@ -72,10 +72,13 @@ int store_heartbeat(struct store *st, const char *username, int64_t now);
 /* Search among peers online and seen at or after alive_since. */
 int store_search_exact(struct store *st, const char *name, int64_t alive_since,
 		       store_hit_cb cb, void *ctx);
-/* Case-insensitive substring; total gets the number of matches ignoring
- * limit/offset. */
+/* Case-insensitive (ASCII letters) substring, matches in indexing order.
+ * total gets the number of matches ignoring limit/offset, counted up to
+ * max(STORE_TOTAL_CAP, offset + limit); *exact is false when there are
+ * more than that. */
+#define STORE_TOTAL_CAP 1000
 int store_search_substring(struct store *st, const char *text, int64_t alive_since,
-			   int64_t limit, int64_t offset, int64_t *total,
+			   int64_t limit, int64_t offset, int64_t *total, bool *exact,
 			   store_hit_cb cb, void *ctx);
 /* cb(peer, last_seen, nfiles) for every online peer seen since alive_since. */
 int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, void *ctx);
