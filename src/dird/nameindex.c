@@ -33,6 +33,7 @@ struct nameindex {
 	uint32_t *slot_peer;    /* DEAD once forgotten */
 	int64_t *slot_rowid;
 	uint32_t *slot_name;    /* offset of the folded name in arena */
+	uint32_t *slot_next;    /* next slot + 1 with the same name hash; 0: end */
 	size_t nslots, slot_cap, dead;
 
 	char *arena;
@@ -46,6 +47,10 @@ struct nameindex {
 
 	struct peer_slots *peers;
 	size_t npeers;
+
+	/* Whole folded names: bucket -> first slot + 1 (0: empty). */
+	uint32_t *buckets;
+	size_t nbuckets;
 };
 
 static int grow(void **p, size_t *cap, size_t need, size_t size)
@@ -68,6 +73,41 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 static char fold(char c)
 {
 	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* FNV-1a of a folded name. */
+static uint32_t name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* Keeps at least one bucket per slot, rechaining every slot on growth. */
+static int buckets_reserve(struct nameindex *ni, size_t nslots)
+{
+	size_t n = ni->nbuckets ? ni->nbuckets : 1024;
+	uint32_t *b;
+
+	if (nslots <= ni->nbuckets)
+		return 0;
+	while (n < nslots)
+		n *= 2;
+	b = calloc(n, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	for (size_t s = 0; s < ni->nslots; s++) {
+		uint32_t h = name_hash(ni->arena + ni->slot_name[s]) & (uint32_t)(n - 1);
+
+		ni->slot_next[s] = b[h];
+		b[h] = (uint32_t)s + 1;
+	}
+	free(ni->buckets);
+	ni->buckets = b;
+	ni->nbuckets = n;
+	return 0;
 }
 
 static uint32_t trigram(const char *s)
@@ -186,6 +226,8 @@ static void release(struct nameindex *ni)
 	free(ni->slot_peer);
 	free(ni->slot_rowid);
 	free(ni->slot_name);
+	free(ni->slot_next);
+	free(ni->buckets);
 }
 
 void nameindex_free(struct nameindex *ni)
@@ -244,7 +286,12 @@ int nameindex_add(struct nameindex *ni, uint32_t peer, int64_t rowid, const char
 	cap = ni->slot_cap;
 	if (grow((void **)&ni->slot_name, &cap, ni->nslots + 1, sizeof(uint32_t)) < 0)
 		return -ENOMEM;
+	cap = ni->slot_cap;
+	if (grow((void **)&ni->slot_next, &cap, ni->nslots + 1, sizeof(uint32_t)) < 0)
+		return -ENOMEM;
 	ni->slot_cap = cap;
+	if (buckets_reserve(ni, ni->nslots + 1) < 0)
+		return -ENOMEM;
 	if (ni->arena_len + len + 1 > UINT32_MAX ||
 	    grow((void **)&ni->arena, &ni->arena_cap, ni->arena_len + len + 1, 1) < 0)
 		return -ENOMEM;
@@ -260,6 +307,12 @@ int nameindex_add(struct nameindex *ni, uint32_t peer, int64_t rowid, const char
 	ni->arena_len += len + 1;
 	ni->nslots++;
 	ni->dead++;
+	{
+		uint32_t h = name_hash(folded) & (uint32_t)(ni->nbuckets - 1);
+
+		ni->slot_next[slot] = ni->buckets[h];
+		ni->buckets[h] = slot + 1;
+	}
 
 	/* The slot stays dead (never matched) until it is complete. */
 	for (size_t i = 0; i + 3 <= len; i++) {
@@ -320,7 +373,8 @@ size_t nameindex_size(const struct nameindex *ni)
 
 size_t nameindex_memory(const struct nameindex *ni)
 {
-	size_t m = ni->slot_cap * (2 * sizeof(uint32_t) + sizeof(int64_t)) + ni->arena_cap +
+	size_t m = ni->slot_cap * (3 * sizeof(uint32_t) + sizeof(int64_t)) + ni->arena_cap +
+		   ni->nbuckets * sizeof(uint32_t) +
 		   ni->hcap * 2 * sizeof(uint32_t) + ni->lists_cap * sizeof(struct postings) +
 		   ni->npeers * sizeof(struct peer_slots);
 
@@ -404,5 +458,46 @@ int nameindex_search(struct nameindex *ni, const struct nameindex_query *q,
 		if (visit(&sc, v - 1))
 			break;
 	}
+	return 0;
+}
+
+int nameindex_exact(struct nameindex *ni, const char *name, nameindex_alive_fn alive,
+		    void *alive_ctx, int64_t **rowids, size_t *n)
+{
+	char folded[NAME_MAX_BYTES + 1];
+	size_t len = strlen(name), cap = 0, k = 0;
+	int64_t *out = NULL;
+	uint32_t *chain;
+
+	*rowids = NULL;
+	*n = 0;
+	if (len == 0 || len > NAME_MAX_BYTES)
+		return -EINVAL;
+	if (!ni->nbuckets)
+		return 0;
+	for (size_t i = 0; i <= len; i++)
+		folded[i] = fold(name[i]);
+	chain = &ni->buckets[name_hash(folded) & (uint32_t)(ni->nbuckets - 1)];
+	/* Chains run newest first; collect, then reverse into insertion order. */
+	for (uint32_t s = *chain; s; s = ni->slot_next[s - 1]) {
+		uint32_t slot = s - 1, peer = ni->slot_peer[slot];
+
+		if (peer == DEAD || strcmp(ni->arena + ni->slot_name[slot], folded) != 0 ||
+		    !alive(peer, alive_ctx))
+			continue;
+		if (grow((void **)&out, &cap, k + 1, sizeof(*out)) < 0) {
+			free(out);
+			return -ENOMEM;
+		}
+		out[k++] = ni->slot_rowid[slot];
+	}
+	for (size_t i = 0; i < k / 2; i++) {
+		int64_t t = out[i];
+
+		out[i] = out[k - 1 - i];
+		out[k - 1 - i] = t;
+	}
+	*rowids = out;
+	*n = k;
 	return 0;
 }

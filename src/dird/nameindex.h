@@ -9,6 +9,8 @@
  * files are replaced as a whole (re-index) or dropped; the dead slots are
  * reclaimed by rebuilding once they outnumber the live ones.
  *
+ * A hash of the whole folded names answers exact lookups the same way.
+ *
  * Case folding covers ASCII letters only; other bytes must match exactly.
  * Not thread-safe: the caller serialises access.
  */
@@ -55,5 +57,11 @@ size_t nameindex_memory(const struct nameindex *ni);
 /* Matches in insertion order; 0 or -ENOMEM. */
 int nameindex_search(struct nameindex *ni, const struct nameindex_query *q,
 		     struct nameindex_result *res);
+
+/* Row ids of the live files of alive peers whose name equals name but for
+ * ASCII case, in insertion order, into a malloc'ed *rowids (caller frees);
+ * 0 or -ENOMEM. */
+int nameindex_exact(struct nameindex *ni, const char *name, nameindex_alive_fn alive,
+		    void *alive_ctx, int64_t **rowids, size_t *n);
 
 #endif
