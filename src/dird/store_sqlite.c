@@ -87,7 +87,7 @@ enum stmt {
 	S_TICKET_CREATE, S_TICKET_VERIFY,
 	S_SWEEP_SESSIONS, S_SWEEP_TICKETS,
 	S_COUNT_USERS, S_COUNT_SESSIONS,
-	S_PING,
+	S_PING, S_DATA_VERSION,
 	S_N
 };
 
@@ -134,6 +134,7 @@ static const char *const stmt_sql[S_N] = {
 	[S_COUNT_USERS] = "SELECT count(*) FROM users",
 	[S_COUNT_SESSIONS] = "SELECT count(*) FROM sessions WHERE expires > strftime('%s','now')",
 	[S_PING] = "SELECT 1",
+	[S_DATA_VERSION] = "PRAGMA data_version",
 };
 
 /* What search needs to know of a peer, by user id, mirrored from peers. */
@@ -142,8 +143,22 @@ struct peer_state {
 	bool online;
 };
 
+/* Verified sessions, so that most authenticated requests need no join:
+ * direct-mapped by the token hash (uniformly random), dropped when this
+ * process ends a session or deletes a user, and all dropped when another
+ * process has committed anything (PRAGMA data_version moved), such as
+ * `p2p-dird user del` while the daemon runs. */
+#define SESSION_CACHE_SIZE 4096
+struct session_entry {
+	char token_hash[65];
+	char username[USERNAME_MAX + 1];
+	int64_t expires_at;
+};
+
 struct store {
 	sqlite3 *db;
+	struct session_entry sessions[SESSION_CACHE_SIZE];
+	int64_t data_version;
 	sqlite3_stmt *stmt[S_N];
 	struct nameindex *names;
 	bool names_stale;       /* rebuild from the database before use */
@@ -416,7 +431,10 @@ int store_user_delete(struct store *st, const char *username)
 	rc = stmt_exec(st, q, "delete user");
 	if (rc < 0)
 		return rc;
-	/* Its peer row and files went with it (ON DELETE CASCADE). */
+	for (size_t i = 0; i < SESSION_CACHE_SIZE; i++)
+		if (strcmp(st->sessions[i].username, username) == 0)
+			memset(&st->sessions[i], 0, sizeof(st->sessions[i]));
+	/* Its peer row, files and sessions went with it (ON DELETE CASCADE). */
 	nameindex_drop_peer(st->names, (uint32_t)id);
 	if ((size_t)id < st->npeers)
 		st->peers[id].online = false;
@@ -451,12 +469,31 @@ int store_session_create(struct store *st, const char *username, const char *tok
 	return r;
 }
 
+static struct session_entry *session_slot(struct store *st, const char *token_hash)
+{
+	return &st->sessions[strtoul((char[]){ token_hash[0], token_hash[1], token_hash[2], 0 }, NULL, 16) %
+			     SESSION_CACHE_SIZE];
+}
+
 int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
 			 char *username, int64_t *expires_at)
 {
-	sqlite3_stmt *q = stmt_get(st, S_SESSION_LOOKUP);
+	struct session_entry *e = session_slot(st, token_hash);
+	sqlite3_stmt *q = stmt_get(st, S_DATA_VERSION);
 	int rc;
 
+	if (sqlite3_step(q) != SQLITE_ROW || sqlite3_column_int64(q, 0) != st->data_version) {
+		memset(st->sessions, 0, sizeof(st->sessions));
+		st->data_version = sqlite3_column_int64(q, 0);
+	}
+	sqlite3_reset(q);
+	if (e->expires_at > now && strcmp(e->token_hash, token_hash) == 0) {
+		memcpy(username, e->username, sizeof(e->username));
+		if (expires_at)
+			*expires_at = e->expires_at;
+		return 0;
+	}
+	q = stmt_get(st, S_SESSION_LOOKUP);
 	bind_text(q, 1, token_hash);
 	sqlite3_bind_int64(q, 2, now);
 	rc = sqlite3_step(q);
@@ -464,6 +501,9 @@ int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
 		snprintf(username, USERNAME_MAX + 1, "%s", (const char *)sqlite3_column_text(q, 0));
 		if (expires_at)
 			*expires_at = sqlite3_column_int64(q, 1);
+		snprintf(e->token_hash, sizeof(e->token_hash), "%s", token_hash);
+		memcpy(e->username, username, sizeof(e->username));
+		e->expires_at = sqlite3_column_int64(q, 1);
 		sqlite3_reset(q);
 		return 0;
 	}
@@ -477,6 +517,7 @@ int store_session_delete(struct store *st, const char *token_hash)
 	int64_t user_id;
 	int rc, r;
 
+	memset(session_slot(st, token_hash), 0, sizeof(struct session_entry));
 	r = tx_begin(st);
 	if (r < 0)
 		return r;
@@ -748,6 +789,9 @@ int store_sweep(struct store *st, int64_t now)
 	sqlite3_stmt *q = stmt_get(st, S_SWEEP_SESSIONS);
 	int r;
 
+	for (size_t i = 0; i < SESSION_CACHE_SIZE; i++)
+		if (st->sessions[i].expires_at <= now)
+			memset(&st->sessions[i], 0, sizeof(st->sessions[i]));
 	sqlite3_bind_int64(q, 1, now);
 	r = stmt_exec(st, q, "sweep sessions");
 	if (r < 0)
