@@ -15,7 +15,8 @@
 
 struct dird_settings {
 	char *listen;                /* ADDR:PORT */
-	char *database;              /* SQLite file */
+	char *database;              /* SQLite file or postgresql:// URI */
+	long long database_connections; /* PostgreSQL connections at most */
 	char *log_level;
 	bool registration;           /* POST /register open */
 	long long ttl;               /* s: peer liveness */

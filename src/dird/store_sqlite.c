@@ -17,7 +17,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
-#include "store.h"
+#include "store_backend.h"
 
 /* Each entry upgrades the schema from version i to i + 1. */
 static const char *const migrations[] = {
@@ -131,12 +131,12 @@ static const char *const stmt_sql[S_N] = {
 	[S_PING] = "SELECT 1",
 };
 
-struct store {
+struct store_backend {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_N];
 };
 
-static int db_error(struct store *st, const char *what)
+static int db_error(struct store_backend *st, const char *what)
 {
 	int code = sqlite3_extended_errcode(st->db);
 
@@ -147,7 +147,7 @@ static int db_error(struct store *st, const char *what)
 }
 
 /* Reset and clear a cached statement before use. */
-static sqlite3_stmt *stmt_get(struct store *st, enum stmt s)
+static sqlite3_stmt *stmt_get(struct store_backend *st, enum stmt s)
 {
 	sqlite3_stmt *q = st->stmt[s];
 
@@ -162,7 +162,7 @@ static void bind_text(sqlite3_stmt *q, int i, const char *s)
 }
 
 /* Run a statement that returns no rows (or ignores them). */
-static int stmt_exec(struct store *st, sqlite3_stmt *q, const char *what)
+static int stmt_exec(struct store_backend *st, sqlite3_stmt *q, const char *what)
 {
 	int rc;
 
@@ -177,23 +177,23 @@ static int stmt_exec(struct store *st, sqlite3_stmt *q, const char *what)
 	return 0;
 }
 
-static int tx_begin(struct store *st)
+static int tx_begin(struct store_backend *st)
 {
 	return stmt_exec(st, stmt_get(st, S_BEGIN), "begin");
 }
 
-static int tx_commit(struct store *st)
+static int tx_commit(struct store_backend *st)
 {
 	return stmt_exec(st, stmt_get(st, S_COMMIT), "commit");
 }
 
-static void tx_rollback(struct store *st)
+static void tx_rollback(struct store_backend *st)
 {
 	if (!sqlite3_get_autocommit(st->db))
 		stmt_exec(st, stmt_get(st, S_ROLLBACK), "rollback");
 }
 
-static int migrate(struct store *st)
+static int migrate(struct store_backend *st)
 {
 	sqlite3_stmt *q;
 	int version, rc;
@@ -229,9 +229,11 @@ static int migrate(struct store *st)
 	return 0;
 }
 
-int store_open(const char *path, struct store **out)
+static void sqlite_close(struct store_backend *st);
+
+static int sqlite_open(const char *path, unsigned connections, struct store_backend **out)
 {
-	struct store *st = calloc(1, sizeof(*st));
+	struct store_backend *st = calloc(1, sizeof(*st));
 	char *err = NULL;
 	int r;
 
@@ -266,11 +268,11 @@ int store_open(const char *path, struct store **out)
 	*out = st;
 	return 0;
 fail:
-	store_close(st);
+	sqlite_close(st);
 	return r;
 }
 
-void store_close(struct store *st)
+static void sqlite_close(struct store_backend *st)
 {
 	if (!st)
 		return;
@@ -281,7 +283,7 @@ void store_close(struct store *st)
 	free(st);
 }
 
-int store_user_create(struct store *st, const char *username, const char *hash, int64_t now)
+static int sqlite_user_create(struct store_backend *st, const char *username, const char *hash, int64_t now)
 {
 	sqlite3_stmt *q = stmt_get(st, S_USER_CREATE);
 
@@ -291,7 +293,7 @@ int store_user_create(struct store *st, const char *username, const char *hash, 
 	return stmt_exec(st, q, "create user");
 }
 
-int store_user_hash(struct store *st, const char *username, char **hash_out)
+static int sqlite_user_hash(struct store_backend *st, const char *username, char **hash_out)
 {
 	sqlite3_stmt *q = stmt_get(st, S_USER_HASH);
 	int rc;
@@ -307,7 +309,7 @@ int store_user_hash(struct store *st, const char *username, char **hash_out)
 	return rc == SQLITE_DONE ? -ENOENT : db_error(st, "find user");
 }
 
-int store_user_delete(struct store *st, const char *username)
+static int sqlite_user_delete(struct store_backend *st, const char *username)
 {
 	sqlite3_stmt *q = stmt_get(st, S_USER_DELETE);
 	int r;
@@ -319,7 +321,7 @@ int store_user_delete(struct store *st, const char *username)
 	return r;
 }
 
-int store_user_list(struct store *st, store_name_cb cb, void *ctx)
+static int sqlite_user_list(struct store_backend *st, store_name_cb cb, void *ctx)
 {
 	sqlite3_stmt *q = stmt_get(st, S_USER_LIST);
 	int rc, r = 0;
@@ -332,8 +334,8 @@ int store_user_list(struct store *st, store_name_cb cb, void *ctx)
 	return r;
 }
 
-int store_session_create(struct store *st, const char *username, const char *token_hash,
-			 int64_t expires_at)
+static int sqlite_session_create(struct store_backend *st, const char *username, const char *token_hash,
+				 int64_t expires_at)
 {
 	sqlite3_stmt *q = stmt_get(st, S_SESSION_CREATE);
 	int r;
@@ -347,8 +349,8 @@ int store_session_create(struct store *st, const char *username, const char *tok
 	return r;
 }
 
-int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
-			 char *username, int64_t *expires_at)
+static int sqlite_session_lookup(struct store_backend *st, const char *token_hash, int64_t now,
+				 char *username, int64_t *expires_at)
 {
 	sqlite3_stmt *q = stmt_get(st, S_SESSION_LOOKUP);
 	int rc;
@@ -367,7 +369,7 @@ int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
 	return rc == SQLITE_DONE ? -ENOENT : db_error(st, "find session");
 }
 
-int store_session_delete(struct store *st, const char *token_hash)
+static int sqlite_session_delete(struct store_backend *st, const char *token_hash)
 {
 	sqlite3_stmt *q;
 	int64_t user_id;
@@ -397,8 +399,8 @@ int store_session_delete(struct store *st, const char *token_hash)
 	return r;
 }
 
-int store_index(struct store *st, const char *username, const char *ip, int port,
-		const char *folder, const struct store_file *files, size_t nfiles, int64_t now)
+static int sqlite_index(struct store_backend *st, const char *username, const char *ip, int port,
+			const char *folder, const struct store_file *files, size_t nfiles, int64_t now)
 {
 	sqlite3_stmt *q;
 	int64_t peer_id;
@@ -449,7 +451,7 @@ fail:
 	return r;
 }
 
-int store_heartbeat(struct store *st, const char *username, int64_t now)
+static int sqlite_heartbeat(struct store_backend *st, const char *username, int64_t now)
 {
 	sqlite3_stmt *q = stmt_get(st, S_HEARTBEAT);
 	int r;
@@ -462,7 +464,7 @@ int store_heartbeat(struct store *st, const char *username, int64_t now)
 	return r;
 }
 
-static int emit_hits(struct store *st, sqlite3_stmt *q, store_hit_cb cb, void *ctx, const char *what)
+static int emit_hits(struct store_backend *st, sqlite3_stmt *q, store_hit_cb cb, void *ctx, const char *what)
 {
 	int rc, r = 0;
 
@@ -484,8 +486,8 @@ static int emit_hits(struct store *st, sqlite3_stmt *q, store_hit_cb cb, void *c
 	return r;
 }
 
-int store_search_exact(struct store *st, const char *name, int64_t alive_since,
-		       store_hit_cb cb, void *ctx)
+static int sqlite_search_exact(struct store_backend *st, const char *name, int64_t alive_since,
+			       store_hit_cb cb, void *ctx)
 {
 	sqlite3_stmt *q = stmt_get(st, S_SEARCH_EXACT);
 
@@ -504,9 +506,9 @@ static size_t utf8_chars(const char *s)
 	return n;
 }
 
-int store_search_substring(struct store *st, const char *text, int64_t alive_since,
-			   int64_t limit, int64_t offset, int64_t *total,
-			   store_hit_cb cb, void *ctx)
+static int sqlite_search_substring(struct store_backend *st, const char *text, int64_t alive_since,
+				   int64_t limit, int64_t offset, int64_t *total,
+				   store_hit_cb cb, void *ctx)
 {
 	bool fts = utf8_chars(text) >= 3;
 	size_t len = strlen(text);
@@ -552,7 +554,7 @@ int store_search_substring(struct store *st, const char *text, int64_t alive_sin
 	return r;
 }
 
-int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, void *ctx)
+static int sqlite_peers_online(struct store_backend *st, int64_t alive_since, store_name_cb cb, void *ctx)
 {
 	sqlite3_stmt *q = stmt_get(st, S_PEERS_ONLINE);
 	int rc, r = 0;
@@ -567,8 +569,8 @@ int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, 
 	return r;
 }
 
-int store_ticket_create(struct store *st, const char *ticket_hash, const char *username,
-			const char *peer, const char *file, int64_t expires_at)
+static int sqlite_ticket_create(struct store_backend *st, const char *ticket_hash, const char *username,
+				const char *peer, const char *file, int64_t expires_at)
 {
 	sqlite3_stmt *q = stmt_get(st, S_TICKET_CREATE);
 	int r;
@@ -584,8 +586,8 @@ int store_ticket_create(struct store *st, const char *ticket_hash, const char *u
 	return r;
 }
 
-int store_ticket_verify(struct store *st, const char *ticket_hash, const char *peer,
-			int64_t now, char *username, char *file)
+static int sqlite_ticket_verify(struct store_backend *st, const char *ticket_hash, const char *peer,
+				int64_t now, char *username, char *file)
 {
 	sqlite3_stmt *q = stmt_get(st, S_TICKET_VERIFY);
 	int rc;
@@ -604,7 +606,7 @@ int store_ticket_verify(struct store *st, const char *ticket_hash, const char *p
 	return rc == SQLITE_DONE ? -ENOENT : db_error(st, "verify ticket");
 }
 
-int store_sweep(struct store *st, int64_t now)
+static int sqlite_sweep(struct store_backend *st, int64_t now)
 {
 	sqlite3_stmt *q = stmt_get(st, S_SWEEP_SESSIONS);
 	int r;
@@ -618,7 +620,7 @@ int store_sweep(struct store *st, int64_t now)
 	return stmt_exec(st, q, "sweep tickets");
 }
 
-static int count(struct store *st, enum stmt s, int64_t arg, int64_t *out)
+static int count(struct store_backend *st, enum stmt s, int64_t arg, int64_t *out)
 {
 	sqlite3_stmt *q = stmt_get(st, s);
 	int rc;
@@ -636,7 +638,7 @@ static int count(struct store *st, enum stmt s, int64_t arg, int64_t *out)
 	return 0;
 }
 
-int store_counts(struct store *st, int64_t alive_since, struct store_counts *out)
+static int sqlite_counts(struct store_backend *st, int64_t alive_since, struct store_counts *out)
 {
 	int r;
 
@@ -648,9 +650,32 @@ int store_counts(struct store *st, int64_t alive_since, struct store_counts *out
 	return 0;
 }
 
-int store_ping(struct store *st)
+static int sqlite_ping(struct store_backend *st)
 {
 	int64_t one;
 
 	return count(st, S_PING, 0, &one);
 }
+
+const struct store_ops store_sqlite_ops = {
+	.name = "SQLite",
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.user_create = sqlite_user_create,
+	.user_hash = sqlite_user_hash,
+	.user_delete = sqlite_user_delete,
+	.user_list = sqlite_user_list,
+	.session_create = sqlite_session_create,
+	.session_lookup = sqlite_session_lookup,
+	.session_delete = sqlite_session_delete,
+	.index = sqlite_index,
+	.heartbeat = sqlite_heartbeat,
+	.search_exact = sqlite_search_exact,
+	.search_substring = sqlite_search_substring,
+	.peers_online = sqlite_peers_online,
+	.ticket_create = sqlite_ticket_create,
+	.ticket_verify = sqlite_ticket_verify,
+	.sweep = sqlite_sweep,
+	.counts = sqlite_counts,
+	.ping = sqlite_ping,
+};
