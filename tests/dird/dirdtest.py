@@ -27,7 +27,7 @@ def on_postgresql():
 
 
 class Dird:
-    def __init__(self, *extra, db=None, config=None, port=None, env=None):
+    def __init__(self, *extra, db=None, config=None, port=None, env=None, wait=True):
         self.dir = p2ptest.tempdir("p2p-dird-")
         self.db = db or new_database()
         self.port = port or p2ptest.free_port()
@@ -43,6 +43,10 @@ class Dird:
         argv += list(extra)
         self.proc = p2ptest.Process(argv, env=env)
         self.session = requests.Session()
+        if wait:
+            self.wait_healthy()
+
+    def wait_healthy(self):
         p2ptest.wait_for(self.healthy, what="p2p-dird /healthz on port %d" % self.port)
 
     def healthy(self):
