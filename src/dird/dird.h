@@ -89,4 +89,8 @@ void auth_burn_time(const char *password);
 
 int64_t dird_now(void);
 
+/* migrate.c: copy the SQLite directory in file from into the empty
+ * PostgreSQL database to (a URI). 0 or a negative errno (logged). */
+int dird_migrate(const char *from, const char *to);
+
 #endif

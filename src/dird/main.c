@@ -96,6 +96,8 @@ static void usage(FILE *f)
 		"       p2p-dird [OPTIONS] user del NAME    delete a user, its sessions and its files\n"
 		"       p2p-dird [OPTIONS] user list        list users\n"
 		"       p2p-dird [OPTIONS] peers            list peers online now\n"
+		"       p2p-dird -d postgresql://... migrate FILE\n"
+		"                                           copy the SQLite directory FILE into PostgreSQL\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE       configuration file (default %s)\n"
@@ -375,6 +377,13 @@ static int run_command(struct dird *d, int argc, char **argv)
 			log_err("\"%s\" is not a valid user name (1-64 of A-Z a-z 0-9 _ . -)", argv[2]);
 			return EXIT_USAGE;
 		}
+	} else if (!strcmp(argv[0], "migrate") && argc == 2) {
+#ifdef HAVE_POSTGRESQL
+		return dird_migrate(argv[1], d->set.database) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+#else
+		log_err("this p2p-dird was built without PostgreSQL (configure --with-postgresql)");
+		return EXIT_FAILURE;
+#endif
 	} else if (!(!strcmp(argv[0], "user") && argc == 2 && !strcmp(argv[1], "list")) &&
 		   !(!strcmp(argv[0], "peers") && argc == 1)) {
 		log_err("unknown command; try p2p-dird --help");

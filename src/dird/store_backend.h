@@ -4,6 +4,8 @@
 #ifndef P2P_DIRD_STORE_BACKEND_H
 #define P2P_DIRD_STORE_BACKEND_H
 
+#include <stdint.h>
+
 #include "store.h"
 
 struct store_backend;
@@ -40,6 +42,11 @@ struct store_ops {
 	int (*counts)(struct store_backend *b, int64_t alive_since, struct store_counts *out);
 	int (*ping)(struct store_backend *b);
 };
+
+/* PostgreSQL advisory lock keys ("p2p" and a number), one per job that must
+ * not run on two replicas at once (store_pg.c, migrate.c). */
+#define STORE_PG_LOCK_MIGRATE INT64_C(0x7032700000000001)
+#define STORE_PG_LOCK_SWEEP INT64_C(0x7032700000000002)
 
 extern const struct store_ops store_sqlite_ops;
 #ifdef HAVE_POSTGRESQL

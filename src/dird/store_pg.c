@@ -33,10 +33,8 @@
 #include "log.h"
 #include "store_backend.h"
 
-/* Advisory lock keys ("p2p" and a number), one per job that must not run
- * on two replicas at once. */
-#define LOCK_MIGRATE INT64_C(0x7032700000000001)
-#define LOCK_SWEEP INT64_C(0x7032700000000002)
+#define LOCK_MIGRATE STORE_PG_LOCK_MIGRATE
+#define LOCK_SWEEP STORE_PG_LOCK_SWEEP
 
 /* Each entry upgrades the schema from version i to i + 1, like
  * store_sqlite.c's list; the two lists grow together. */
