@@ -45,7 +45,7 @@ class _Postgres(p2ptest.Process):
 
 
 class Server:
-    def __init__(self):
+    def __init__(self, durable=False):
         self.bin = bindir()
         if not self.bin:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
@@ -66,8 +66,8 @@ class Server:
         self.proc = _Postgres(self.as_user + [
             os.path.join(self.bin, "postgres"), "-D", self.data, "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-            "-c", "max_connections=300", "-c", "shared_buffers=64MB"],
+            "-c", "max_connections=300", "-c", "shared_buffers=128MB"] +
+            ([] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
             cwd=self.dir, log=os.path.join(self.dir, "postgres.log"))
         self.url = "postgresql://p2p@127.0.0.1:%d/" % self.port
         self.ndb = 0
