@@ -22,7 +22,7 @@
 
 #include "log.h"
 #include "nameindex.h"
-#include "store.h"
+#include "store_backend.h"
 
 /* Each entry upgrades the schema from version i to i + 1. */
 static const char *const migrations[] = {
@@ -155,7 +155,7 @@ struct session_entry {
 	int64_t expires_at;
 };
 
-struct store {
+struct store_backend {
 	sqlite3 *db;
 	struct session_entry sessions[SESSION_CACHE_SIZE];
 	int64_t data_version;
@@ -167,7 +167,7 @@ struct store {
 	int64_t alive_since;    /* of the search in progress */
 };
 
-static int db_error(struct store *st, const char *what)
+static int db_error(struct store_backend *st, const char *what)
 {
 	int code = sqlite3_extended_errcode(st->db);
 
@@ -178,7 +178,7 @@ static int db_error(struct store *st, const char *what)
 }
 
 /* Reset and clear a cached statement before use. */
-static sqlite3_stmt *stmt_get(struct store *st, enum stmt s)
+static sqlite3_stmt *stmt_get(struct store_backend *st, enum stmt s)
 {
 	sqlite3_stmt *q = st->stmt[s];
 
@@ -193,7 +193,7 @@ static void bind_text(sqlite3_stmt *q, int i, const char *s)
 }
 
 /* Run a statement that returns no rows (or ignores them). */
-static int stmt_exec(struct store *st, sqlite3_stmt *q, const char *what)
+static int stmt_exec(struct store_backend *st, sqlite3_stmt *q, const char *what)
 {
 	int rc;
 
@@ -208,24 +208,24 @@ static int stmt_exec(struct store *st, sqlite3_stmt *q, const char *what)
 	return 0;
 }
 
-static int tx_begin(struct store *st)
+static int tx_begin(struct store_backend *st)
 {
 	return stmt_exec(st, stmt_get(st, S_BEGIN), "begin");
 }
 
-static int tx_commit(struct store *st)
+static int tx_commit(struct store_backend *st)
 {
 	return stmt_exec(st, stmt_get(st, S_COMMIT), "commit");
 }
 
-static void tx_rollback(struct store *st)
+static void tx_rollback(struct store_backend *st)
 {
 	if (!sqlite3_get_autocommit(st->db))
 		stmt_exec(st, stmt_get(st, S_ROLLBACK), "rollback");
 }
 
 /* Mirror of one peers row; id is the user id. */
-static int peer_set(struct store *st, int64_t id, int64_t last_seen, bool online)
+static int peer_set(struct store_backend *st, int64_t id, int64_t last_seen, bool online)
 {
 	if (id < 0 || id >= (1 << 26))
 		return -ERANGE;
@@ -249,13 +249,13 @@ static int peer_set(struct store *st, int64_t id, int64_t last_seen, bool online
 
 static bool peer_alive(uint32_t id, void *ctx)
 {
-	const struct store *st = ctx;
+	const struct store_backend *st = ctx;
 
 	return id < st->npeers && st->peers[id].online && st->peers[id].last_seen >= st->alive_since;
 }
 
 /* (Re)load the peers' state and the name index from the database. */
-static int names_load(struct store *st)
+static int names_load(struct store_backend *st)
 {
 	struct nameindex *ni = nameindex_new();
 	sqlite3_stmt *q;
@@ -290,13 +290,13 @@ static int names_load(struct store *st)
 
 /* After a committed change the index could not follow (out of memory):
  * the next search rebuilds it from the database. */
-static void names_failed(struct store *st, int r)
+static void names_failed(struct store_backend *st, int r)
 {
 	log_err("name index update failed (%s); rebuilding it", strerror(-r));
 	st->names_stale = true;
 }
 
-static int migrate(struct store *st)
+static int migrate(struct store_backend *st)
 {
 	sqlite3_stmt *q;
 	int version, rc;
@@ -332,9 +332,11 @@ static int migrate(struct store *st)
 	return 0;
 }
 
-int store_open(const char *path, struct store **out)
+static void sqlite_close(struct store_backend *st);
+
+static int sqlite_open(const char *path, unsigned connections, struct store_backend **out)
 {
-	struct store *st = calloc(1, sizeof(*st));
+	struct store_backend *st = calloc(1, sizeof(*st));
 	char *err = NULL;
 	int r;
 
@@ -372,11 +374,11 @@ int store_open(const char *path, struct store **out)
 	*out = st;
 	return 0;
 fail:
-	store_close(st);
+	sqlite_close(st);
 	return r;
 }
 
-void store_close(struct store *st)
+static void sqlite_close(struct store_backend *st)
 {
 	if (!st)
 		return;
@@ -389,7 +391,7 @@ void store_close(struct store *st)
 	free(st);
 }
 
-int store_user_create(struct store *st, const char *username, const char *hash, int64_t now)
+static int sqlite_user_create(struct store_backend *st, const char *username, const char *hash, int64_t now)
 {
 	sqlite3_stmt *q = stmt_get(st, S_USER_CREATE);
 
@@ -399,7 +401,7 @@ int store_user_create(struct store *st, const char *username, const char *hash, 
 	return stmt_exec(st, q, "create user");
 }
 
-int store_user_hash(struct store *st, const char *username, char **hash_out)
+static int sqlite_user_hash(struct store_backend *st, const char *username, char **hash_out)
 {
 	sqlite3_stmt *q = stmt_get(st, S_USER_HASH);
 	int rc;
@@ -415,7 +417,7 @@ int store_user_hash(struct store *st, const char *username, char **hash_out)
 	return rc == SQLITE_DONE ? -ENOENT : db_error(st, "find user");
 }
 
-int store_user_delete(struct store *st, const char *username)
+static int sqlite_user_delete(struct store_backend *st, const char *username)
 {
 	sqlite3_stmt *q = stmt_get(st, S_USER_DELETE);
 	int64_t id;
@@ -441,7 +443,7 @@ int store_user_delete(struct store *st, const char *username)
 	return 0;
 }
 
-int store_user_list(struct store *st, store_name_cb cb, void *ctx)
+static int sqlite_user_list(struct store_backend *st, store_name_cb cb, void *ctx)
 {
 	sqlite3_stmt *q = stmt_get(st, S_USER_LIST);
 	int rc, r = 0;
@@ -454,7 +456,7 @@ int store_user_list(struct store *st, store_name_cb cb, void *ctx)
 	return r;
 }
 
-int store_session_create(struct store *st, const char *username, const char *token_hash,
+static int sqlite_session_create(struct store_backend *st, const char *username, const char *token_hash,
 			 int64_t expires_at)
 {
 	sqlite3_stmt *q = stmt_get(st, S_SESSION_CREATE);
@@ -469,13 +471,13 @@ int store_session_create(struct store *st, const char *username, const char *tok
 	return r;
 }
 
-static struct session_entry *session_slot(struct store *st, const char *token_hash)
+static struct session_entry *session_slot(struct store_backend *st, const char *token_hash)
 {
 	return &st->sessions[strtoul((char[]){ token_hash[0], token_hash[1], token_hash[2], 0 }, NULL, 16) %
 			     SESSION_CACHE_SIZE];
 }
 
-int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
+static int sqlite_session_lookup(struct store_backend *st, const char *token_hash, int64_t now,
 			 char *username, int64_t *expires_at)
 {
 	struct session_entry *e = session_slot(st, token_hash);
@@ -511,7 +513,7 @@ int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
 	return rc == SQLITE_DONE ? -ENOENT : db_error(st, "find session");
 }
 
-int store_session_delete(struct store *st, const char *token_hash)
+static int sqlite_session_delete(struct store_backend *st, const char *token_hash)
 {
 	sqlite3_stmt *q;
 	int64_t user_id;
@@ -546,7 +548,7 @@ int store_session_delete(struct store *st, const char *token_hash)
 	return 0;
 }
 
-int store_index(struct store *st, const char *username, const char *ip, int port,
+static int sqlite_index(struct store_backend *st, const char *username, const char *ip, int port,
 		const char *folder, const struct store_file *files, size_t nfiles, int64_t now)
 {
 	sqlite3_stmt *q;
@@ -613,7 +615,7 @@ fail:
 	return r;
 }
 
-int store_heartbeat(struct store *st, const char *username, int64_t now)
+static int sqlite_heartbeat(struct store_backend *st, const char *username, int64_t now)
 {
 	sqlite3_stmt *q = stmt_get(st, S_HEARTBEAT);
 	int64_t id;
@@ -636,7 +638,7 @@ int store_heartbeat(struct store *st, const char *username, int64_t now)
 	return 0;
 }
 
-static int emit_hits(struct store *st, sqlite3_stmt *q, store_hit_cb cb, void *ctx, const char *what)
+static int emit_hits(struct store_backend *st, sqlite3_stmt *q, store_hit_cb cb, void *ctx, const char *what)
 {
 	int rc, r = 0;
 
@@ -660,7 +662,7 @@ static int emit_hits(struct store *st, sqlite3_stmt *q, store_hit_cb cb, void *c
 
 /* Emits the rows of the given file ids through statement s (?1: ids as a
  * JSON array, ?2: name if not NULL). */
-static int emit_ids(struct store *st, enum stmt s, const int64_t *ids, size_t n, const char *name,
+static int emit_ids(struct store_backend *st, enum stmt s, const int64_t *ids, size_t n, const char *name,
 		    store_hit_cb cb, void *ctx)
 {
 	char *list = malloc(n * 21 + 3), *p;
@@ -684,7 +686,7 @@ static int emit_ids(struct store *st, enum stmt s, const int64_t *ids, size_t n,
 	return r;
 }
 
-int store_search_exact(struct store *st, const char *name, int64_t alive_since,
+static int sqlite_search_exact(struct store_backend *st, const char *name, int64_t alive_since,
 		       store_hit_cb cb, void *ctx)
 {
 	int64_t *ids;
@@ -703,7 +705,7 @@ int store_search_exact(struct store *st, const char *name, int64_t alive_since,
 	return r;
 }
 
-int store_search_substring(struct store *st, const char *text, int64_t alive_since,
+static int sqlite_search_substring(struct store_backend *st, const char *text, int64_t alive_since,
 			   int64_t limit, int64_t offset, int64_t *total, bool *exact,
 			   store_hit_cb cb, void *ctx)
 {
@@ -732,7 +734,7 @@ out:
 	return r;
 }
 
-int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, void *ctx)
+static int sqlite_peers_online(struct store_backend *st, int64_t alive_since, store_name_cb cb, void *ctx)
 {
 	sqlite3_stmt *q = stmt_get(st, S_PEERS_ONLINE);
 	int rc, r = 0;
@@ -747,7 +749,7 @@ int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, 
 	return r;
 }
 
-int store_ticket_create(struct store *st, const char *ticket_hash, const char *username,
+static int sqlite_ticket_create(struct store_backend *st, const char *ticket_hash, const char *username,
 			const char *peer, const char *file, int64_t expires_at)
 {
 	sqlite3_stmt *q = stmt_get(st, S_TICKET_CREATE);
@@ -764,7 +766,7 @@ int store_ticket_create(struct store *st, const char *ticket_hash, const char *u
 	return r;
 }
 
-int store_ticket_verify(struct store *st, const char *ticket_hash, const char *peer,
+static int sqlite_ticket_verify(struct store_backend *st, const char *ticket_hash, const char *peer,
 			int64_t now, char *username, char *file)
 {
 	sqlite3_stmt *q = stmt_get(st, S_TICKET_VERIFY);
@@ -784,7 +786,7 @@ int store_ticket_verify(struct store *st, const char *ticket_hash, const char *p
 	return rc == SQLITE_DONE ? -ENOENT : db_error(st, "verify ticket");
 }
 
-int store_sweep(struct store *st, int64_t now)
+static int sqlite_sweep(struct store_backend *st, int64_t now)
 {
 	sqlite3_stmt *q = stmt_get(st, S_SWEEP_SESSIONS);
 	int r;
@@ -801,7 +803,7 @@ int store_sweep(struct store *st, int64_t now)
 	return stmt_exec(st, q, "sweep tickets");
 }
 
-static int count(struct store *st, enum stmt s, int64_t arg, int64_t *out)
+static int count(struct store_backend *st, enum stmt s, int64_t arg, int64_t *out)
 {
 	sqlite3_stmt *q = stmt_get(st, s);
 	int rc;
@@ -819,7 +821,7 @@ static int count(struct store *st, enum stmt s, int64_t arg, int64_t *out)
 	return 0;
 }
 
-int store_counts(struct store *st, int64_t alive_since, struct store_counts *out)
+static int sqlite_counts(struct store_backend *st, int64_t alive_since, struct store_counts *out)
 {
 	int r;
 
@@ -840,9 +842,32 @@ int store_counts(struct store *st, int64_t alive_since, struct store_counts *out
 	return 0;
 }
 
-int store_ping(struct store *st)
+static int sqlite_ping(struct store_backend *st)
 {
 	int64_t one;
 
 	return count(st, S_PING, 0, &one);
 }
+
+const struct store_ops store_sqlite_ops = {
+	.name = "SQLite",
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.user_create = sqlite_user_create,
+	.user_hash = sqlite_user_hash,
+	.user_delete = sqlite_user_delete,
+	.user_list = sqlite_user_list,
+	.session_create = sqlite_session_create,
+	.session_lookup = sqlite_session_lookup,
+	.session_delete = sqlite_session_delete,
+	.index = sqlite_index,
+	.heartbeat = sqlite_heartbeat,
+	.search_exact = sqlite_search_exact,
+	.search_substring = sqlite_search_substring,
+	.peers_online = sqlite_peers_online,
+	.ticket_create = sqlite_ticket_create,
+	.ticket_verify = sqlite_ticket_verify,
+	.sweep = sqlite_sweep,
+	.counts = sqlite_counts,
+	.ping = sqlite_ping,
+};
