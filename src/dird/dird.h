@@ -3,6 +3,7 @@
 #define P2P_DIRD_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include <event2/event.h>
@@ -10,6 +11,7 @@
 #include <event2/listener.h>
 
 #include "conf.h"
+#include "pool.h"
 #include "ratelimit.h"
 #include "store.h"
 
@@ -17,6 +19,7 @@ struct dird_settings {
 	char *listen;                /* ADDR:PORT */
 	char *database;              /* SQLite file or postgresql:// URI */
 	long long database_connections; /* PostgreSQL connections at most */
+	long long workers;           /* threads answering requests; 0: the loop */
 	char *log_level;
 	bool registration;           /* POST /register open */
 	long long ttl;               /* s: peer liveness */
@@ -62,6 +65,9 @@ struct dird {
 	const char *config_path;     /* NULL: none */
 	bool config_required;
 	struct ratelimit *login_by_user, *login_by_addr;
+	pthread_mutex_t login_lock;  /* the two limiters, taken by workers */
+	struct pool *pool;           /* NULL: handlers run on the loop */
+	bool status_busy;            /* a sweep and count is under way */
 	struct dird_metrics metrics;
 	struct store_counts counts;  /* refreshed by the sweep timer */
 	int connections;             /* that have sent a request and are open */

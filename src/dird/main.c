@@ -32,6 +32,7 @@ static const struct conf_help key_help[] = {
 	{ "listen", "ADDR:PORT to serve the REST API on (default 127.0.0.1:6970)" },
 	{ "database", "SQLite database file (default " DEFAULT_DATABASE ") or postgresql:// URI" },
 	{ "database_connections", "PostgreSQL connections each p2p-dird keeps at most (4)" },
+	{ "workers", "threads answering requests beside the event loop; 0: none (4)" },
 	{ "log_level", "err, warning, notice, info (default) or debug" },
 	{ "registration", "yes/no: whether POST /register is open (default yes)" },
 	{ "ttl", "seconds a peer stays in search results after its last index or heartbeat (90)" },
@@ -120,16 +121,61 @@ static void usage(FILE *f)
 static struct event *ev_sigterm, *ev_sigint, *ev_sighup, *ev_sweep, *ev_watchdog, *ev_drain;
 static struct timeval drain_deadline;
 
-static void refresh_status(struct dird *d)
-{
-	int64_t now = dird_now();
+/* Sweeping and counting may wait on the database: a worker does it when
+ * there are workers, and the loop only publishes the result. */
+struct status_job {
+	struct pool_job job;
+	struct dird *d;
+	int64_t now, ttl;
+	struct store_counts counts;
+	int r;
+};
 
-	if (store_sweep(d->store, now) < 0)
+static void status_run(struct pool_job *job)
+{
+	struct status_job *s = (struct status_job *)job;
+
+	if (store_sweep(s->d->store, s->now) < 0)
 		log_warn("sweeping expired sessions and tickets failed");
-	if (store_counts(d->store, now - d->set.ttl, &d->counts) == 0)
+	s->r = store_counts(s->d->store, s->now - s->ttl, &s->counts);
+}
+
+static void status_done(struct pool_job *job)
+{
+	struct status_job *s = (struct status_job *)job;
+	struct dird *d = s->d;
+
+	if (s->r == 0) {
+		d->counts = s->counts;
 		notify_status("%lld users, %lld sessions, %lld peers online, %lld files indexed",
 			      (long long)d->counts.users, (long long)d->counts.sessions,
 			      (long long)d->counts.peers_online, (long long)d->counts.files_online);
+	}
+	d->status_busy = false;
+	free(s);
+}
+
+static void status_discard(struct pool_job *job)
+{
+	free(job);
+}
+
+static void refresh_status(struct dird *d)
+{
+	struct status_job *s;
+
+	if (d->status_busy)
+		return; /* the last one has not finished yet */
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	*s = (struct status_job){ .job = { status_run, status_done, status_discard, NULL },
+				  .d = d, .now = dird_now(), .ttl = d->set.ttl };
+	d->status_busy = true;
+	if (d->pool && pool_submit(d->pool, &s->job))
+		return;
+	status_run(&s->job);
+	status_done(&s->job);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -198,14 +244,15 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	if (strcmp(fresh.listen, d->set.listen) != 0)
 		log_warn("listen changed to %s: takes effect at restart", fresh.listen);
 	if (strcmp(fresh.database, d->set.database) != 0 ||
-	    fresh.database_connections != d->set.database_connections)
-		log_warn("database or database_connections changed: takes effect at restart");
+	    fresh.database_connections != d->set.database_connections || fresh.workers != d->set.workers)
+		log_warn("database, database_connections or workers changed: takes effect at restart");
 	/* Keep what only a restart can change. */
 	free(fresh.listen);
 	fresh.listen = strdup(d->set.listen);
 	free(fresh.database);
 	fresh.database = strdup(d->set.database);
 	fresh.database_connections = d->set.database_connections;
+	fresh.workers = d->set.workers;
 	conf_free(dird_keys, &d->set);
 	d->set = fresh;
 	log_set_level(log_level_from_name(d->set.log_level));

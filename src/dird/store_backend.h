@@ -13,6 +13,9 @@ struct store_backend;
 
 struct store_ops {
 	const char *name;
+	/* May its functions run on several threads at once? store.c
+	 * serialises the calls into a backend that says no. */
+	bool thread_safe;
 	/* connections: how many database connections to keep at most (a
 	 * backend that has a single one ignores it). */
 	int (*open)(const char *database, unsigned connections, struct store_backend **out);

@@ -851,6 +851,7 @@ static int sqlite_ping(struct store_backend *st)
 
 const struct store_ops store_sqlite_ops = {
 	.name = "SQLite",
+	.thread_safe = false,
 	.open = sqlite_open,
 	.close = sqlite_close,
 	.user_create = sqlite_user_create,
