@@ -857,6 +857,11 @@ int control_start(struct peerd *p, const char *path, int fd, struct control **ou
 			return fd;
 		}
 		ctl->path = strdup(path);
+	} else {
+		/* systemd passes it blocking; libevent accepts until EAGAIN, so a
+		 * blocking socket would stall the whole loop after one client. */
+		evutil_make_socket_nonblocking(fd);
+		evutil_make_socket_closeonexec(fd);
 	}
 	socket_group(fd, true); /* warns now if there is no group to allow */
 	ctl->listener = evconnlistener_new(p->base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, -1, fd);
