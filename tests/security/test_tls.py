@@ -195,8 +195,18 @@ def start_peer(name, directory, *extra):
     proc = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--name", name, "--directory", directory,
                             "--folder", folder, "--listen", "127.0.0.1:%d" % port, "--port", str(port),
                             "--ip", "127.0.0.1", "--control-socket", sock, "--state-dir", base] + list(extra))
-    p2ptest.wait_for(lambda: os.path.exists(sock) or not proc.alive(), what="control socket of " + name)
+    p2ptest.wait_for(lambda: connectable(sock) or not proc.alive(), what="control socket of " + name)
     return proc, Varlink(sock), folder, port
+
+
+def connectable(path):
+    # The file appears at bind(), a moment before listen(): wait for both.
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
 
 
 class PeerToHTTPSDirectory(unittest.TestCase):
