@@ -730,12 +730,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 /* The group allowed in: the socket file's, also for a socket systemd bound
  * (SocketGroup=), found by its address. An abstract or unnamed socket has no
  * file, so only root and our own uid may use it. */
-static gid_t socket_group(int fd, bool warn)
+static gid_t socket_group(const char *path, int fd, bool warn)
 {
 	struct sockaddr_un sa;
 	socklen_t len = sizeof(sa);
 	struct stat st;
 
+	if (path) /* bound by us: getsockname() would name the temporary path */
+		return stat(path, &st) == 0 && S_ISSOCK(st.st_mode) ? st.st_gid : (gid_t)-1;
 	memset(&sa, 0, sizeof(sa));
 	if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sun_family == AF_UNIX &&
 	    len > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0] != '\0' &&
@@ -743,7 +745,7 @@ static gid_t socket_group(int fd, bool warn)
 		return st.st_gid;
 	if (warn)
 		log_warn("control: the socket has no file to take a group from; only root and uid %d may use it",
-		 (int)getuid());
+			 (int)getuid());
 	return (gid_t)-1;
 }
 
@@ -758,7 +760,7 @@ static bool allowed(struct control *ctl, int fd, const struct ucred *cr)
 	if (cr->uid == 0 || cr->uid == getuid())
 		return true;
 	/* Looked up now, so that a chgrp of the socket takes effect at once. */
-	group = socket_group(evconnlistener_get_fd(ctl->listener), false);
+	group = socket_group(ctl->path, evconnlistener_get_fd(ctl->listener), false);
 	if (group == (gid_t)-1)
 		return false;
 	if (cr->gid == group)
@@ -809,7 +811,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 /* Bind path, replacing a stale socket but never a live one. */
 static int bind_socket(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX }, tmp = { .sun_family = AF_UNIX };
 	mode_t old;
 	int fd, r;
 
@@ -832,13 +834,33 @@ static int bind_socket(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
+	/* Listen under a temporary name and link it into place, so the path
+	 * appears only once it accepts (a client connecting between bind and
+	 * listen was refused), and link() fails if another instance got there. */
+	if ((size_t)snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d.tmp", path, (int)getpid()) >=
+	    sizeof(tmp.sun_path))
+		tmp = sa; /* no room for the suffix: bind in place */
+	else
+		unlink(tmp.sun_path);
 	old = umask(0117); /* the socket is born 0660 */
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	r = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp));
 	umask(old);
 	if (r < 0 || listen(fd, 64) < 0) {
-		r = log_errno(LOG_ERR, errno, "cannot listen on %s", path);
+		r = log_errno(LOG_ERR, errno, "cannot listen on %s", tmp.sun_path);
 		close(fd);
 		return r;
+	}
+	if (strcmp(tmp.sun_path, path) != 0) {
+		r = link(tmp.sun_path, path) < 0 ? -errno : 0;
+		unlink(tmp.sun_path);
+		if (r < 0) {
+			close(fd);
+			if (r == -EEXIST)
+				log_err("another p2p-peerd is running on %s", path);
+			else
+				log_errno(LOG_ERR, -r, "cannot create %s", path);
+			return r == -EEXIST ? -EADDRINUSE : r;
+		}
 	}
 	return fd;
 }
@@ -863,7 +885,7 @@ int control_start(struct peerd *p, const char *path, int fd, struct control **ou
 		evutil_make_socket_nonblocking(fd);
 		evutil_make_socket_closeonexec(fd);
 	}
-	socket_group(fd, true); /* warns now if there is no group to allow */
+	socket_group(ctl->path, fd, true); /* warns now if there is no group to allow */
 	ctl->listener = evconnlistener_new(p->base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (!ctl->listener) {
 		close(fd);
