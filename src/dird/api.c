@@ -631,6 +631,7 @@ static void handle_search(struct call *c)
 	const char *limit_s = query_param(c, "limit", &bad), *offset_s = query_param(c, "offset", &bad);
 	int64_t alive = dird_now() - c->d->set.ttl, total = 0;
 	long long limit = SEARCH_LIMIT_DEFAULT, offset = 0;
+	bool exact = true;
 	struct json_object *arr, *o;
 	int r;
 
@@ -682,7 +683,7 @@ static void handle_search(struct call *c)
 		reply_error(c, 400, "q must be 1-255 bytes");
 		return;
 	}
-	r = store_search_substring(c->d->store, q, alive, limit, offset, &total, hit_to_json, arr);
+	r = store_search_substring(c->d->store, q, alive, limit, offset, &total, &exact, hit_to_json, arr);
 	if (r < 0) {
 		json_object_put(arr);
 		reply_store_error(c, r);
@@ -691,6 +692,7 @@ static void handle_search(struct call *c)
 	o = json_object_new_object();
 	json_object_object_add(o, "results", arr);
 	add_int(o, "total", total);
+	json_object_object_add(o, "total_exact", json_object_new_boolean(exact));
 	add_int(o, "limit", limit);
 	add_int(o, "offset", offset);
 	reply_json(c, 200, o);

@@ -17,7 +17,8 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 struct dird_settings {
 	char *listen;                /* ADDR:PORT */
-	char *database;              /* SQLite file */
+	char *database;              /* SQLite file or postgresql:// URI */
+	long long database_connections; /* PostgreSQL connections at most */
 	char *log_level;
 	bool registration;           /* POST /register open */
 	long long ttl;               /* s: peer liveness */
@@ -92,5 +93,9 @@ bool auth_check_password(const char *password, const char *hash);
 void auth_burn_time(const char *password);
 
 int64_t dird_now(void);
+
+/* migrate.c: copy the SQLite directory in file from into the empty
+ * PostgreSQL database to (a URI). 0 or a negative errno (logged). */
+int dird_migrate(const char *from, const char *to);
 
 #endif

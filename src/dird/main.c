@@ -34,7 +34,8 @@
 
 static const struct conf_help key_help[] = {
 	{ "listen", "ADDR:PORT to serve the REST API on (default 127.0.0.1:6970)" },
-	{ "database", "SQLite database file (default " DEFAULT_DATABASE ")" },
+	{ "database", "SQLite database file (default " DEFAULT_DATABASE ") or postgresql:// URI" },
+	{ "database_connections", "PostgreSQL connections each p2p-dird keeps at most (4)" },
 	{ "log_level", "err, warning, notice, info (default) or debug" },
 	{ "registration", "yes/no: whether POST /register is open (default yes)" },
 	{ "ttl", "seconds a peer stays in search results after its last index or heartbeat (90)" },
@@ -119,12 +120,14 @@ static void usage(FILE *f)
 		"       p2p-dird [OPTIONS] user del NAME    delete a user, its sessions and its files\n"
 		"       p2p-dird [OPTIONS] user list        list users\n"
 		"       p2p-dird [OPTIONS] peers            list peers online now\n"
+		"       p2p-dird -d postgresql://... migrate FILE\n"
+		"                                           copy the SQLite directory FILE into PostgreSQL\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE       configuration file (default %s)\n"
 		"  -n, --check             check the configuration and exit\n"
 		"  -l, --listen ADDR:PORT  where to serve the REST API\n"
-		"  -d, --database PATH     SQLite database file\n"
+		"  -d, --database DB       SQLite database file or postgresql:// URI\n"
 		"  -v, --verbose           log debug messages\n"
 		"  -h, --help              show this help\n"
 		"  -V, --version           show the version\n"
@@ -239,13 +242,15 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	if (strcmp(fresh.listen, d->set.listen) != 0)
 		log_warn("listen changed to %s: takes effect at restart", fresh.listen);
-	if (strcmp(fresh.database, d->set.database) != 0)
-		log_warn("database changed to %s: takes effect at restart", fresh.database);
+	if (strcmp(fresh.database, d->set.database) != 0 ||
+	    fresh.database_connections != d->set.database_connections)
+		log_warn("database or database_connections changed: takes effect at restart");
 	/* Keep what only a restart can change. */
 	free(fresh.listen);
 	fresh.listen = strdup(d->set.listen);
 	free(fresh.database);
 	fresh.database = strdup(d->set.database);
+	fresh.database_connections = d->set.database_connections;
 	conf_free(dird_keys, &d->set);
 	d->set = fresh;
 	log_set_level(log_level_from_name(d->set.log_level));
@@ -332,13 +337,14 @@ static int open_listener(struct dird *d)
 /* evhttp_bind_listener() took the listener; evhttp_free() frees it. */
 static int run_daemon(struct dird *d)
 {
+	char dbname[512];
 	uint64_t wd;
 	int r;
 
 	d->base = event_base_new();
 	if (!d->base)
 		return -ENOMEM;
-	r = store_open(d->set.database, &d->store);
+	r = store_open_pool(d->set.database, (unsigned)d->set.database_connections, &d->store);
 	if (r < 0)
 		goto out;
 	r = api_init(d);
@@ -365,7 +371,8 @@ static int run_daemon(struct dird *d)
 	}
 	refresh_status(d);
 	notify_ready();
-	log_info("p2p-dird %s ready (database %s)", PACKAGE_VERSION, d->set.database);
+	store_describe(d->set.database, dbname, sizeof(dbname));
+	log_info("p2p-dird %s ready (database %s)", PACKAGE_VERSION, dbname);
 	event_base_dispatch(d->base);
 	log_info("stopped");
 	r = 0;
@@ -449,6 +456,13 @@ static int run_command(struct dird *d, int argc, char **argv)
 			log_err("\"%s\" is not a valid user name (1-64 of A-Z a-z 0-9 _ . -)", argv[2]);
 			return EXIT_USAGE;
 		}
+	} else if (!strcmp(argv[0], "migrate") && argc == 2) {
+#ifdef HAVE_POSTGRESQL
+		return dird_migrate(argv[1], d->set.database) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+#else
+		log_err("this p2p-dird was built without PostgreSQL (configure --with-postgresql)");
+		return EXIT_FAILURE;
+#endif
 	} else if (!(!strcmp(argv[0], "user") && argc == 2 && !strcmp(argv[1], "list")) &&
 		   !(!strcmp(argv[0], "peers") && argc == 1)) {
 		log_err("unknown command; try p2p-dird --help");

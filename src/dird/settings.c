@@ -19,6 +19,7 @@
 const struct conf_key dird_keys[] = {
 	KEY("listen", CONF_STRING, listen, 0, 0),
 	KEY("database", CONF_STRING, database, 0, 0),
+	KEY("database_connections", CONF_INT, database_connections, 1, 256),
 	KEY("log_level", CONF_STRING, log_level, 0, 0),
 	KEY("registration", CONF_BOOL, registration, 0, 0),
 	KEY("ttl", CONF_INT, ttl, 5, 86400),
@@ -41,6 +42,7 @@ void dird_settings_defaults(struct dird_settings *s)
 	memset(s, 0, sizeof(*s));
 	s->listen = strdup("127.0.0.1:6970");
 	s->database = strdup(DEFAULT_DATABASE);
+	s->database_connections = 4;
 	s->log_level = strdup("info");
 	s->registration = true;
 	s->ttl = 90;
@@ -68,7 +70,7 @@ int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	if (!s->database || !*s->database) {
-		snprintf(err, errlen, "database: must name a file");
+		snprintf(err, errlen, "database: must name an SQLite file or a postgresql:// URI");
 		return -EINVAL;
 	}
 	if (!s->log_level || log_level_from_name(s->log_level) < 0) {
