@@ -15,6 +15,8 @@
 #include "ratelimit.h"
 #include "store.h"
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
 struct dird_settings {
 	char *listen;                /* ADDR:PORT */
 	char *database;              /* SQLite file or postgresql:// URI */
@@ -32,6 +34,8 @@ struct dird_settings {
 	long long login_burst;       /* attempts before throttling */
 	long long login_interval;    /* s per attempt regained */
 	long long sweep_interval;    /* s */
+	char *tls_certificate;       /* PEM chain; with tls_key: serve HTTPS */
+	char *tls_key;               /* PEM private key */
 };
 
 extern const struct conf_key dird_keys[];
@@ -60,6 +64,7 @@ struct dird {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evconnlistener *listener;
+	struct ssl_ctx_st *tls_ctx;  /* serving HTTPS, or NULL: plain HTTP */
 	struct store *store;
 	struct dird_settings set;
 	const char *config_path;     /* NULL: none */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -22,6 +25,7 @@
 #include "dird.h"
 #include "log.h"
 #include "notify.h"
+#include "tls.h"
 #include "validate.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/p2p/dird.json"
@@ -45,6 +49,8 @@ static const struct conf_help key_help[] = {
 	{ "login_burst", "login attempts per user name before throttling (10)" },
 	{ "login_interval", "seconds per login attempt regained after the burst (6)" },
 	{ "sweep_interval", "seconds between sweeps of expired sessions and tickets (60)" },
+	{ "tls_certificate", "PEM certificate chain: serve HTTPS instead of HTTP (with tls_key)" },
+	{ "tls_key", "PEM private key of tls_certificate" },
 };
 
 /* Command-line settings, applied over the config file (and again on reload). */
@@ -87,6 +93,24 @@ static int load_settings(const char *path, bool required, struct dird_settings *
 fail:
 	conf_free(dird_keys, out);
 	return -EINVAL;
+}
+
+/* The HTTPS context the settings ask for: *out stays NULL for plain HTTP. */
+static int load_tls(const struct dird_settings *set, SSL_CTX **out)
+{
+	char err[CONF_ERRLEN];
+	struct stat st;
+
+	*out = NULL;
+	if (!set->tls_certificate)
+		return 0;
+	if (tls_server_ctx_new(set->tls_certificate, set->tls_key, out, err, sizeof(err)) < 0) {
+		log_err("tls_certificate/tls_key: %s", err);
+		return -EINVAL;
+	}
+	if (stat(set->tls_key, &st) == 0 && (st.st_mode & S_IROTH))
+		log_warn("tls_key: %s is readable by every user; chmod o-r it", set->tls_key);
+	return 0;
 }
 
 static void usage(FILE *f)
@@ -233,6 +257,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct dird *d = arg;
 	struct dird_settings fresh;
+	SSL_CTX *tls = NULL;
 
 	notify_reloading();
 	log_info("received SIGHUP; reloading %s", d->config_path ? d->config_path : "(no config file)");
@@ -240,6 +265,26 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_err("reload failed; keeping the running configuration");
 		notify_ready();
 		return;
+	}
+	/* HTTPS on or off needs a restart (the listener's protocol changes); new
+	 * files for a running HTTPS listener are read now, and bad ones keep the
+	 * old configuration whole. */
+	if (!fresh.tls_certificate != !d->tls_ctx) {
+		log_warn("TLS turned %s: takes effect at restart", fresh.tls_certificate ? "on" : "off");
+		free(fresh.tls_certificate);
+		free(fresh.tls_key);
+		fresh.tls_certificate = d->set.tls_certificate ? strdup(d->set.tls_certificate) : NULL;
+		fresh.tls_key = d->set.tls_key ? strdup(d->set.tls_key) : NULL;
+	}
+	if (load_tls(&fresh, &tls) < 0) {
+		conf_free(dird_keys, &fresh);
+		log_err("reload failed; keeping the running configuration");
+		notify_ready();
+		return;
+	}
+	if (tls) {
+		SSL_CTX_free(d->tls_ctx); /* open connections hold their own reference */
+		d->tls_ctx = tls;
 	}
 	if (strcmp(fresh.listen, d->set.listen) != 0)
 		log_warn("listen changed to %s: takes effect at restart", fresh.listen);
@@ -260,6 +305,27 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	arm_sweep(d);
 	log_info("configuration reloaded");
 	notify_ready();
+}
+
+/* evhttp asks for each accepted connection's bufferevent: a TLS one when
+ * HTTPS is on. Clients that hang up without close_notify are not errors. */
+static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
+{
+	struct dird *d = arg;
+	SSL *ssl = SSL_new(d->tls_ctx);
+	struct bufferevent *bev;
+
+	if (!ssl) {
+		log_warn("cannot start a TLS connection: out of memory");
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
 }
 
 static int open_listener(struct dird *d)
@@ -300,6 +366,17 @@ static int open_listener(struct dird *d)
 	if (!evhttp_bind_listener(d->http, d->listener)) {
 		log_err("evhttp_bind_listener failed");
 		return -EIO;
+	}
+	if (d->tls_ctx) {
+		int one = 1;
+
+		/* TLS writes a response as several records; with Nagle the later ones
+		 * wait for the client's delayed ACK (40 ms a request, measured). The
+		 * accepted sockets inherit the option from the listening one. */
+		if (setsockopt(evconnlistener_get_fd(d->listener), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+			log_errno(LOG_WARNING, errno, "TCP_NODELAY");
+		evhttp_set_bevcb(d->http, tls_bufferevent, d);
+		log_info("serving HTTPS with %s", d->set.tls_certificate);
 	}
 	return 0;
 }
@@ -362,6 +439,8 @@ out:
 	api_free(d);
 	store_close(d->store);
 	event_base_free(d->base);
+	SSL_CTX_free(d->tls_ctx);
+	d->tls_ctx = NULL;
 	return r;
 }
 
@@ -539,7 +618,12 @@ int main(int argc, char **argv)
 	if (load_settings(d.config_path, d.config_required, &d.set) < 0)
 		return EXIT_USAGE;
 	log_set_level(a.verbose ? LOG_DEBUG : log_level_from_name(d.set.log_level));
+	if (optind >= argc && load_tls(&d.set, &d.tls_ctx) < 0) {
+		conf_free(dird_keys, &d.set);
+		return EXIT_USAGE;
+	}
 	if (a.check) {
+		SSL_CTX_free(d.tls_ctx);
 		printf("configuration OK\n");
 		conf_free(dird_keys, &d.set);
 		return EXIT_SUCCESS;

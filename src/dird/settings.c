@@ -33,6 +33,8 @@ const struct conf_key dird_keys[] = {
 	KEY("login_burst", CONF_INT, login_burst, 1, 10000),
 	KEY("login_interval", CONF_INT, login_interval, 1, 3600),
 	KEY("sweep_interval", CONF_INT, sweep_interval, 1, 3600),
+	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
+	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
 	{ NULL, 0, 0, 0, 0 },
 };
 
@@ -76,6 +78,13 @@ int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
 	if (!s->log_level || log_level_from_name(s->log_level) < 0) {
 		snprintf(err, errlen, "log_level: \"%s\" is not one of err, warning, notice, info, debug",
 			 s->log_level ? s->log_level : "");
+		return -EINVAL;
+	}
+	/* The files themselves are read by main.c (tls_server_ctx_new), not here:
+	 * this file is also built into the REST fuzz target, which has no libssl. */
+	if (!s->tls_certificate != !s->tls_key) {
+		snprintf(err, errlen, "%s: set tls_certificate and tls_key together (PEM files) to serve HTTPS",
+			 s->tls_certificate ? "tls_key" : "tls_certificate");
 		return -EINVAL;
 	}
 	return 0;
