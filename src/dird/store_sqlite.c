@@ -350,7 +350,7 @@ static int sqlite_open(const char *path, unsigned connections, struct store_back
 	}
 	sqlite3_busy_timeout(st->db, 5000);
 	if (sqlite3_exec(st->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-			 "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;",
+			 "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -8192;",
 			 NULL, NULL, &err) != SQLITE_OK) {
 		log_err("database %s: %s", path, err ? err : "?");
 		sqlite3_free(err);
