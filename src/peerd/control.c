@@ -527,10 +527,9 @@ static void m_cancel(struct client *c, struct json_object *params)
 
 		pthread_mutex_lock(&t->lock);
 		running = t->state == TRANSFER_RUNNING && !strcmp(t->id, id);
-		if (running)
-			t->cancel = true;
 		pthread_mutex_unlock(&t->lock);
 		if (running) {
+			download_cancel(t);
 			reply(c, NULL);
 			return;
 		}

@@ -47,6 +47,8 @@ const struct conf_key peerd_keys[] = {
 	KEY("heartbeat", CONF_INT, heartbeat, 1, 3600),
 	KEY("max_message", CONF_INT, max_message, 1024, 64LL << 20),
 	KEY("chunk_size", CONF_INT, chunk_size, 4096, 4LL << 20),
+	KEY("upload_rate", CONF_INT, upload_rate, 0, 1LL << 40),
+	KEY("download_rate", CONF_INT, download_rate, 0, 1LL << 40),
 	{ NULL, 0, 0, 0, 0 },
 };
 
@@ -65,6 +67,8 @@ static const struct conf_help key_help[] = {
 	{ "heartbeat", "seconds between heartbeats to the directory (default 30)" },
 	{ "max_message", "largest file DownloadFile sends in one message, bytes (default 4194304)" },
 	{ "chunk_size", "bytes per Read chunk (default 262144)" },
+	{ "upload_rate", "most bytes/s served to other peers, all together (default 0: unlimited)" },
+	{ "download_rate", "most bytes/s received by all downloads together (default 0: unlimited)" },
 };
 
 static void settings_defaults(struct peerd_settings *s)
@@ -421,7 +425,10 @@ static int run(struct peerd *p)
 	p->tc.session = &p->session;
 	grpc_init();
 	r = rpc_start(&p->rpc, afd >= 0 ? NULL : listen, &p->share, &p->tc, p->set.max_message,
-		      p->set.chunk_size, &p->grpc_port);
+		      p->set.chunk_size, p->set.upload_rate, &p->grpc_port);
+	/* A burst of one 64 KiB slice at most, so a limit holds from the start. */
+	ratelimit_init(&p->download_limit.rl, (double)p->set.download_rate,
+		       p->set.download_rate < (64 << 10) ? (double)p->set.download_rate : (double)(64 << 10), mono_now());
 	if (r < 0)
 		return r;
 	if (afd >= 0) {
@@ -492,6 +499,7 @@ static void cleanup(struct peerd *p)
 		close(p->wake_fd);
 	share_close(&p->share);
 	pthread_mutex_destroy(&p->session.lock);
+	pthread_mutex_destroy(&p->download_limit.lock);
 	conf_free(peerd_keys, &p->set);
 }
 
@@ -519,6 +527,7 @@ int main(int argc, char **argv)
 	p.share.dirfd = -1;
 	p.wake_fd = -1;
 	pthread_mutex_init(&p.session.lock, NULL);
+	pthread_mutex_init(&p.download_limit.lock, NULL);
 	longopts = conf_long_options(peerd_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), 1000);
 	if (!longopts)
 		return EXIT_FAILURE;

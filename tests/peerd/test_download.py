@@ -108,17 +108,20 @@ class Download(unittest.TestCase):
             self.assertEqual(r.get("error"), "org.varlink.service.InvalidParameter", params)
 
     def test_resume_from_partial_file(self):
-        data = os.urandom(4 * 1024 * 1024)
+        # Three ranges of 4 MiB: the first on disk intact, the second
+        # damaged, the third missing. Only the first is kept.
+        block = 4 * 1024 * 1024
+        data = os.urandom(2 * block + 12345)
         self.net.peer("peer1", {"iso.img": data})
         v2, f2, proc2 = self.net.peer("peer2")
         os.mkdir(os.path.join(f2, ".p2p-partial"))
         with open(os.path.join(f2, ".p2p-partial", "iso.img"), "wb") as f:
-            f.write(data[:1500000])
+            f.write(data[:block] + b"\xff" * 1000 + data[block + 1000:2 * block])
         _, last = download(v2, "iso.img")
         self.assertEqual(last["parameters"]["state"], "done", last)
         with open(os.path.join(f2, "iso.img"), "rb") as f:
             self.assertEqual(f.read(), data)
-        self.assertIn("resuming at 1500000", proc2.output())
+        self.assertIn("resuming, 1 of 3 ranges verified on disk", proc2.output())
 
     def test_corrupt_source_never_lands(self):
         data = os.urandom(1024 * 1024)
