@@ -565,6 +565,7 @@ static bool watch_report(struct watch *w, double now)
 		json_object_object_del(o, "rate");
 		json_object_object_del(o, "sources");
 		json_object_object_del(o, "received");
+		json_object_object_add(o, "sources_used", json_object_new_int(t->sources_used));
 		reply(w->c, o);
 	} else {
 		o = json_object_new_object();
