@@ -36,6 +36,7 @@ struct peerd_settings {
 	long long chunk_size;  /* Read chunk, bytes */
 	long long upload_rate;   /* bytes/s served to all peers together; 0: unlimited */
 	long long download_rate; /* bytes/s received by all downloads together; 0: unlimited */
+	long long retry_max;     /* s, the longest backoff while the directory is away */
 };
 
 extern const struct conf_key peerd_keys[];
@@ -188,6 +189,8 @@ struct peerd {
 	struct ratelimit_shared download_limit;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_beat, *ev_watchdog;
 	struct event *ev_inotify, *ev_settle; /* the folder changed; wait for quiet */
+	struct event *ev_retry;               /* the directory is away: next try */
+	unsigned dir_failures;                /* consecutive failures to reach it */
 	int inotify_fd;
 	int wake_fd;                          /* eventfd: a transfer ended */
 	int grpc_port;

@@ -158,6 +158,11 @@ class Serve(unittest.TestCase):
         self.assertEqual(st.size, len(self.big))
         self.assertEqual(st.sha256, hashlib.sha256(self.big).hexdigest())
         self.assertEqual(st.name, "big.bin")
+        # Added fields 5 and 6: the SHA-256 of each 4 MiB block.
+        bs = 4 * 1024 * 1024
+        self.assertEqual(st.block_size, bs)
+        self.assertEqual(list(st.block_sha256),
+                         [hashlib.sha256(self.big[i:i + bs]).digest() for i in range(0, len(self.big), bs)])
         data = b""
         expect_off = 0
         for chunk in stub.Read(self.peer_pb2.ReadRequest(name="big.bin"), metadata=md, timeout=30):
