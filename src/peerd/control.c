@@ -589,7 +589,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		log_debug("eventfd read failed");
 	struct peerd *p = ctl->p;
 	double now = mono();
-	bool reindex = false;
+	bool reindex = false, ended = false;
 	char folder[4096];
 
 	for (struct watch **pw = &ctl->watches; *pw;) {
@@ -607,6 +607,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		pthread_mutex_lock(&t->lock);
 		if (t->state != TRANSFER_RUNNING && !t->reported) {
 			t->reported = true;
+			ended = true;
 			if (t->state == TRANSFER_DONE && realpath(p->set.folder, folder) && !strcmp(folder, t->to)) {
 				/* Verified already: the scan need not read it again. */
 				share_remember(&p->share, &t->landed);
@@ -615,6 +616,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		pthread_mutex_unlock(&t->lock);
 	}
+	if (ended)
+		download_save(p);
 	if (reindex && share_scan(&p->share, &p->set.files) >= 0) {
 		directory_index(p);
 		update_status(p);

@@ -925,6 +925,19 @@ int download_start(struct peerd *p, const char *name, const char *from, const ch
 		*error = "NotLoggedIn";
 		return -ENOTCONN;
 	}
+	/* The same file into the same folder is already on its way: watch that
+	 * one rather than race it for the partial file. */
+	for (t = p->transfers; t; t = t->next) {
+		bool same;
+
+		pthread_mutex_lock(&t->lock);
+		same = t->state == TRANSFER_RUNNING && !strcmp(t->name, name) && !strcmp(t->to, to);
+		pthread_mutex_unlock(&t->lock);
+		if (same) {
+			*out = t;
+			return 0;
+		}
+	}
 	enc = evhttp_encode_uri(name);
 	snprintf(path, sizeof(path), "/search?file=%s", enc ? enc : "");
 	free(enc);
@@ -998,7 +1011,85 @@ int download_start(struct peerd *p, const char *name, const char *from, const ch
 	t->next = p->transfers;
 	p->transfers = t;
 	*out = t;
+	download_save(p);
 	return 0;
+}
+
+/* STATE_DIR/transfers: the downloads running now, as a JSON array of
+ * {"name","to"}, so the next start of peerd continues them (after SIGTERM,
+ * kill -9 or a crash alike). Written atomically whenever the set changes,
+ * but not while stopping, so that what was running stays listed. */
+static int transfers_path(struct peerd *p, char *path, size_t len)
+{
+	if (!p->set.state_dir || (size_t)snprintf(path, len, "%s/transfers", p->set.state_dir) >= len)
+		return -ENOENT;
+	return 0;
+}
+
+void download_save(struct peerd *p)
+{
+	struct json_object *arr;
+	char path[4200], tmp[4210];
+	const char *text;
+	FILE *f;
+
+	if (p->stopping || transfers_path(p, path, sizeof(path)) < 0)
+		return;
+	arr = json_object_new_array();
+	for (struct transfer *t = p->transfers; t && arr; t = t->next) {
+		struct json_object *o;
+
+		pthread_mutex_lock(&t->lock);
+		if (t->state == TRANSFER_RUNNING && (o = json_object_new_object())) {
+			json_object_object_add(o, "name", json_object_new_string(t->name));
+			json_object_object_add(o, "to", json_object_new_string(t->to));
+			json_object_array_add(arr, o);
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+	text = arr ? json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN) : NULL;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (text && (f = fopen(tmp, "we"))) {
+		bool ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+
+		if (fclose(f) != 0 || !ok || rename(tmp, path) < 0) {
+			log_errno(LOG_WARNING, errno, "cannot save the transfer list %s", path);
+			unlink(tmp);
+		}
+	}
+	json_object_put(arr);
+}
+
+void download_continue_saved(struct peerd *p)
+{
+	struct json_object *arr, *name, *to;
+	char path[4200];
+
+	if (transfers_path(p, path, sizeof(path)) < 0 || access(path, F_OK) < 0)
+		return;
+	arr = json_object_from_file(path);
+	for (size_t i = 0; arr && json_object_is_type(arr, json_type_array) && i < json_object_array_length(arr);
+	     i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i);
+		struct transfer *t;
+		const char *error = NULL;
+
+		if (!json_object_object_get_ex(o, "name", &name) || !json_object_object_get_ex(o, "to", &to) ||
+		    !json_object_is_type(name, json_type_string) || !json_object_is_type(to, json_type_string) ||
+		    !valid_filename(json_object_get_string(name), strlen(json_object_get_string(name))) ||
+		    json_object_get_string(to)[0] != '/' || strlen(json_object_get_string(to)) >= sizeof(t->to)) {
+			log_warn("%s: entry %zu is not {\"name\",\"to\"}; skipped", path, i);
+			continue;
+		}
+		if (download_start(p, json_object_get_string(name), NULL, json_object_get_string(to), &t, &error) < 0)
+			log_warn("cannot continue the download of %s into %s: %s", json_object_get_string(name),
+				 json_object_get_string(to), error);
+		else
+			log_info("continuing the download of %s into %s", json_object_get_string(name),
+				 json_object_get_string(to));
+	}
+	json_object_put(arr);
+	download_save(p);
 }
 
 void download_free_all(struct peerd *p)

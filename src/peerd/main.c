@@ -187,7 +187,7 @@ int directory_login_as(struct peerd *p, const char *user, const char *password, 
 		       struct json_object **reply_out)
 {
 	struct json_object *body, *reply = NULL, *v;
-	int status;
+	int status, r;
 
 	body = json_object_new_object();
 	json_object_object_add(body, "username", json_object_new_string(user));
@@ -215,7 +215,12 @@ int directory_login_as(struct peerd *p, const char *user, const char *password, 
 	else
 		json_object_put(reply);
 	log_info("logged in as %s at %s", user, p->set.directory);
-	return directory_index(p);
+	r = directory_index(p);
+	if (r == 0 && p->continue_pending) {
+		p->continue_pending = false;
+		download_continue_saved(p);
+	}
+	return r;
 }
 
 static int directory_login(struct peerd *p)
@@ -350,6 +355,7 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 	struct peerd *p = arg;
 
 	log_info("received %s; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	p->stopping = true; /* running transfers stay listed, to continue at the next start */
 	notify_stopping();
 	event_base_loopexit(p->base, NULL);
 }
@@ -511,6 +517,7 @@ static int run(struct peerd *p)
 		log_notice("no control socket (give --control-socket or --name)");
 	}
 	watch_folder(p);
+	p->continue_pending = true;
 	p->ev_retry = evtimer_new(p->base, on_retry, p);
 	if (directory_login(p) == -EHOSTUNREACH)
 		directory_away(p);

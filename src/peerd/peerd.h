@@ -171,6 +171,11 @@ void download_cancel(struct transfer *t);
  * to (absolute). On failure *error names the control-socket error. */
 int download_start(struct peerd *p, const char *name, const char *from, const char *to,
 		   struct transfer **out, const char **error);
+/* Keep STATE_DIR/transfers up to date with the running transfers (main
+ * loop; not while stopping). */
+void download_save(struct peerd *p);
+/* Start again the transfers STATE_DIR/transfers lists (after login). */
+void download_continue_saved(struct peerd *p);
 /* Cancel and join every transfer (shutdown). */
 void download_free_all(struct peerd *p);
 
@@ -191,6 +196,8 @@ struct peerd {
 	struct event *ev_inotify, *ev_settle; /* the folder changed; wait for quiet */
 	struct event *ev_retry;               /* the directory is away: next try */
 	unsigned dir_failures;                /* consecutive failures to reach it */
+	bool continue_pending;                /* saved transfers not yet started again */
+	bool stopping;                        /* shutting down: keep the saved transfer list */
 	int inotify_fd;
 	int wake_fd;                          /* eventfd: a transfer ended */
 	int grpc_port;

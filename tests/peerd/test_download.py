@@ -45,8 +45,8 @@ class Net:
         port = p2ptest.free_port()
         proc = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--name", name, "--directory", self.d.url,
                                 "--folder", folder, "--listen", "127.0.0.1:%d" % port, "--port", str(port),
-                                "--ip", "127.0.0.1", "--control-socket", sock, "--chunk-size", "65536"]
-                               + list(extra))
+                                "--ip", "127.0.0.1", "--control-socket", sock, "--chunk-size", "65536",
+                                "--state-dir", os.path.join(base, "state")] + list(extra))
         v = p2ptest.wait_for(lambda: connect(sock), what="control socket of " + name)
         if fresh:
             self.assert_ok(v.call("Register", {"username": name, "password": "pw-" + name}))
@@ -240,8 +240,12 @@ class Swarm(unittest.TestCase):
         self.assertTrue(os.path.exists(partial))
         self.assertFalse(os.path.exists(os.path.join(folder, "film.mkv")))
         v, folder, proc = self.net.peer("getter", base=self.net.bases["getter"])
+        # It continues by itself after logging in; a Download of the same
+        # name watches that transfer rather than starting a second one.
+        p2ptest.wait_for(lambda: "continuing the download of film.mkv" in proc.output(), what="continue")
         _, last = download(v, "film.mkv")
         self.assertEqual(self.net.assert_ok(last)["state"], "done", last)
+        self.assertEqual(len(v.call("Transfers")["parameters"]["transfers"]), 1)
         kept = int(__import__("re").search(r"resuming, (\d) of 6 ranges verified", proc.output()).group(1))
         self.assertGreaterEqual(kept, 2)
         with open(os.path.join(folder, "film.mkv"), "rb") as f:
