@@ -53,12 +53,14 @@ struct control {
 	struct event *tick;         /* progress and the end of transfers */
 	struct event *wake;         /* a worker says a transfer ended */
 	struct watch *watches;
+	struct client *clients;     /* connected, freed at stop */
 };
 
 struct client {
 	struct control *ctl;
 	struct bufferevent *bev;
 	pid_t pid;
+	struct client *next;
 };
 
 /* ---- replies ------------------------------------------------------------- */
@@ -655,6 +657,11 @@ static void client_free(struct client *c)
 			pw = &w->next;
 		}
 	}
+	for (struct client **pc = &c->ctl->clients; *pc; pc = &(*pc)->next)
+		if (*pc == c) {
+			*pc = c->next;
+			break;
+		}
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -786,6 +793,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->next = ctl->clients;
+	ctl->clients = c;
 }
 
 /* Bind path, replacing a stale socket but never a live one. */
@@ -869,6 +878,8 @@ void control_stop(struct control *ctl)
 	if (!ctl)
 		return;
 	evconnlistener_free(ctl->listener);
+	while (ctl->clients)
+		client_free(ctl->clients); /* their watches too */
 	if (ctl->tick)
 		event_free(ctl->tick);
 	if (ctl->wake)

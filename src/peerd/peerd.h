@@ -88,7 +88,8 @@ void share_close(struct share *sh);
 int share_scan(struct share *sh, const struct conf_strlist *allow);
 /* Copy the entry for name (without its blocks); -ENOENT if not shared. */
 int share_find(struct share *sh, const char *name, struct shared_file *out);
-/* The same with a copy of its block hashes (free with block_list_free). */
+/* The same with a copy of its block hashes; out->blocks is always set
+ * (free it with block_list_free). */
 int share_stat(struct share *sh, const char *name, struct shared_file *out);
 /* Open a shared file for reading, safely relative to the folder. 0 or -errno. */
 int share_open_file(struct share *sh, const char *name, int *fd_out, uint64_t *size_out);

@@ -399,6 +399,7 @@ int share_stat(struct share *sh, const char *name, struct shared_file *out)
 	struct shared_file key, *f;
 	int r = -ENOENT;
 
+	out->blocks = (struct block_list){ 0, 0, NULL };
 	if (!valid_filename(name, strlen(name)))
 		return -EINVAL;
 	snprintf(key.name, sizeof(key.name), "%s", name);

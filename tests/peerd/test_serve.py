@@ -186,6 +186,22 @@ class Serve(unittest.TestCase):
                                                    metadata=md, timeout=10)),
                             grpc.StatusCode.INVALID_ARGUMENT)
 
+    def test_stat_and_read_of_a_file_gone_since_the_ticket(self):
+        path = os.path.join(self.folder, "gone.bin")
+        with open(path, "wb") as f:
+            f.write(b"soon gone")
+        p2ptest.wait_for(lambda: self.d.req("GET", "/search", self.tok, params={"file": "gone.bin"}).status_code == 200,
+                         what="gone.bin indexed")
+        md = self.ticket("gone.bin")
+        os.unlink(path)
+        p2ptest.wait_for(lambda: self.d.req("GET", "/search", self.tok, params={"file": "gone.bin"}).status_code == 404,
+                         what="gone.bin no longer indexed")
+        stub = self.peer_grpc.PeerStub(self.channel)
+        self.assertCode(lambda: stub.Stat(self.peer_pb2.StatRequest(name="gone.bin"), metadata=md, timeout=10),
+                        grpc.StatusCode.NOT_FOUND)
+        self.assertCode(lambda: list(stub.Read(self.peer_pb2.ReadRequest(name="gone.bin"), metadata=md, timeout=10)),
+                        grpc.StatusCode.NOT_FOUND)
+
     def test_unknown_method(self):
         fn = self.channel.unary_unary("/p2p.v1.Peer/Nope")
         self.assertCode(lambda: fn(b"", timeout=10), grpc.StatusCode.UNIMPLEMENTED)
