@@ -50,6 +50,7 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "chunk.h"
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
 #include "ranges.h"
@@ -362,75 +363,6 @@ out:
 }
 
 /* ---- Read: one range --------------------------------------------------------- */
-
-struct cursor {
-	struct iovec *iov;
-	int n, i;
-	size_t off;
-};
-
-static int cursor_byte(struct cursor *c)
-{
-	while (c->i < c->n && c->off == c->iov[c->i].iov_len) {
-		c->i++;
-		c->off = 0;
-	}
-	return c->i < c->n ? ((const uint8_t *)c->iov[c->i].iov_base)[c->off++] : -1;
-}
-
-static int cursor_varint(struct cursor *c, uint64_t *v)
-{
-	*v = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		int b = cursor_byte(c);
-
-		if (b < 0)
-			return -1;
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return 0;
-	}
-	return -1;
-}
-
-/* Parse one Chunk in place, without copying its data: iov (n entries over
- * the buffer's slices) is cut down to the data. Accepts what peerd and the
- * protobuf encoders write: optional offset (field 1), then data (field 2).
- * Returns the number of data pieces, or -EPROTO. */
-static int chunk_parse(struct iovec *iov, int n, uint64_t *offset, uint64_t *len)
-{
-	struct cursor c = { iov, n, 0, 0 };
-	uint64_t left = 0;
-	int tag, k = 0;
-
-	for (int i = 0; i < n; i++)
-		left += iov[i].iov_len;
-	*offset = 0;
-	*len = 0;
-	tag = cursor_byte(&c);
-	if (tag == 0x08) {
-		if (cursor_varint(&c, offset) < 0)
-			return -EPROTO;
-		tag = cursor_byte(&c);
-	}
-	if (tag < 0)
-		return 0; /* no data */
-	if (tag != 0x12 || cursor_varint(&c, len) < 0)
-		return -EPROTO;
-	/* What is left after the header must be exactly the data. */
-	for (int i = 0; i < c.i; i++)
-		left -= iov[i].iov_len;
-	left -= c.off;
-	if (left != *len)
-		return -EPROTO;
-	for (int i = c.i; i < n; i++) {
-		size_t skip = i == c.i ? c.off : 0;
-
-		if (iov[i].iov_len > skip)
-			iov[k++] = (struct iovec){ (uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip };
-	}
-	return k;
-}
 
 static int pwrite_all(int fd, struct iovec *iov, int n, uint64_t pos)
 {

@@ -29,6 +29,7 @@
 #include <grpc/support/time.h>
 
 #include "FileSharing.pb-c.h"
+#include "chunk.h"
 #include "log.h"
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
@@ -434,31 +435,11 @@ static void pace(struct call *c, double wake)
 	*pp = c;
 }
 
-/* The Chunk message's header (offset = 1, data = 2): the data follows as
- * its own slice, read straight from the file, so the payload is never
- * copied (GRPC-NOTES: slices over file data run at raw-TCP speed). */
-static size_t chunk_header(uint8_t *h, uint64_t offset, uint64_t len)
-{
-	size_t n = 0;
-
-	if (offset) {
-		h[n++] = 0x08;
-		for (; offset >= 0x80; offset >>= 7)
-			h[n++] = (uint8_t)(offset | 0x80);
-		h[n++] = (uint8_t)offset;
-	}
-	h[n++] = 0x12;
-	for (; len >= 0x80; len >>= 7)
-		h[n++] = (uint8_t)(len | 0x80);
-	h[n++] = (uint8_t)len;
-	return n;
-}
-
 /* Send the next chunk of a Read, or the final status. */
 static void read_next(struct call *c)
 {
 	uint64_t want = c->end - c->pos, got = 0;
-	uint8_t head[24];
+	uint8_t head[CHUNK_HEADER_MAX];
 	grpc_slice parts[2];
 	ssize_t n = 0;
 
