@@ -601,9 +601,7 @@ static void fetch_blocks(struct fetch *f)
 			f->blocks = bl;
 			return;
 		}
-		block_list_free(&bl);
-		if (r == 0)
-			break; /* an answer without block hashes: an older peer */
+		block_list_free(&bl); /* none (an older peer), or malformed: ask the next */
 	}
 	log_notice("download %s: no source sent block hashes; ranges are checked by the whole-file SHA-256 only",
 		   t->name);
@@ -752,7 +750,8 @@ static void *worker(void *arg)
 			unlinkat(pdirfd, t->name, 0);
 		if (f->bad_range)
 			fail(t, "VerificationFailed",
-			     "ranges did not match their SHA-256 and no other source could deliver them "
+			     "ranges arrived damaged (not matching their SHA-256, or malformed) and no other "
+			     "source could deliver them "
 			     "(%zu of %zu ranges verified)", f->rg.done, f->rg.n);
 		else
 			fail(t, "TransferFailed",
