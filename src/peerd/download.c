@@ -5,9 +5,10 @@
  * directory, choose the sources that have the same size and SHA-256). A
  * worker thread then:
  *
- *  1. asks the sources, in turn, for the file's block hashes (p2p.v1 Stat,
- *     block_size/block_sha256) until one answers with the size and SHA-256
- *     the directory promised;
+ *  1. asks every source for the file's metadata and block hashes (p2p.v1
+ *     Stat, block_size/block_sha256): a source that now has another
+ *     version is not used, and neither is one whose block list differs
+ *     from the one most sources send;
  *  2. verifies what DIR/.p2p-partial/NAME already holds, block by block, so
  *     a download interrupted in any way (cancel, SIGTERM, kill -9, a crash)
  *     continues from its verified ranges with no state file to trust;
@@ -581,30 +582,54 @@ static int hash_span(int fd, uint64_t off, uint64_t len, unsigned char *buf, EVP
 	return 0;
 }
 
-/* Get the block hashes from the first source that has them; drop sources
- * that now have another version. */
+static bool same_blocks(const struct block_list *a, const struct block_list *b)
+{
+	return a->block_size == b->block_size && a->n == b->n && memcmp(a->sha, b->sha, a->n * SHA256_BYTES) == 0;
+}
+
+/* Ask every source for the block hashes and take the list most of them
+ * send (the first on a tie). A source that sends another list for the same
+ * SHA-256 is lying or broken: it is not used. So is one that now has
+ * another version. Sources that send none (older peers) stay. */
 static void fetch_blocks(struct fetch *f)
 {
 	struct transfer *t = f->t;
+	struct block_list lists[MAX_SOURCES];
+	int votes[MAX_SOURCES] = { 0 }, best = -1;
 
-	if (t->size == 0) {
-		f->blocks = (struct block_list){ BLOCK_SIZE, 0, NULL };
-		return;
-	}
-	for (int i = 0; i < t->nsrc && !cancelled(t); i++) {
-		struct block_list bl;
-		int r = stream_stat(&f->s[i], &bl);
+	memset(lists, 0, sizeof(lists));
+	for (int i = 0; i < t->nsrc && t->size > 0 && !cancelled(t); i++) {
+		int r = stream_stat(&f->s[i], &lists[i]);
 
 		if (r == -ESTALE)
 			f->alive &= ~(1u << i);
-		if (r == 0 && bl.n) {
-			f->blocks = bl;
-			return;
-		}
-		block_list_free(&bl); /* none (an older peer), or malformed: ask the next */
+		else if (r == -EPROTO)
+			log_warn("download %s: %s sent a malformed block list", t->name, t->src[i].peer);
 	}
-	log_notice("download %s: no source sent block hashes; ranges are checked by the whole-file SHA-256 only",
-		   t->name);
+	for (int i = 0; i < t->nsrc; i++) {
+		if (!lists[i].n)
+			continue;
+		for (int j = 0; j < t->nsrc; j++)
+			votes[i] += lists[j].n && same_blocks(&lists[i], &lists[j]);
+		if (best < 0 || votes[i] > votes[best])
+			best = i;
+	}
+	for (int i = 0; i < t->nsrc; i++) {
+		if (lists[i].n && best >= 0 && i != best && !same_blocks(&lists[i], &lists[best])) {
+			log_warn("download %s: %s sends other block hashes than %d other source(s); not using it",
+				 t->name, t->src[i].peer, votes[best]);
+			f->alive &= ~(1u << i);
+		}
+		if (i != best)
+			block_list_free(&lists[i]);
+	}
+	if (best >= 0) {
+		f->blocks = lists[best];
+		return;
+	}
+	if (t->size > 0)
+		log_notice("download %s: no source sent block hashes; ranges are checked by the whole-file SHA-256 "
+			   "only", t->name);
 	f->blocks = (struct block_list){ BLOCK_SIZE, 0, NULL };
 }
 

@@ -31,7 +31,7 @@ class FakePeer:
                 r = pb2.StatResponse(name=name, size=len(data), sha256=hashlib.sha256(data).hexdigest(), mtime=1)
                 if mode != "old":
                     r.block_size = block
-                    r.block_sha256.extend(hashlib.sha256(data[i:i + block]).digest()
+                    r.block_sha256.extend(hashlib.sha256(data[i:i + block] if mode != "lying-list" else b"x").digest()
                                           for i in range(0, len(data), block))
                 return r
 
@@ -93,6 +93,19 @@ class Sources(unittest.TestCase):
         self.assertEqual(p["sources_used"], 1)
         self.assertIn("malformed chunk from garbler", proc.output())
         with open(os.path.join(folder, "g.bin"), "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def test_a_lying_block_list_is_outvoted(self):
+        data = os.urandom(2 * 4 * MiB + 10)
+        self.fakes.append(FakePeer(self.net, "aliar", "l.bin", data, "lying-list"))
+        self.net.peer("honest1", {"l.bin": data})
+        self.net.peer("honest2", {"l.bin": data})
+        v, folder, proc = self.net.peer("getter")
+        _, last = download(v, "l.bin")
+        p = self.net.assert_ok(last)
+        self.assertEqual(p["state"], "done", last)
+        self.assertIn("aliar sends other block hashes than 2 other source(s); not using it", proc.output())
+        with open(os.path.join(folder, "l.bin"), "rb") as f:
             self.assertEqual(f.read(), data)
 
     def test_only_a_garbling_source(self):
