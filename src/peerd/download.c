@@ -651,8 +651,10 @@ static int resume_ranges(struct fetch *f, unsigned char *buf, EVP_MD_CTX *own)
 			if (off + len > (uint64_t)st.st_size)
 				break;
 			if (hash_span(f->fd, off, len, buf, NULL, own, f->blocks.sha + i * SHA256_BYTES) == 0) {
+				pthread_mutex_lock(&t->lock);
 				ranges_mark_done(&f->rg, i);
 				t->received += len;
+				pthread_mutex_unlock(&t->lock);
 				kept++;
 			}
 		}

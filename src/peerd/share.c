@@ -154,8 +154,11 @@ static const struct hash_entry *cache_find(const struct share *sh, const struct 
 	for (size_t i = 0; i < sh->ncache; i++) {
 		const struct hash_entry *e = &sh->cache[i];
 
+		/* An entry without our block hashes (a download from an older
+		 * peer) is no hit: Stat must be able to send them. */
 		if (e->dev == (uint64_t)st->st_dev && e->ino == (uint64_t)st->st_ino &&
-		    e->size == (uint64_t)st->st_size && e->mtime_ns == mtime_ns)
+		    e->size == (uint64_t)st->st_size && e->mtime_ns == mtime_ns &&
+		    e->blocks.block_size == BLOCK_SIZE && e->blocks.n == (e->size + BLOCK_SIZE - 1) / BLOCK_SIZE)
 			return e;
 	}
 	return NULL;

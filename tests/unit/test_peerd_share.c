@@ -191,6 +191,36 @@ static void test_block_hashes(void **st)
 			fclose(fp);
 		}
 	}
+	/* A remembered hash without block hashes (a download from an older
+	 * peer) does not spare the scan: Stat must have them. */
+	{
+		struct stat stt;
+		struct hash_entry e;
+
+		assert_int_equal(share_open(&sh, folder, state), 0);
+		assert_int_equal(share_scan(&sh, NULL), 3);
+		assert_int_equal(stat(path, &stt), 0);
+		e = (struct hash_entry){ (uint64_t)stt.st_dev, (uint64_t)stt.st_ino, (uint64_t)stt.st_size,
+					 (int64_t)stt.st_mtim.tv_sec * 1000000000 + stt.st_mtim.tv_nsec, "",
+					 { 0, 0, NULL } };
+		crypto_sha256_hex(data, len, e.sha256);
+		/* Drop the cache's own entries, keep only the remembered one. */
+		share_close(&sh);
+		{
+			char cache[512];
+
+			snprintf(cache, sizeof(cache), "%s/hashes", state);
+			unlink(cache);
+		}
+		assert_int_equal(share_open(&sh, folder, NULL), 0);
+		share_remember(&sh, &e);
+		assert_int_equal(share_scan(&sh, NULL), 3);
+		assert_int_equal(sh.hashed, 3);
+		assert_int_equal(share_stat(&sh, "blocks.bin", &f), 0);
+		assert_int_equal(f.blocks.n, 3);
+		block_list_free(&f.blocks);
+		share_close(&sh);
+	}
 	unlink(path);
 	free(data);
 }
