@@ -161,7 +161,7 @@ static grpc_channel *open_channel(const char *target)
 		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_BDP_PROBE, { .integer = 0 } },
 	};
 	grpc_channel_args chargs = { 3, args };
-	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+	grpc_channel_credentials *creds = peer_client_creds();
 	grpc_channel *ch = grpc_channel_create(target, creds, &chargs);
 
 	grpc_channel_credentials_release(creds);
