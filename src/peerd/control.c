@@ -52,12 +52,14 @@ struct control {
 	struct event *tick;         /* progress and the end of transfers */
 	struct event *wake;         /* a worker says a transfer ended */
 	struct watch *watches;
+	struct client *clients;     /* connected, freed at stop */
 };
 
 struct client {
 	struct control *ctl;
 	struct bufferevent *bev;
 	pid_t pid;
+	struct client *next;
 };
 
 /* ---- replies ------------------------------------------------------------- */
@@ -526,10 +528,9 @@ static void m_cancel(struct client *c, struct json_object *params)
 
 		pthread_mutex_lock(&t->lock);
 		running = t->state == TRANSFER_RUNNING && !strcmp(t->id, id);
-		if (running)
-			t->cancel = true;
 		pthread_mutex_unlock(&t->lock);
 		if (running) {
+			download_cancel(t);
 			reply(c, NULL);
 			return;
 		}
@@ -565,6 +566,7 @@ static bool watch_report(struct watch *w, double now)
 		json_object_object_del(o, "rate");
 		json_object_object_del(o, "sources");
 		json_object_object_del(o, "received");
+		json_object_object_add(o, "sources_used", json_object_new_int(t->sources_used));
 		reply(w->c, o);
 	} else {
 		o = json_object_new_object();
@@ -588,7 +590,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		log_debug("eventfd read failed");
 	struct peerd *p = ctl->p;
 	double now = mono();
-	bool reindex = false;
+	bool reindex = false, ended = false;
 	char folder[4096];
 
 	for (struct watch **pw = &ctl->watches; *pw;) {
@@ -606,6 +608,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		pthread_mutex_lock(&t->lock);
 		if (t->state != TRANSFER_RUNNING && !t->reported) {
 			t->reported = true;
+			ended = true;
 			if (t->state == TRANSFER_DONE && realpath(p->set.folder, folder) && !strcmp(folder, t->to)) {
 				/* Verified already: the scan need not read it again. */
 				share_remember(&p->share, &t->landed);
@@ -614,6 +617,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		pthread_mutex_unlock(&t->lock);
 	}
+	if (ended)
+		download_save(p);
 	if (reindex && share_scan(&p->share, &p->set.files) >= 0) {
 		directory_index(p);
 		update_status(p);
@@ -651,6 +656,11 @@ static void client_free(struct client *c)
 			pw = &w->next;
 		}
 	}
+	for (struct client **pc = &c->ctl->clients; *pc; pc = &(*pc)->next)
+		if (*pc == c) {
+			*pc = c->next;
+			break;
+		}
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -806,6 +816,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->next = ctl->clients;
+	ctl->clients = c;
 }
 
 /* Bind path, replacing a stale socket but never a live one. */
@@ -913,6 +925,8 @@ void control_stop(struct control *ctl)
 	if (!ctl)
 		return;
 	evconnlistener_free(ctl->listener);
+	while (ctl->clients)
+		client_free(ctl->clients); /* their watches too */
 	if (ctl->tick)
 		event_free(ctl->tick);
 	if (ctl->wake)
