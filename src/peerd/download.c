@@ -15,7 +15,8 @@
  *  3. starts one stream thread per source; each claims the lowest range
  *     still to fetch (one range = one block, so a fast source simply takes
  *     more of them), reads it with p2p.v1 Read, pwrites the chunks in place
- *     and hashes them as they arrive. A range that does not match its block
+ *     and, with more than one source, hashes them as they arrive (with one
+ *     there is no other source to refetch from). A range that does not match its block
  *     hash goes back to be fetched from another source and its source is
  *     dropped; so is a source that fails or stays silent;
  *  4. meanwhile hashes the whole file in order, block by block as blocks
@@ -87,6 +88,7 @@ struct fetch {
 	struct transfer *t;
 	int fd;
 	struct block_list blocks; /* expected block hashes; n == 0: none known */
+	bool check_ranges;        /* several sources: verify each range as it lands */
 	struct ranges rg;         /* locked */
 	uint32_t alive;           /* locked: sources not dropped */
 	int running;              /* locked: stream threads still running */
@@ -431,7 +433,8 @@ static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t le
 	req.name = t->name;
 	req.offset = offset;
 	req.length = length;
-	EVP_DigestInit_ex(s->md, EVP_sha256(), NULL);
+	if (f->check_ranges)
+		EVP_DigestInit_ex(s->md, EVP_sha256(), NULL);
 	if (rcall_begin(s, &rc, "/p2p.v1.Peer/Read", &req.base) < 0)
 		goto status;
 	while (pos < end) {
@@ -455,7 +458,7 @@ static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t le
 		} else if ((r = pwrite_all(f->fd, s->iov, k, pos)) < 0) {
 			*local = true;
 		} else {
-			for (int j = 0; j < k; j++)
+			for (int j = 0; f->check_ranges && j < k; j++)
 				EVP_DigestUpdate(s->md, s->iov[j].iov_base, s->iov[j].iov_len);
 			pos += clen;
 			pthread_mutex_lock(&t->lock);
@@ -479,8 +482,9 @@ status:
 			r = cancelled(t) ? -ECANCELED : -EIO;
 	} else if (!*local && r != -EBADMSG) {
 		r = 0;
-		EVP_DigestFinal_ex(s->md, digest, &dlen);
-		if (f->blocks.n && !crypto_equal(digest, f->blocks.sha + i * SHA256_BYTES, SHA256_BYTES)) {
+		if (f->check_ranges)
+			EVP_DigestFinal_ex(s->md, digest, &dlen);
+		if (f->check_ranges && !crypto_equal(digest, f->blocks.sha + i * SHA256_BYTES, SHA256_BYTES)) {
 			log_warn("download %s: range %zu (bytes %llu-%llu) from %s does not match its SHA-256; "
 				 "dropping that source", t->name, i, (unsigned long long)offset,
 				 (unsigned long long)(end - 1), t->src[s->idx].peer);
@@ -716,6 +720,9 @@ static void *worker(void *arg)
 		f->alive |= 1u << i;
 	}
 	fetch_blocks(f);
+	/* With one source there is nowhere else to fetch a bad range from:
+	 * the whole-file SHA-256 decides, and each byte is hashed once. */
+	f->check_ranges = f->blocks.n && __builtin_popcount(f->alive) > 1;
 	if (ranges_init(&f->rg, t->size, f->blocks.block_size) < 0) {
 		fail(t, "TransferFailed", "out of memory");
 		goto out;
