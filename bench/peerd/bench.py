@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """p2p-peerd benchmark (not a test), all on 127.0.0.1, one run, side by side:
 
-  raw TCP       os.sendfile() sender -> a reader that discards (baseline)
+  raw TCP       os.sendfile() sender -> a C reader that discards (baseline)
   Read stream   p2p-peerd serving p2p.v1.Peer/Read -> bench/peerd/readclient
                 (C, gRPC core, discards in place) and -> a grpcio client
   grpcio/grpcio a Python grpcio server streaming the same file (the seed's
@@ -51,7 +51,7 @@ def rss_peak_mb(pid):
                 return int(line.split()[1]) / 1024
 
 
-def raw_tcp(path, size):
+def raw_tcp(rawread, path, size):
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -66,16 +66,9 @@ def raw_tcp(path, size):
         c.close()
     t = threading.Thread(target=send)
     t.start()
-    s = socket.create_connection(("127.0.0.1", port))
-    buf = bytearray(1 << 20)
-    got = 0
-    t0 = time.perf_counter()
-    while True:
-        n = s.recv_into(buf)
-        if not n:
-            break
-        got += n
-    dt = time.perf_counter() - t0
+    # The reader is C (bench/peerd/rawread), like the Read client.
+    out = subprocess.run([rawread, "127.0.0.1", str(port)], capture_output=True, text=True, check=True).stdout
+    got, dt = int(out.split()[0]), float(out.split()[1])
     t.join()
     srv.close()
     assert got == size
@@ -144,7 +137,7 @@ def main():
         ctl[name] = (v, port)
 
     results = {}
-    results["raw TCP (sendfile -> discard)"] = raw_tcp(path, size)
+    results["raw TCP (sendfile -> discard)"] = raw_tcp(os.path.join(a.builddir, "bench/peerd/rawread"), path, size)
 
     tok = d.login("receiver", "pw")
 
