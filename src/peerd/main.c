@@ -29,6 +29,7 @@
 
 #define EXIT_USAGE 2
 #define PEERS_DIR SYSCONFDIR "/p2p/peers"
+#define RETRY_BASE_S 1.0 /* first wait after the directory is found unreachable */
 
 #define KEY(name, type, field, min, max) { name, type, offsetof(struct peerd_settings, field), min, max }
 const struct conf_key peerd_keys[] = {
@@ -47,6 +48,13 @@ const struct conf_key peerd_keys[] = {
 	KEY("heartbeat", CONF_INT, heartbeat, 1, 3600),
 	KEY("max_message", CONF_INT, max_message, 1024, 64LL << 20),
 	KEY("chunk_size", CONF_INT, chunk_size, 4096, 4LL << 20),
+	KEY("upload_rate", CONF_INT, upload_rate, 0, 1LL << 40),
+	KEY("download_rate", CONF_INT, download_rate, 0, 1LL << 40),
+	KEY("retry_max", CONF_INT, retry_max, 1, 3600),
+	KEY("directory_ca", CONF_STRING, directory_ca, 0, 0),
+	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
+	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
+	KEY("tls_ca", CONF_STRING, tls_ca, 0, 0),
 	{ NULL, 0, 0, 0, 0 },
 };
 
@@ -65,6 +73,13 @@ static const struct conf_help key_help[] = {
 	{ "heartbeat", "seconds between heartbeats to the directory (default 30)" },
 	{ "max_message", "largest file DownloadFile sends in one message, bytes (default 4194304)" },
 	{ "chunk_size", "bytes per Read chunk (default 262144)" },
+	{ "upload_rate", "most bytes/s served to other peers, all together (default 0: unlimited)" },
+	{ "download_rate", "most bytes/s received by all downloads together (default 0: unlimited)" },
+	{ "retry_max", "longest wait, seconds, between tries while the directory is unreachable (default 60)" },
+	{ "directory_ca", "PEM CA certificates an https directory is checked against (default: the system's)" },
+	{ "tls_certificate", "PEM certificate chain: serve and download over gRPC with TLS (with tls_key)" },
+	{ "tls_key", "PEM private key of tls_certificate" },
+	{ "tls_ca", "PEM CA of the peers' certificates: mutual TLS (default: gRPC's roots, no client certificates)" },
 };
 
 static void settings_defaults(struct peerd_settings *s)
@@ -76,6 +91,7 @@ static void settings_defaults(struct peerd_settings *s)
 	s->heartbeat = 30;
 	s->max_message = 4 << 20;
 	s->chunk_size = 256 << 10;
+	s->retry_max = 60;
 }
 
 static int settings_check(const struct peerd_settings *s, char *err, size_t len)
@@ -90,8 +106,21 @@ static int settings_check(const struct peerd_settings *s, char *err, size_t len)
 		snprintf(err, len, "username: \"%s\" is not 1-64 of A-Z a-z 0-9 _ . -", s->username);
 		return -EINVAL;
 	}
-	if (!s->directory || strncmp(s->directory, "http://", 7) != 0) {
-		snprintf(err, len, "directory: \"%s\" must be an http:// URL", s->directory ? s->directory : "");
+	if (!s->directory || (strncmp(s->directory, "http://", 7) != 0 && strncmp(s->directory, "https://", 8) != 0)) {
+		snprintf(err, len, "directory: \"%s\" must be an http:// or https:// URL", s->directory ? s->directory : "");
+		return -EINVAL;
+	}
+	if (s->directory_ca && strncmp(s->directory, "https://", 8) != 0) {
+		snprintf(err, len, "directory_ca: only used with an https:// directory, not %s", s->directory);
+		return -EINVAL;
+	}
+	if (!s->tls_certificate != !s->tls_key) {
+		snprintf(err, len, "%s: set tls_certificate and tls_key together for gRPC over TLS",
+			 s->tls_certificate ? "tls_key" : "tls_certificate");
+		return -EINVAL;
+	}
+	if (s->tls_ca && !s->tls_certificate) {
+		snprintf(err, len, "tls_ca: needs tls_certificate and tls_key (mutual TLS between peers)");
 		return -EINVAL;
 	}
 	if (log_level_from_name(s->log_level ? s->log_level : "") < 0) {
@@ -167,8 +196,9 @@ int directory_index(struct peerd *p)
 	json_object_put(body);
 	json_object_put(reply);
 	if (status != 200) {
-		log_warn("indexing at %s failed (HTTP %d)", p->set.directory, status);
-		return status == 401 ? -EACCES : -EIO;
+		if (status)
+			log_warn("indexing at %s failed (HTTP %d)", p->set.directory, status);
+		return status == 401 ? -EACCES : status == 0 ? -EHOSTUNREACH : -EIO;
 	}
 	log_info("indexed %zu file(s) at %s", p->share.n, p->set.directory);
 	return 0;
@@ -178,7 +208,7 @@ int directory_login_as(struct peerd *p, const char *user, const char *password, 
 		       struct json_object **reply_out)
 {
 	struct json_object *body, *reply = NULL, *v;
-	int status;
+	int status, r;
 
 	body = json_object_new_object();
 	json_object_object_add(body, "username", json_object_new_string(user));
@@ -193,9 +223,7 @@ int directory_login_as(struct peerd *p, const char *user, const char *password, 
 			*reply_out = reply;
 		else
 			json_object_put(reply);
-		if (status == 0)
-			log_warn("the directory %s cannot be reached; will retry", p->set.directory);
-		else
+		if (status != 0)
 			log_err("login as %s at %s failed (HTTP %d)", user, p->set.directory, status);
 		return status == 0 ? -EHOSTUNREACH : -EACCES;
 	}
@@ -208,7 +236,12 @@ int directory_login_as(struct peerd *p, const char *user, const char *password, 
 	else
 		json_object_put(reply);
 	log_info("logged in as %s at %s", user, p->set.directory);
-	return directory_index(p);
+	r = directory_index(p);
+	if (r == 0 && p->continue_pending) {
+		p->continue_pending = false;
+		download_continue_saved(p);
+	}
+	return r;
 }
 
 static int directory_login(struct peerd *p)
@@ -241,33 +274,87 @@ void update_status(struct peerd *p)
 		notify_status("not logged in, sharing %zu file(s), gRPC port %d", p->share.n, p->grpc_port);
 }
 
-/* Heartbeat; re-login and re-index when the directory lost us. */
-static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+/* One round with the directory: log in when we have no session (and can
+ * do it ourselves), else heartbeat; re-login when it forgot the session,
+ * re-index when it asks or when it has just come back. -EHOSTUNREACH while
+ * it cannot be reached. */
+static int directory_round(struct peerd *p, bool was_away)
 {
-	struct peerd *p = arg;
 	char token[SHA256_HEX_LEN + 1];
-	int status;
+	int status, r = 0;
 
 	pthread_mutex_lock(&p->session.lock);
 	snprintf(token, sizeof(token), "%s", p->session.token);
 	pthread_mutex_unlock(&p->session.lock);
-	if (!*token) {
-		if (p->set.username && p->set.password_file)
-			directory_login(p);
-	} else {
-		status = dir_call(p->set.directory, "POST", "/heartbeat", token, NULL, NULL, 10);
-		if (status == 401) {
-			pthread_mutex_lock(&p->session.lock);
-			p->session.token[0] = '\0';
-			pthread_mutex_unlock(&p->session.lock);
-			directory_login(p);
-		} else if (status == 409) {
-			directory_index(p);
-		} else if (status != 200) {
-			log_warn("heartbeat to %s failed (HTTP %d)", p->set.directory, status);
-		}
+	if (!*token)
+		return p->set.username && p->set.password_file ? directory_login(p) : 0;
+	status = dir_call(p->set.directory, "POST", "/heartbeat", token, NULL, NULL, 10);
+	if (status == 0)
+		return -EHOSTUNREACH;
+	if (status == 401) {
+		pthread_mutex_lock(&p->session.lock);
+		p->session.token[0] = '\0';
+		pthread_mutex_unlock(&p->session.lock);
+		r = p->set.username && p->set.password_file ? directory_login(p) : 0;
+	} else if (status == 409 || (status == 200 && was_away)) {
+		/* Away longer than the directory's TTL, or a restored database:
+		 * say again what we share. */
+		r = directory_index(p);
+	} else if (status != 200) {
+		log_warn("heartbeat to %s failed (HTTP %d)", p->set.directory, status);
 	}
+	return r;
+}
+
+/* The directory cannot be reached: try again after an exponential backoff
+ * with jitter, capped, instead of at the next heartbeat. */
+static void directory_away(struct peerd *p)
+{
+	uint32_t rnd = 0;
+	double delay;
+	struct timeval tv;
+
+	p->dir_failures++;
+	crypto_random(&rnd, sizeof(rnd));
+	delay = backoff_delay(p->dir_failures, RETRY_BASE_S, (double)p->set.retry_max, rnd / 4294967296.0);
+	if (p->dir_failures == 1)
+		log_warn("the directory %s cannot be reached; retrying (backoff up to %llds)", p->set.directory,
+			 p->set.retry_max);
+	else
+		log_debug("the directory is still unreachable (attempt %u); next try in %.1fs", p->dir_failures, delay);
+	tv.tv_sec = (time_t)delay;
+	tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
+	event_add(p->ev_retry, &tv);
+	notify_status("the directory %s is unreachable; retrying", p->set.directory);
+}
+
+static void directory_attempt(struct peerd *p)
+{
+	bool was_away = p->dir_failures > 0;
+
+	if (directory_round(p, was_away) == -EHOSTUNREACH) {
+		directory_away(p);
+		return;
+	}
+	if (was_away)
+		log_notice("the directory %s is back (after %u attempt(s))", p->set.directory, p->dir_failures);
+	p->dir_failures = 0;
 	update_status(p);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	directory_attempt(arg);
+}
+
+/* Heartbeat; re-login and re-index when the directory lost us. While it
+ * is away, the retry timer does this instead. */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	struct peerd *p = arg;
+
+	if (p->dir_failures == 0)
+		directory_attempt(p);
 }
 
 void directory_logout(struct peerd *p)
@@ -289,6 +376,7 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 	struct peerd *p = arg;
 
 	log_info("received %s; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	p->stopping = true; /* running transfers stay listed, to continue at the next start */
 	notify_stopping();
 	event_base_loopexit(p->base, NULL);
 }
@@ -402,6 +490,12 @@ static int run(struct peerd *p)
 	struct timeval beat = { .tv_sec = p->set.heartbeat };
 
 	activated_sockets(&afd, &cfd);
+	if (afd >= 0 && peer_tls_enabled()) {
+		/* gRPC 1.51 adopts accepted fds with insecure credentials only. */
+		log_err("tls_certificate: gRPC over TLS cannot serve the socket passed by systemd "
+			"(grpc_server_add_channel_from_fd is plain-text only); let p2p-peerd bind its own port");
+		return -EINVAL;
+	}
 	p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	p->base = event_base_new();
 	if (!p->base)
@@ -421,7 +515,10 @@ static int run(struct peerd *p)
 	p->tc.session = &p->session;
 	grpc_init();
 	r = rpc_start(&p->rpc, afd >= 0 ? NULL : listen, &p->share, &p->tc, p->set.max_message,
-		      p->set.chunk_size, &p->grpc_port);
+		      p->set.chunk_size, p->set.upload_rate, &p->grpc_port);
+	/* A burst of one 64 KiB slice at most, so a limit holds from the start. */
+	ratelimit_init(&p->download_limit.rl, (double)p->set.download_rate,
+		       p->set.download_rate < (64 << 10) ? (double)p->set.download_rate : (double)(64 << 10), mono_now());
 	if (r < 0)
 		return r;
 	if (afd >= 0) {
@@ -437,7 +534,7 @@ static int run(struct peerd *p)
 								      : ((struct sockaddr_in *)&ss)->sin_port);
 		log_info("serving gRPC on the socket passed by systemd (port %d)", p->grpc_port);
 	} else {
-		log_info("serving gRPC on %s (port %d)", listen, p->grpc_port);
+		log_info("serving gRPC%s on %s (port %d)", peer_tls_enabled() ? " over TLS" : "", listen, p->grpc_port);
 	}
 	if (cfd >= 0 || p->set.control_socket) {
 		r = control_start(p, cfd >= 0 ? NULL : p->set.control_socket, cfd, &p->control);
@@ -447,7 +544,10 @@ static int run(struct peerd *p)
 		log_notice("no control socket (give --control-socket or --name)");
 	}
 	watch_folder(p);
-	directory_login(p);
+	p->continue_pending = true;
+	p->ev_retry = evtimer_new(p->base, on_retry, p);
+	if (directory_login(p) == -EHOSTUNREACH)
+		directory_away(p);
 	p->ev_term = evsignal_new(p->base, SIGTERM, on_terminate, p);
 	p->ev_int = evsignal_new(p->base, SIGINT, on_terminate, p);
 	p->ev_hup = evsignal_new(p->base, SIGHUP, on_hup, p);
@@ -480,7 +580,7 @@ static void cleanup(struct peerd *p)
 	if (p->rpc)
 		grpc_shutdown_blocking();
 	struct event *evs[] = { p->ev_term, p->ev_int, p->ev_hup, p->ev_beat, p->ev_watchdog, p->ev_inotify,
-				p->ev_settle };
+				p->ev_settle, p->ev_retry };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -491,7 +591,9 @@ static void cleanup(struct peerd *p)
 	if (p->wake_fd > 0)
 		close(p->wake_fd);
 	share_close(&p->share);
+	peer_tls_free();
 	pthread_mutex_destroy(&p->session.lock);
+	pthread_mutex_destroy(&p->download_limit.lock);
 	conf_free(peerd_keys, &p->set);
 }
 
@@ -519,6 +621,7 @@ int main(int argc, char **argv)
 	p.share.dirfd = -1;
 	p.wake_fd = -1;
 	pthread_mutex_init(&p.session.lock, NULL);
+	pthread_mutex_init(&p.download_limit.lock, NULL);
 	longopts = conf_long_options(peerd_keys, fixed, sizeof(fixed) / sizeof(fixed[0]), 1000);
 	if (!longopts)
 		return EXIT_FAILURE;
@@ -586,6 +689,10 @@ int main(int argc, char **argv)
 	p.name = name;
 	if (settings_check(&p.set, err, sizeof(err)) < 0) {
 		log_err("%s%s%s", config ? config : "", config ? ": " : "", err);
+		goto usage_error;
+	}
+	if (peer_tls_setup(&p.set, err, sizeof(err)) < 0) {
+		log_err("%s", err);
 		goto usage_error;
 	}
 	log_set_level(verbose ? LOG_DEBUG : log_level_from_name(p.set.log_level));

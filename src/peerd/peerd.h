@@ -12,6 +12,7 @@
 
 #include "conf.h"
 #include "crypto.h"
+#include "ratelimit.h"
 #include "validate.h"
 
 struct peerd;
@@ -20,7 +21,11 @@ struct peerd_settings {
 	char *name;            /* instance name (--name) */
 	char *username;        /* the seed's "username" */
 	char *password_file;
-	char *directory;       /* http://HOST:PORT of p2p-dird */
+	char *directory;       /* http:// or https://HOST:PORT of p2p-dird */
+	char *directory_ca;    /* PEM CA file for an https directory; NULL: the system's */
+	char *tls_certificate; /* PEM chain: gRPC over TLS (with tls_key) */
+	char *tls_key;
+	char *tls_ca;          /* PEM CA of the peers: mutual TLS */
 	char *folder;          /* the shared folder */
 	char *ip;              /* address advertised to the directory (seed's "ip") */
 	long long port;        /* gRPC port (seed's "port") */
@@ -33,9 +38,23 @@ struct peerd_settings {
 	long long heartbeat;   /* s between heartbeats */
 	long long max_message; /* largest DownloadFile answer, bytes */
 	long long chunk_size;  /* Read chunk, bytes */
+	long long upload_rate;   /* bytes/s served to all peers together; 0: unlimited */
+	long long download_rate; /* bytes/s received by all downloads together; 0: unlimited */
+	long long retry_max;     /* s, the longest backoff while the directory is away */
 };
 
 extern const struct conf_key peerd_keys[];
+
+/* Files are hashed in blocks of this size as well as whole (StatResponse
+ * block_size/block_sha256), so a download verifies each range on arrival. */
+#define BLOCK_SIZE (4u << 20)
+
+/* The SHA-256 of each block of a file: n * SHA256_BYTES bytes at sha. */
+struct block_list {
+	uint64_t block_size;
+	size_t n;
+	unsigned char *sha; /* owned; NULL when n == 0 */
+};
 
 /* One shared file as indexed. */
 struct shared_file {
@@ -43,6 +62,7 @@ struct shared_file {
 	uint64_t size;
 	int64_t mtime;
 	char sha256[SHA256_HEX_LEN + 1];
+	struct block_list blocks; /* owned by the share's list; share_find leaves it empty */
 };
 
 /* A remembered hash: valid while (dev, ino, size, mtime) are unchanged. */
@@ -50,6 +70,7 @@ struct hash_entry {
 	uint64_t dev, ino, size;
 	int64_t mtime_ns;
 	char sha256[SHA256_HEX_LEN + 1];
+	struct block_list blocks; /* owned */
 };
 
 struct share {
@@ -69,13 +90,20 @@ int share_open(struct share *sh, const char *folder, const char *state_dir);
 void share_close(struct share *sh);
 /* Re-scan the folder (regular files only, allow-list if given). */
 int share_scan(struct share *sh, const struct conf_strlist *allow);
-/* Copy the entry for name; -ENOENT if not shared. */
+/* Copy the entry for name (without its blocks); -ENOENT if not shared. */
 int share_find(struct share *sh, const char *name, struct shared_file *out);
+/* The same with a copy of its block hashes; out->blocks is always set
+ * (free it with block_list_free). */
+int share_stat(struct share *sh, const char *name, struct shared_file *out);
 /* Open a shared file for reading, safely relative to the folder. 0 or -errno. */
 int share_open_file(struct share *sh, const char *name, int *fd_out, uint64_t *size_out);
 /* Remember a hash computed elsewhere (a verified download), so the next
- * scan does not read the file again. */
-void share_remember(struct share *sh, const struct hash_entry *e);
+ * scan does not read the file again. Takes e->blocks. */
+void share_remember(struct share *sh, struct hash_entry *e);
+/* Hash fd from its start: whole file and blocks of BLOCK_SIZE. */
+int share_hash_fd(int fd, char out[SHA256_HEX_LEN + 1], uint64_t *size, struct block_list *blocks);
+int block_list_copy(struct block_list *dst, const struct block_list *src);
+void block_list_free(struct block_list *b);
 /* The list as the JSON "files" array of POST /index. */
 struct json_object *share_to_json(struct share *sh);
 
@@ -84,6 +112,18 @@ struct json_object *share_to_json(struct share *sh);
  * directory cannot be reached) and, when the answer is JSON, *reply. */
 int dir_call(const char *base_url, const char *method, const char *path, const char *token,
 	     struct json_object *body, struct json_object **reply, int timeout_s);
+
+/* tls.c: TLS material read at start. peer_tls_setup: 0, or -errno with err
+ * naming the key and the file. The credentials are new references. */
+struct ssl_ctx_st;
+struct grpc_server_credentials;
+struct grpc_channel_credentials;
+int peer_tls_setup(const struct peerd_settings *s, char *err, size_t errlen);
+void peer_tls_free(void);
+bool peer_tls_enabled(void);
+struct ssl_ctx_st *peer_directory_tls(void); /* for an https:// directory */
+struct grpc_server_credentials *peer_server_creds(void);
+struct grpc_channel_credentials *peer_client_creds(void);
 
 /* The session with the directory, shared by the threads. */
 struct session {
@@ -99,7 +139,7 @@ struct ticket_checker {
 	struct session *session;
 };
 int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct ticket_checker *tc,
-	      long long max_message, long long chunk_size, int *bound_port);
+	      long long max_message, long long chunk_size, long long upload_rate, int *bound_port);
 /* Hand an accepted connection (socket activation) to the server. */
 void rpc_add_fd(struct rpc *r, int fd);
 void rpc_stop(struct rpc *r);
@@ -123,25 +163,36 @@ struct transfer {
 	struct source src[MAX_SOURCES];
 	int nsrc;
 	char token[SHA256_HEX_LEN + 1], directory[512];
+	struct ratelimit_shared *limit; /* the download limit, or NULL */
 	pthread_t thread;
 	double started;
 	bool reported;                 /* main loop: end already handled */
 	int wake_fd;                   /* written once when the transfer ends */
 	struct hash_entry landed;      /* the final file, for the hash cache */
 	pthread_mutex_t lock;
+	pthread_cond_t cond;           /* a range ended, a source quit, or cancel */
 	enum transfer_state state;
 	uint64_t received;
-	int sources;
+	int sources;                   /* streams running now */
+	int sources_used;              /* sources that delivered verified ranges */
 	bool cancel;
 	double seconds;
 	char error[64], message[256];
 	struct transfer *next;
 };
 
+/* Ask a transfer to stop (its lock not held); the partial file and its
+ * verified ranges stay for the next Download of the same name. */
+void download_cancel(struct transfer *t);
 /* Search the directory for name and start fetching it into the directory
  * to (absolute). On failure *error names the control-socket error. */
 int download_start(struct peerd *p, const char *name, const char *from, const char *to,
 		   struct transfer **out, const char **error);
+/* Keep STATE_DIR/transfers up to date with the running transfers (main
+ * loop; not while stopping). */
+void download_save(struct peerd *p);
+/* Start again the transfers STATE_DIR/transfers lists (after login). */
+void download_continue_saved(struct peerd *p);
 /* Cancel and join every transfer (shutdown). */
 void download_free_all(struct peerd *p);
 
@@ -157,8 +208,13 @@ struct peerd {
 	struct evconnlistener *activated; /* gRPC socket from systemd */
 	struct control *control;
 	struct transfer *transfers;
+	struct ratelimit_shared download_limit;
 	struct event *ev_term, *ev_int, *ev_hup, *ev_beat, *ev_watchdog;
 	struct event *ev_inotify, *ev_settle; /* the folder changed; wait for quiet */
+	struct event *ev_retry;               /* the directory is away: next try */
+	unsigned dir_failures;                /* consecutive failures to reach it */
+	bool continue_pending;                /* saved transfers not yet started again */
+	bool stopping;                        /* shutting down: keep the saved transfer list */
 	int inotify_fd;
 	int wake_fd;                          /* eventfd: a transfer ended */
 	int grpc_port;

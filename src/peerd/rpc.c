@@ -29,9 +29,11 @@
 #include <grpc/support/time.h>
 
 #include "FileSharing.pb-c.h"
+#include "chunk.h"
 #include "log.h"
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
+#include "ratelimit.h"
 
 #define TICKET_CACHE 256
 #define TICKET_CACHE_SECONDS 20
@@ -66,6 +68,8 @@ struct rpc {
 	pthread_mutex_t cache_lock;
 	struct cached_ticket cache[TICKET_CACHE];
 	unsigned cache_next;
+	struct ratelimit upload;  /* touched by the queue thread only */
+	struct call *paced;       /* Reads waiting for upload tokens, soonest first */
 };
 
 struct call;
@@ -94,6 +98,9 @@ struct call {
 	grpc_byte_buffer *send_buf;
 	grpc_slice status_details;
 	bool have_details;
+	bool charged;                   /* the next chunk is paid for (upload limit) */
+	double wake;                    /* when a paced Read may send */
+	struct call *paced_next;
 };
 
 static void request_call(struct rpc *r, enum kind kind);
@@ -118,7 +125,7 @@ static void call_free(struct call *c)
 
 static void maybe_free(struct call *c)
 {
-	if (c->pending == 0 && (c->finished || !c->call))
+	if (c->pending == 0 && (c->finished || !c->call) && !c->paced_next && c->r->paced != c)
 		call_free(c);
 }
 
@@ -383,6 +390,7 @@ static void handle_stat(struct call *c, const uint8_t *req, size_t len)
 {
 	P2p__V1__StatRequest *m = p2p__v1__stat_request__unpack(NULL, len, req);
 	P2p__V1__StatResponse resp = P2P__V1__STAT_RESPONSE__INIT;
+	ProtobufCBinaryData *blocks = NULL;
 	struct shared_file f;
 	int r;
 
@@ -391,27 +399,49 @@ static void handle_stat(struct call *c, const uint8_t *req, size_t len)
 		return;
 	}
 	if (admit(c, m->name)) {
-		r = share_find(c->r->sh, m->name, &f);
+		r = share_stat(c->r->sh, m->name, &f);
 		if (r < 0) {
 			not_found(c, r);
+		} else if (f.blocks.n && !(blocks = calloc(f.blocks.n, sizeof(*blocks)))) {
+			finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		} else {
 			resp.name = f.name;
 			resp.size = f.size;
 			resp.sha256 = f.sha256;
 			resp.mtime = f.mtime;
+			resp.block_size = f.blocks.block_size;
+			for (size_t i = 0; i < f.blocks.n; i++)
+				blocks[i] = (ProtobufCBinaryData){ SHA256_BYTES, f.blocks.sha + i * SHA256_BYTES };
+			resp.n_block_sha256 = f.blocks.n;
+			resp.block_sha256 = blocks;
 			send_message(c, pack(&resp.base), true);
 		}
+		free(blocks);
+		block_list_free(&f.blocks);
 	}
 	p2p__v1__stat_request__free_unpacked(m, NULL);
+}
+
+/* Wait for upload tokens: keep the call on the paced list (sorted by wake
+ * time), which the queue thread serves between completions. */
+static void pace(struct call *c, double wake)
+{
+	struct call **pp = &c->r->paced;
+
+	c->wake = wake;
+	while (*pp && (*pp)->wake <= wake)
+		pp = &(*pp)->paced_next;
+	c->paced_next = *pp;
+	*pp = c;
 }
 
 /* Send the next chunk of a Read, or the final status. */
 static void read_next(struct call *c)
 {
-	P2p__V1__Chunk chunk = P2P__V1__CHUNK__INIT;
-	uint64_t want = c->end - c->pos;
-	uint8_t *buf;
-	ssize_t n;
+	uint64_t want = c->end - c->pos, got = 0;
+	uint8_t head[CHUNK_HEADER_MAX];
+	grpc_slice parts[2];
+	ssize_t n = 0;
 
 	if (c->cancelled || c->r->shutting_down) {
 		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
@@ -423,25 +453,60 @@ static void read_next(struct call *c)
 	}
 	if (want > (uint64_t)c->r->chunk_size)
 		want = (uint64_t)c->r->chunk_size;
-	buf = malloc(want);
-	if (!buf) {
-		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-		return;
+	if (c->r->upload.rate > 0 && !c->charged) {
+		double now = mono_now(), wait = ratelimit_charge(&c->r->upload, want, now);
+
+		c->charged = true;
+		if (wait > 0) {
+			pace(c, now + wait);
+			return;
+		}
 	}
-	n = pread(c->fd, buf, want, (off_t)c->pos);
-	if (n <= 0) {
-		free(buf);
+	c->charged = false;
+	parts[1] = grpc_slice_malloc((size_t)want);
+	while (got < want && (n = pread(c->fd, GRPC_SLICE_START_PTR(parts[1]) + got, want - got,
+					(off_t)(c->pos + got))) > 0)
+		got += (uint64_t)n;
+	if (got < want) {
+		grpc_slice_unref(parts[1]);
 		/* The file shrank or failed under us: a clean error, never short data. */
 		finish(c, GRPC_STATUS_INTERNAL, n == 0 ? "the file was truncated while being read"
 						       : "read error");
 		return;
 	}
-	chunk.offset = c->pos;
-	chunk.data.data = buf;
-	chunk.data.len = (size_t)n;
-	c->pos += (uint64_t)n;
-	send_message(c, pack(&chunk.base), false);
-	free(buf);
+	parts[0] = grpc_slice_from_copied_buffer((const char *)head, chunk_header(head, c->pos, want));
+	c->pos += want;
+	send_message(c, grpc_raw_byte_buffer_create(parts, 2), false);
+	grpc_slice_unref(parts[0]);
+	grpc_slice_unref(parts[1]);
+}
+
+/* Serve the paced Reads whose time has come (all of them when stopping). */
+static void run_paced(struct rpc *r)
+{
+	double now = mono_now();
+
+	while (r->paced && (r->paced->wake <= now || r->shutting_down)) {
+		struct call *c = r->paced;
+
+		r->paced = c->paced_next;
+		c->paced_next = NULL;
+		read_next(c);
+		maybe_free(c);
+	}
+	/* A cancelled call need not wait for its tokens. */
+	for (struct call **pp = &r->paced; *pp;) {
+		struct call *c = *pp;
+
+		if (!c->cancelled) {
+			pp = &c->paced_next;
+			continue;
+		}
+		*pp = c->paced_next;
+		c->paced_next = NULL;
+		read_next(c);
+		maybe_free(c);
+	}
 }
 
 static void handle_read(struct call *c, const uint8_t *req, size_t len)
@@ -535,14 +600,24 @@ static void *cq_thread(void *arg)
 	struct rpc *r = arg;
 
 	for (;;) {
-		grpc_event ev = grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		gpr_timespec until = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+		grpc_event ev;
 		struct tag *t;
 		struct call *c;
 
+		if (r->paced) {
+			double wait = r->paced->wake - mono_now();
+
+			until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+					     gpr_time_from_micros(wait > 0 ? (int64_t)(wait * 1e6) : 0, GPR_TIMESPAN));
+		}
+		ev = grpc_completion_queue_next(r->cq, until, NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
-		if (ev.type != GRPC_OP_COMPLETE)
+		if (ev.type != GRPC_OP_COMPLETE) {
+			run_paced(r);
 			continue;
+		}
 		if (ev.tag == &r->shutdown_tag) {
 			pthread_mutex_lock(&r->cache_lock);
 			r->shutdown_done = true;
@@ -577,12 +652,14 @@ static void *cq_thread(void *arg)
 			break;
 		}
 		maybe_free(c);
+		if (r->paced)
+			run_paced(r);
 	}
 	return NULL;
 }
 
 int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct ticket_checker *tc,
-	      long long max_message, long long chunk_size, int *bound_port)
+	      long long max_message, long long chunk_size, long long upload_rate, int *bound_port)
 {
 	struct rpc *r = calloc(1, sizeof(*r));
 	grpc_arg args[2];
@@ -595,6 +672,7 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 	r->tc = tc;
 	r->max_message = max_message;
 	r->chunk_size = chunk_size;
+	ratelimit_init(&r->upload, (double)upload_rate, (double)chunk_size, mono_now());
 	pthread_mutex_init(&r->cache_lock, NULL);
 	pthread_cond_init(&r->shutdown_cond, NULL);
 	args[0].type = GRPC_ARG_INTEGER;
@@ -611,7 +689,7 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 	grpc_server_register_completion_queue(r->srv, r->cq, NULL);
 	*bound_port = 0;
 	if (listen) {
-		creds = grpc_insecure_server_credentials_create();
+		creds = peer_server_creds();
 		*bound_port = grpc_server_add_http2_port(r->srv, listen, creds);
 		grpc_server_credentials_release(creds);
 		if (*bound_port == 0) {
@@ -639,6 +717,7 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 	return 0;
 }
 
+/* Plain text only (gRPC 1.51); main.c refuses socket activation with TLS. */
 void rpc_add_fd(struct rpc *r, int fd)
 {
 	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();

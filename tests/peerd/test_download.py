@@ -5,6 +5,7 @@ back to another source, and a source serving corrupt bytes."""
 import hashlib
 import os
 import signal
+import subprocess
 import time
 import unittest
 
@@ -13,17 +14,30 @@ from dirdtest import Dird
 from test_control import Varlink
 
 
+def connect(sock):
+    """A connection to a control socket, or None while it is not listening
+    (a restarted peer's old socket file may still be there)."""
+    try:
+        return Varlink(sock)
+    except OSError:
+        return None
+
+
 class Net:
     """A directory and peers, each logged in through its control socket."""
 
     def __init__(self):
         self.d = Dird()
         self.peers = {}
+        self.bases = {}
 
-    def peer(self, name, files=None):
-        base = p2ptest.tempdir("p2p-%s-" % name)
+    def peer(self, name, files=None, extra=(), base=None):
+        """Start a peer (again, when base is the one it had) and log it in."""
+        fresh = base is None
+        if fresh:
+            base = p2ptest.tempdir("p2p-%s-" % name)
+            os.mkdir(os.path.join(base, "files"))
         folder = os.path.join(base, "files")
-        os.mkdir(folder)
         for fname, data in (files or {}).items():
             with open(os.path.join(folder, fname), "wb") as f:
                 f.write(data)
@@ -31,12 +45,17 @@ class Net:
         port = p2ptest.free_port()
         proc = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--name", name, "--directory", self.d.url,
                                 "--folder", folder, "--listen", "127.0.0.1:%d" % port, "--port", str(port),
-                                "--ip", "127.0.0.1", "--control-socket", sock, "--chunk-size", "65536"])
-        p2ptest.wait_for(lambda: os.path.exists(sock), what="control socket of " + name)
-        v = Varlink(sock)
-        self.assert_ok(v.call("Register", {"username": name, "password": "pw-" + name}))
+                                "--ip", "127.0.0.1", "--control-socket", sock, "--chunk-size", "65536",
+                                "--state-dir", os.path.join(base, "state")] + list(extra))
+        v = p2ptest.wait_for(lambda: connect(sock), what="control socket of " + name)
+        if fresh:
+            self.assert_ok(v.call("Register", {"username": name, "password": "pw-" + name}))
         self.assert_ok(v.call("Login", {"username": name, "password": "pw-" + name}))
+        if name in self.peers:
+            self.peers[name][1].close()
+            self.peers[name][0].stop()
         self.peers[name] = (proc, v, folder)
+        self.bases[name] = base
         return v, folder, proc
 
     @staticmethod
@@ -108,25 +127,26 @@ class Download(unittest.TestCase):
             self.assertEqual(r.get("error"), "org.varlink.service.InvalidParameter", params)
 
     def test_resume_from_partial_file(self):
-        data = os.urandom(4 * 1024 * 1024)
+        # Three ranges of 4 MiB: the first on disk intact, the second
+        # damaged, the third missing. Only the first is kept.
+        block = 4 * 1024 * 1024
+        data = os.urandom(2 * block + 12345)
         self.net.peer("peer1", {"iso.img": data})
         v2, f2, proc2 = self.net.peer("peer2")
         os.mkdir(os.path.join(f2, ".p2p-partial"))
         with open(os.path.join(f2, ".p2p-partial", "iso.img"), "wb") as f:
-            f.write(data[:1500000])
+            f.write(data[:block] + b"\xff" * 1000 + data[block + 1000:2 * block])
         _, last = download(v2, "iso.img")
         self.assertEqual(last["parameters"]["state"], "done", last)
         with open(os.path.join(f2, "iso.img"), "rb") as f:
             self.assertEqual(f.read(), data)
-        self.assertIn("resuming at 1500000", proc2.output())
+        self.assertIn("resuming, 1 of 3 ranges verified on disk", proc2.output())
 
     def test_corrupt_source_never_lands(self):
         data = os.urandom(1024 * 1024)
         _, f1, _ = self.net.peer("liar", {"doc.pdf": data})
         # Same size, other bytes, after indexing: the index promises data.
-        with open(os.path.join(f1, "doc.pdf"), "r+b") as f:
-            f.seek(1000)
-            f.write(b"\0" * 100)
+        corrupt(os.path.join(f1, "doc.pdf"), 1000)
         v2, f2, _ = self.net.peer("victim")
         _, last = download(v2, "doc.pdf")
         self.assertEqual(last.get("error"), "io.p2p.Peer.VerificationFailed", last)
@@ -145,6 +165,124 @@ class Download(unittest.TestCase):
         self.assertEqual(last["parameters"]["state"], "done", last)
         with open(os.path.join(f3, "pkg.deb"), "rb") as f:
             self.assertEqual(hashlib.sha256(f.read()).hexdigest(), hashlib.sha256(data).hexdigest())
+
+
+MiB = 1024 * 1024
+BLOCK = 4 * MiB
+
+
+def corrupt(path, offset, length=100):
+    """Overwrite bytes but keep size and mtime, so the serving peer's hash
+    cache still vouches for the old content: a source that lies."""
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\0" * length)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+class Swarm(unittest.TestCase):
+    """Several sources at once, per-range verification, resume, limits."""
+
+    def setUp(self):
+        self.net = Net()
+
+    def tearDown(self):
+        self.net.close()
+
+    def test_three_sources_share_the_work(self):
+        data = os.urandom(6 * BLOCK + 777)
+        for name in ("src1", "src2", "src3"):
+            # Each source is slow on its own, so the work is spread.
+            self.net.peer(name, {"big.iso": data}, ["--upload-rate", str(6 * MiB)])
+        v, folder, _ = self.net.peer("getter")
+        progress, last = download(v, "big.iso")
+        p = self.net.assert_ok(last)
+        self.assertEqual(p["state"], "done")
+        self.assertGreaterEqual(p["sources_used"], 2, p)
+        self.assertGreaterEqual(max(x["sources"] for x in progress), 2, progress)
+        with open(os.path.join(folder, "big.iso"), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
+
+    def test_a_corrupt_range_is_fetched_elsewhere(self):
+        data = os.urandom(5 * BLOCK)
+        # The honest source is slow; the liar is fast and so takes the later
+        # ranges, and its last range is damaged.
+        self.net.peer("honest", {"set.tar": data}, ["--upload-rate", str(4 * MiB)])
+        _, lf, _ = self.net.peer("liar", {"set.tar": data})
+        corrupt(os.path.join(lf, "set.tar"), 4 * BLOCK + 10)
+        v, folder, proc = self.net.peer("getter")
+        _, last = download(v, "set.tar")
+        p = self.net.assert_ok(last)
+        self.assertEqual(p["state"], "done")
+        self.assertEqual(p["sources_used"], 2, p)
+        self.assertRegex(proc.output(), r"range 4 \(bytes 16777216-20971519\) from liar does not match")
+        with open(os.path.join(folder, "set.tar"), "rb") as f:
+            self.assertEqual(f.read(), data)
+
+    def _interrupted(self, sig):
+        data = os.urandom(5 * BLOCK + 99)
+        self.net.peer("seed", {"film.mkv": data}, ["--upload-rate", str(4 * MiB)])
+        v, folder, proc = self.net.peer("getter")
+        # Start it on a second connection; this one watches.
+        starter = Varlink(os.path.join(self.net.bases["getter"], "ctl.sock"))
+        starter.send_raw(b'{"method":"io.p2p.Peer.Download","parameters":{"name":"film.mkv"},"more":true}\0')
+
+        def two_ranges():
+            t = v.call("Transfers")["parameters"]["transfers"]
+            return t and t[0]["received"] >= 2 * BLOCK + MiB
+
+        p2ptest.wait_for(two_ranges, timeout=20, what="two ranges in")
+        proc.send_signal(sig)
+        proc.wait()
+        starter.close()
+        partial = os.path.join(folder, ".p2p-partial", "film.mkv")
+        self.assertTrue(os.path.exists(partial))
+        self.assertFalse(os.path.exists(os.path.join(folder, "film.mkv")))
+        v, folder, proc = self.net.peer("getter", base=self.net.bases["getter"])
+        # It continues by itself after logging in; a Download of the same
+        # name watches that transfer rather than starting a second one.
+        p2ptest.wait_for(lambda: "continuing the download of film.mkv" in proc.output(), what="continue")
+        _, last = download(v, "film.mkv")
+        self.assertEqual(self.net.assert_ok(last)["state"], "done", last)
+        self.assertEqual(len(v.call("Transfers")["parameters"]["transfers"]), 1)
+        kept = int(__import__("re").search(r"resuming, (\d) of 6 ranges verified", proc.output()).group(1))
+        self.assertGreaterEqual(kept, 2)
+        with open(os.path.join(folder, "film.mkv"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        return proc
+
+    def test_resume_after_kill_9(self):
+        self._interrupted(signal.SIGKILL)
+
+    def test_sigterm_keeps_verified_ranges(self):
+        self._interrupted(signal.SIGTERM)
+
+    def test_download_rate_limit(self):
+        data = os.urandom(6 * MiB)
+        self.net.peer("fast", {"a.bin": data})
+        v, _, _ = self.net.peer("slow", extra=["--download-rate", str(2 * MiB)])
+        t0 = time.monotonic()
+        _, last = download(v, "a.bin")
+        self.assertEqual(self.net.assert_ok(last)["state"], "done")
+        # 6 MiB at 2 MiB/s: about 3 s (a 64 KiB burst aside).
+        self.assertGreaterEqual(time.monotonic() - t0, 2.5)
+
+    def test_upload_rate_limit(self):
+        data = os.urandom(6 * MiB)
+        self.net.peer("slow", {"b.bin": data}, ["--upload-rate", str(2 * MiB)])
+        v, _, _ = self.net.peer("getter")
+        t0 = time.monotonic()
+        _, last = download(v, "b.bin")
+        self.assertEqual(self.net.assert_ok(last)["state"], "done")
+        self.assertGreaterEqual(time.monotonic() - t0, 2.5)
+
+    def test_bad_rate_options(self):
+        for opt in ("--upload-rate", "--download-rate"):
+            r = subprocess.run([p2ptest.binary("p2p-peerd"), "--folder", "/tmp", opt, "-5", "--check"],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2, r)
+            self.assertIn(opt[2:].replace("-", "_"), r.stderr)
 
 
 if __name__ == "__main__":

@@ -158,6 +158,11 @@ class Serve(unittest.TestCase):
         self.assertEqual(st.size, len(self.big))
         self.assertEqual(st.sha256, hashlib.sha256(self.big).hexdigest())
         self.assertEqual(st.name, "big.bin")
+        # Added fields 5 and 6: the SHA-256 of each 4 MiB block.
+        bs = 4 * 1024 * 1024
+        self.assertEqual(st.block_size, bs)
+        self.assertEqual(list(st.block_sha256),
+                         [hashlib.sha256(self.big[i:i + bs]).digest() for i in range(0, len(self.big), bs)])
         data = b""
         expect_off = 0
         for chunk in stub.Read(self.peer_pb2.ReadRequest(name="big.bin"), metadata=md, timeout=30):
@@ -181,6 +186,22 @@ class Serve(unittest.TestCase):
                                                    metadata=md, timeout=10)),
                             grpc.StatusCode.INVALID_ARGUMENT)
 
+    def test_stat_and_read_of_a_file_gone_since_the_ticket(self):
+        path = os.path.join(self.folder, "gone.bin")
+        with open(path, "wb") as f:
+            f.write(b"soon gone")
+        p2ptest.wait_for(lambda: self.d.req("GET", "/search", self.tok, params={"file": "gone.bin"}).status_code == 200,
+                         what="gone.bin indexed")
+        md = self.ticket("gone.bin")
+        os.unlink(path)
+        p2ptest.wait_for(lambda: self.d.req("GET", "/search", self.tok, params={"file": "gone.bin"}).status_code == 404,
+                         what="gone.bin no longer indexed")
+        stub = self.peer_grpc.PeerStub(self.channel)
+        self.assertCode(lambda: stub.Stat(self.peer_pb2.StatRequest(name="gone.bin"), metadata=md, timeout=10),
+                        grpc.StatusCode.NOT_FOUND)
+        self.assertCode(lambda: list(stub.Read(self.peer_pb2.ReadRequest(name="gone.bin"), metadata=md, timeout=10)),
+                        grpc.StatusCode.NOT_FOUND)
+
     def test_unknown_method(self):
         fn = self.channel.unary_unary("/p2p.v1.Peer/Nope")
         self.assertCode(lambda: fn(b"", timeout=10), grpc.StatusCode.UNIMPLEMENTED)
@@ -202,6 +223,47 @@ class Serve(unittest.TestCase):
 
 
 class Lifecycle(unittest.TestCase):
+    def test_upload_limit_paces_reads_but_not_other_calls(self):
+        import threading
+        _, _, peer_pb2, peer_grpc = generate_stubs()
+        d = Dird()
+        d.register("paced", "pw")
+        tok = d.user("reader", files=())
+        folder = p2ptest.tempdir()
+        data = os.urandom(3 * 1024 * 1024)
+        with open(os.path.join(folder, "slow.bin"), "wb") as f:
+            f.write(data)
+        peer = Peer(d, "paced", "pw", folder, "--upload-rate", "1048576")
+        p2ptest.wait_for(lambda: d.req("GET", "/search", tok, params={"file": "slow.bin"}).status_code == 200,
+                         what="indexed")
+        md = [("authorization", "Bearer " + d.req("POST", "/tickets", tok,
+                                                   json={"peer": "paced", "file": "slow.bin"}).json()["ticket"])]
+        ch = grpc.insecure_channel(peer.target)
+        stub = peer_grpc.PeerStub(ch)
+        got, errors = [], []
+
+        def read():
+            try:
+                for c in stub.Read(peer_pb2.ReadRequest(name="slow.bin"), metadata=md, timeout=60):
+                    got.append(len(c.data))
+            except grpc.RpcError as e:
+                errors.append(e.code())
+        reader = threading.Thread(target=read)
+        reader.start()
+        p2ptest.wait_for(lambda: sum(got) >= 256 * 1024, what="the first chunks")
+        # A Stat is answered while the Read waits for its tokens.
+        st = stub.Stat(peer_pb2.StatRequest(name="slow.bin"), metadata=md, timeout=10)
+        self.assertEqual(st.size, len(data))
+        self.assertTrue(reader.is_alive())
+        self.assertLess(sum(got), len(data))
+        # Stopping in the middle of a paced Read: a clean exit, the reader told.
+        self.assertEqual(peer.proc.stop(), 0)
+        reader.join(10)
+        self.assertFalse(reader.is_alive())
+        self.assertTrue(errors, "the Read should have been cut short")
+        ch.close()
+        d.stop()
+
     def test_sigterm_logs_out(self):
         d = Dird()
         d.register("srv", "pw")

@@ -136,6 +136,95 @@ static void test_hash_cache(void **st)
 	share_close(&sh);
 }
 
+/* Block hashes: one per BLOCK_SIZE bytes, the last shorter; kept in the
+ * hash cache; a cache line of the older form is hashed again. */
+static void test_block_hashes(void **st)
+{
+	size_t len = 2 * BLOCK_SIZE + 3;
+	unsigned char *data = malloc(len);
+	char path[512], want[SHA256_HEX_LEN + 1], got[SHA256_HEX_LEN + 1];
+	struct shared_file f;
+	struct share sh;
+	FILE *fp;
+
+	assert_non_null(data);
+	for (size_t i = 0; i < len; i++)
+		data[i] = (unsigned char)(i * 7 + i / 4096);
+	snprintf(path, sizeof(path), "%s/blocks.bin", folder);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(data, 1, len, fp), len);
+	fclose(fp);
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(share_open(&sh, folder, state), 0);
+		assert_int_equal(share_scan(&sh, NULL), 3);
+		/* round 1 from the cache; round 2 after the cache was rewritten
+		 * in the older five-field form */
+		if (round == 0)
+			assert_true(sh.hashed >= 1);
+		else
+			assert_int_equal(sh.hashed, round == 1 ? 0 : 3);
+		assert_int_equal(share_stat(&sh, "blocks.bin", &f), 0);
+		assert_int_equal(f.size, len);
+		crypto_sha256_hex(data, len, want);
+		assert_string_equal(f.sha256, want);
+		assert_int_equal(f.blocks.block_size, BLOCK_SIZE);
+		assert_int_equal(f.blocks.n, 3);
+		for (size_t b = 0; b < 3; b++) {
+			size_t blen = b < 2 ? BLOCK_SIZE : 3;
+
+			crypto_sha256_hex(data + b * BLOCK_SIZE, blen, want);
+			crypto_hex(f.blocks.sha + b * SHA256_BYTES, SHA256_BYTES, got);
+			assert_string_equal(got, want);
+		}
+		block_list_free(&f.blocks);
+		assert_int_equal(share_find(&sh, "blocks.bin", &f), 0);
+		assert_null(f.blocks.sha); /* find does not hand out the list */
+		share_close(&sh);
+		if (round == 1) { /* the 0.1 cache format: dev ino size mtime sha256 */
+			char cache[512];
+
+			snprintf(cache, sizeof(cache), "%s/hashes", state);
+			fp = fopen(cache, "w");
+			assert_non_null(fp);
+			fprintf(fp, "1 2 3 4 %s\n", want);
+			fclose(fp);
+		}
+	}
+	/* A remembered hash without block hashes (a download from an older
+	 * peer) does not spare the scan: Stat must have them. */
+	{
+		struct stat stt;
+		struct hash_entry e;
+
+		assert_int_equal(share_open(&sh, folder, state), 0);
+		assert_int_equal(share_scan(&sh, NULL), 3);
+		assert_int_equal(stat(path, &stt), 0);
+		e = (struct hash_entry){ (uint64_t)stt.st_dev, (uint64_t)stt.st_ino, (uint64_t)stt.st_size,
+					 (int64_t)stt.st_mtim.tv_sec * 1000000000 + stt.st_mtim.tv_nsec, "",
+					 { 0, 0, NULL } };
+		crypto_sha256_hex(data, len, e.sha256);
+		/* Drop the cache's own entries, keep only the remembered one. */
+		share_close(&sh);
+		{
+			char cache[512];
+
+			snprintf(cache, sizeof(cache), "%s/hashes", state);
+			unlink(cache);
+		}
+		assert_int_equal(share_open(&sh, folder, NULL), 0);
+		share_remember(&sh, &e);
+		assert_int_equal(share_scan(&sh, NULL), 3);
+		assert_int_equal(sh.hashed, 3);
+		assert_int_equal(share_stat(&sh, "blocks.bin", &f), 0);
+		assert_int_equal(f.blocks.n, 3);
+		block_list_free(&f.blocks);
+		share_close(&sh);
+	}
+	unlink(path);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -143,6 +232,7 @@ int main(void)
 		cmocka_unit_test(test_allow_list),
 		cmocka_unit_test(test_open_file_is_safe),
 		cmocka_unit_test(test_hash_cache),
+		cmocka_unit_test(test_block_hashes),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
