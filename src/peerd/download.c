@@ -95,6 +95,28 @@ static bool cancelled(struct transfer *t)
 	return c;
 }
 
+/* Write all of buf at off. A full disk often shows first as a short
+ * write, which sets no errno: the retry then fails with ENOSPC. */
+static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, buf, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) {
+			errno = ENOSPC;
+			return -ENOSPC;
+		}
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
 /* Stream [offset, size) from one source into fd. Returns 0 when the range
  * is complete, or -errno; *pos tracks what has been written. */
 static int read_from(struct transfer *t, const struct source *src, int fd, uint64_t *pos, EVP_MD_CTX *hash)
@@ -156,6 +178,7 @@ static int read_from(struct transfer *t, const struct source *src, int fd, uint6
 		grpc_byte_buffer_reader rd;
 		grpc_slice all;
 		bool ok;
+		int werr = 0;
 
 		if (cancelled(t)) {
 			grpc_call_cancel(call, NULL);
@@ -177,8 +200,11 @@ static int read_from(struct transfer *t, const struct source *src, int fd, uint6
 		recvbuf = NULL;
 		chunk = p2p__v1__chunk__unpack(NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
 		grpc_slice_unref(all);
-		ok = chunk && chunk->offset == *pos && chunk->data.len <= t->size - *pos &&
-		     pwrite(fd, chunk->data.data, chunk->data.len, (off_t)*pos) == (ssize_t)chunk->data.len;
+		ok = chunk && chunk->offset == *pos && chunk->data.len <= t->size - *pos;
+		if (ok && pwrite_all(fd, chunk->data.data, chunk->data.len, (off_t)*pos) < 0) {
+			werr = errno;
+			ok = false;
+		}
 		if (ok) {
 			/* Chunks arrive in order: hash as they come, no second pass. */
 			EVP_DigestUpdate(hash, chunk->data.data, chunk->data.len);
@@ -192,7 +218,7 @@ static int read_from(struct transfer *t, const struct source *src, int fd, uint6
 		if (!ok) {
 			log_warn("download %s: bad chunk or write error from %s", t->name, src->peer);
 			grpc_call_cancel(call, NULL);
-			r = errno == ENOSPC ? -ENOSPC : -EPROTO;
+			r = werr == ENOSPC || werr == EDQUOT ? -ENOSPC : -EPROTO;
 			goto status;
 		}
 	}
