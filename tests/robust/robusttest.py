@@ -74,7 +74,7 @@ class Peer:
 
     def __init__(self, dird_url, name, files=None, folder=None, advertise=None, ip="127.0.0.1",
                  listen_ip="127.0.0.1", prefix=(), heartbeat=1, chunk_size=65536, register_with=None,
-                 extra=(), wrapper=(), wait=20):
+                 extra=(), wrapper=(), wait=20, port=None):
         self.name = name
         self.base = p2ptest.tempdir("p2p-%s-" % name)
         self.folder = folder or os.path.join(self.base, "files")
@@ -89,7 +89,7 @@ class Peer:
             r = register_with.register(name, PASSWORD)
             assert r.status_code in (201, 409), r.text
         self.sock = os.path.join(self.base, "ctl.sock")
-        self.port = p2ptest.free_port()
+        self.port = port or p2ptest.free_port()
         self.advertised = advertise or self.port
         argv = list(wrapper) + [p2ptest.binary("p2p-peerd"), "--name", name, "--username", name,
                                 "--password-file", self.pwfile, "--directory", dird_url,
@@ -147,7 +147,7 @@ class Proxy:
     (rate, bytes/s), count the bytes it carried, and cut every connection
     (cut()). One thread per direction; it is for tests, not for speed."""
 
-    def __init__(self, target, delay=0.0, rate=None):
+    def __init__(self, target, delay=0.0, rate=None, listen=("127.0.0.1", 0)):
         self.target = target
         self.delay = delay
         self.rate = rate
@@ -156,7 +156,7 @@ class Proxy:
         self.conns = []
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
+        self.ls.bind(listen)
         self.ls.listen(64)
         self.port = self.ls.getsockname()[1]
         self.closed = False
