@@ -132,8 +132,16 @@ static int read_from(struct transfer *t, const struct source *src, int fd, uint6
 	grpc_byte_buffer *sendbuf = NULL, *recvbuf = NULL;
 	grpc_status_code status = GRPC_STATUS_UNKNOWN;
 	grpc_slice details = grpc_empty_slice(), method, reqslice;
-	grpc_arg arg = { GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, { .integer = 16 << 20 } };
-	grpc_channel_args args = { 1, &arg };
+	/* HTTP/2 keepalive pings find a source that went silent (a dead host,
+	 * a dropped link): without them the stream waits forever. The server
+	 * resets its ping-abuse count whenever it sends data, so pings during
+	 * a transfer are never strikes. */
+	grpc_arg arg[] = {
+		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, { .integer = 16 << 20 } },
+		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, { .integer = 10000 } },
+		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS, { .integer = 10000 } },
+	};
+	grpc_channel_args args = { sizeof(arg) / sizeof(arg[0]), arg };
 	grpc_op ops[4];
 	grpc_event ev;
 	int r = -EIO;
