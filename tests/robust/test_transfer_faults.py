@@ -67,13 +67,15 @@ class TransferFaults(unittest.TestCase):
     def peer(self, name, files=None, proxy=None, **kw):
         port = p2ptest.free_port()
         if proxy is not None:
-            # peerd advertises the port it binds (not --port when --listen is
-            # given): bind it on 127.0.0.2 and put the proxy on 127.0.0.1
-            # at the same port, where the index sends other peers.
-            x = Proxy(("127.0.0.2", port), listen=("127.0.0.1", port), **proxy)
+            # Other peers reach this one through the proxy: --port (what the
+            # directory is told) names the proxy, --listen the real socket.
+            x = Proxy(("127.0.0.1", port), **proxy)
             self.proxies.append(x)
-            kw["listen_ip"] = "127.0.0.2"
+            kw["advertise"] = x.port
         p = Peer(self.d.url, name, files, port=port, register_with=self.d, **kw)
+        if proxy is not None:
+            p2ptest.wait_for(lambda: "advertising gRPC port %d" % x.port in p.proc.output(),
+                             what="the proxy's port advertised")
         p2ptest.wait_for(p.logged_in, what=name + " logged in")
         p.proxy = self.proxies[-1] if proxy is not None else None
         self.peers.append(p)
@@ -147,6 +149,7 @@ class TransferFaults(unittest.TestCase):
         _, last = download(g.v, "far.bin")
         self.assertEqual(last["parameters"]["state"], "done", last)
         self.assertEqual(file_sha(os.path.join(g.folder, "far.bin")), sha(data))
+        self.assertGreaterEqual(self.proxies[0].bytes_down, len(data), "the download bypassed the proxy")
 
 
 if __name__ == "__main__":
