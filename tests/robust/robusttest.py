@@ -24,7 +24,7 @@ from dirdtest import Dird  # noqa: E402
 from test_control import Varlink  # noqa: E402
 
 __all__ = ["p2ptest", "Dird", "Varlink", "Peer", "Proxy", "download", "rss_kib", "peak_rss_kib",
-           "raise_nofile", "need_root", "run_quiet"]
+           "raise_nofile", "need_root", "run_quiet", "memory_env", "sanitized"]
 
 PASSWORD = "pw-robust-0123456789"
 
@@ -58,6 +58,23 @@ def _status_kib(pid, key):
     raise KeyError(key)
 
 
+def sanitized():
+    """True for an --enable-sanitizers build (ASan reserves and keeps memory)."""
+    with open(p2ptest.binary("p2p-dird"), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def memory_env():
+    """Environment and a bound factor for a daemon whose memory is measured:
+    under ASan a small quarantine (freed memory ASan holds back, 256 MiB by
+    default) and twice the bound for its shadow memory and redzones."""
+    if not sanitized():
+        return {}, 1
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    opts = (opts + ":" if opts else "") + "quarantine_size_mb=16:thread_local_quarantine_size_kb=256"
+    return {"ASAN_OPTIONS": opts}, 2
+
+
 def raise_nofile(want):
     """Raise this process's (and so its children's) open-file limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -74,7 +91,7 @@ class Peer:
 
     def __init__(self, dird_url, name, files=None, folder=None, advertise=None, ip="127.0.0.1",
                  listen_ip="127.0.0.1", prefix=(), heartbeat=1, chunk_size=65536, register_with=None,
-                 extra=(), wrapper=(), wait=20, port=None):
+                 extra=(), wrapper=(), wait=20, port=None, env=None):
         self.name = name
         self.base = p2ptest.tempdir("p2p-%s-" % name)
         self.folder = folder or os.path.join(self.base, "files")
@@ -96,7 +113,7 @@ class Peer:
                                 "--folder", self.folder, "--listen", "%s:%d" % (listen_ip, self.port),
                                 "--port", str(self.advertised), "--ip", ip, "--control-socket", self.sock,
                                 "--heartbeat", str(heartbeat), "--chunk-size", str(chunk_size)] + list(extra)
-        self.proc = p2ptest.Process(list(prefix) + argv)
+        self.proc = p2ptest.Process(list(prefix) + argv, env=env)
         p2ptest.wait_for(lambda: self._up(), timeout=wait, what="control socket of " + name)
         self.v = Varlink(self.sock)
 
