@@ -1,16 +1,18 @@
 #!/usr/bin/python3
-"""valgrind smoke run: p2p-dird and two p2p-peerd under valgrind
+"""valgrind smoke run: p2p-dird, two p2p-peerd and p2pctl under valgrind
 (memcheck, --errors-for-leak-kinds=definite) through a whole download:
 register, login from a password file, index, search, ticket, Read,
-verify, re-index, status, SIGTERM. Every daemon must exit 0 with
-"ERROR SUMMARY: 0 errors". Skips when valgrind is not installed."""
+verify, re-index, status, SIGTERM. Every program must exit 0 with no
+error reported. Skips when valgrind is not installed or the build has
+sanitizers."""
 import hashlib
 import os
 import re
 import shutil
+import subprocess
 import unittest
 
-from robusttest import Dird, Peer, download, p2ptest
+from robusttest import Dird, Peer, p2ptest
 
 SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "valgrind.supp")
 
@@ -43,8 +45,15 @@ class Valgrind(unittest.TestCase):
                  wrapper=valgrind(os.path.join(logs, "a.vg")))
         b = Peer(d.url, "vg-b", register_with=d, wait=90, wrapper=valgrind(os.path.join(logs, "b.vg")))
         p2ptest.wait_for(lambda: len(b.search("vg.bin")) == 1, timeout=60, what="vg.bin indexed")
-        _, last = download(b.v, "vg.bin", timeout=120)
-        self.assertEqual(last.get("parameters", {}).get("state"), "done", last)
+        # p2pctl under valgrind too: search, a streamed download, status.
+        for args in (["search", "vg.bin"], ["download", "vg.bin"], ["status"], ["transfers"]):
+            log = os.path.join(logs, "p2pctl-%s.vg" % args[0])
+            r = subprocess.run(valgrind(log) + [p2ptest.binary("p2pctl"), "-s", b.sock, "--json"] + args,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+            with open(log) as f:
+                report = f.read()
+            self.assertEqual(r.returncode, 0, "p2pctl %s: %s\n%s" % (args[0], r.stdout.decode(errors="replace"),
+                                                                      report[-6000:]))
         with open(os.path.join(b.folder, "vg.bin"), "rb") as f:
             self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
         self.assertNotIn("error", b.call("Status"))
