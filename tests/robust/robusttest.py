@@ -5,7 +5,6 @@ namespaces, nftables, tc tbf)."""
 import json
 import os
 import resource
-import select
 import shutil
 import socket
 import subprocess
@@ -23,7 +22,7 @@ import p2ptest  # noqa: E402
 from dirdtest import Dird  # noqa: E402
 from test_control import Varlink  # noqa: E402
 
-__all__ = ["p2ptest", "Dird", "Varlink", "Peer", "Proxy", "download", "rss_kib", "peak_rss_kib",
+__all__ = ["p2ptest", "Dird", "Varlink", "Peer", "Proxy", "Background", "download", "rss_kib", "peak_rss_kib",
            "raise_nofile", "need_root", "run_quiet", "memory_env", "sanitized"]
 
 PASSWORD = "pw-robust-0123456789"
@@ -114,13 +113,17 @@ class Peer:
                                 "--port", str(self.advertised), "--ip", ip, "--control-socket", self.sock,
                                 "--heartbeat", str(heartbeat), "--chunk-size", str(chunk_size)] + list(extra)
         self.proc = p2ptest.Process(list(prefix) + argv, env=env)
-        p2ptest.wait_for(lambda: self._up(), timeout=wait, what="control socket of " + name)
-        self.v = Varlink(self.sock)
+        self.v = p2ptest.wait_for(self._connect, timeout=wait, what="control socket of " + name)
 
-    def _up(self):
+    def _connect(self):
+        # The socket file appears at bind(), a moment before listen():
+        # connect until it answers.
         if not self.proc.alive():
             raise RuntimeError("p2p-peerd %s exited:\n%s" % (self.name, self.proc.output()))
-        return os.path.exists(self.sock)
+        try:
+            return Varlink(self.sock)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None
 
     def call(self, method, params=None):
         return self.v.call(method, params)
@@ -156,6 +159,29 @@ def download(v, name, timeout=60, **kw):
             progress.append(m["parameters"])
             continue
         return progress, m
+
+
+class Background:
+    """A download running in a thread; result() waits for its last reply."""
+
+    def __init__(self, peer, name, timeout=120, **kw):
+        self.out, self.exc = None, None
+        self.t = threading.Thread(target=self._run, args=(peer, name, timeout, kw), daemon=True)
+        self.t.start()
+
+    def _run(self, peer, name, timeout, kw):
+        try:
+            self.out = download(peer.v, name, timeout=timeout, **kw)
+        except Exception as e:  # handed to result()
+            self.exc = e
+
+    def result(self, timeout=60):
+        self.t.join(timeout)
+        if self.t.is_alive():
+            raise TimeoutError("the download neither finished nor failed within %d s" % timeout)
+        if self.exc:
+            raise self.exc
+        return self.out
 
 
 class Proxy:

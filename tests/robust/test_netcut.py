@@ -17,13 +17,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-import threading
 import time
 import unittest
 
 import requests
 
-from robusttest import Peer, download, p2ptest, run_quiet
+from robusttest import Background, Peer, download, p2ptest, run_quiet
 
 NS = "p2pr-%d" % os.getpid()
 VETH = "p2pr%da" % (os.getpid() % 100000)
@@ -60,27 +59,6 @@ class NetDird:
 
     def register(self, name, password):
         return requests.post(self.url + "/register", json={"username": name, "password": password}, timeout=5)
-
-
-class Background:
-    def __init__(self, peer, name):
-        self.out, self.exc = None, None
-        self.t = threading.Thread(target=self._run, args=(peer, name), daemon=True)
-        self.t.start()
-
-    def _run(self, peer, name):
-        try:
-            self.out = download(peer.v, name, timeout=120)
-        except Exception as e:
-            self.exc = e
-
-    def result(self, timeout):
-        self.t.join(timeout)
-        if self.t.is_alive():
-            raise TimeoutError("the download neither finished nor failed within %d s" % timeout)
-        if self.exc:
-            raise self.exc
-        return self.out
 
 
 class NetCut(unittest.TestCase):

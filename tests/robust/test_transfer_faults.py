@@ -8,11 +8,10 @@ proxy in front of the sender)."""
 import hashlib
 import os
 import signal
-import threading
 import time
 import unittest
 
-from robusttest import Dird, Peer, Proxy, download, need_root, p2ptest, run_quiet
+from robusttest import Background, Dird, Peer, Proxy, download, need_root, p2ptest, run_quiet
 
 
 def sha(data):
@@ -22,30 +21,6 @@ def sha(data):
 def file_sha(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-class Background:
-    """A download running in a thread; result() waits for its last reply."""
-
-    def __init__(self, peer, name, **kw):
-        self.out = None
-        self.exc = None
-        self.t = threading.Thread(target=self._run, args=(peer, name, kw), daemon=True)
-        self.t.start()
-
-    def _run(self, peer, name, kw):
-        try:
-            self.out = download(peer.v, name, **kw)
-        except Exception as e:  # reported by result()
-            self.exc = e
-
-    def result(self, timeout=60):
-        self.t.join(timeout)
-        if self.t.is_alive():
-            raise TimeoutError("download still running after %d s" % timeout)
-        if self.exc:
-            raise self.exc
-        return self.out
 
 
 class TransferFaults(unittest.TestCase):

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import unittest
 
-from robusttest import Dird, Peer, p2ptest
+from robusttest import Dird, Peer, p2ptest, sanitized
 
 SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "valgrind.supp")
 
@@ -27,8 +27,7 @@ class Valgrind(unittest.TestCase):
     def test_download_flow_under_valgrind(self):
         if not shutil.which("valgrind"):
             self.skipTest("valgrind is not installed")
-        if "-fsanitize" in open(p2ptest.binary("p2p-peerd"), "rb").read().decode("latin-1") or \
-                b"__asan_init" in open(p2ptest.binary("p2p-peerd"), "rb").read():
+        if sanitized():
             self.skipTest("a sanitizer build: valgrind cannot run it")
         logs = p2ptest.tempdir("p2p-vg-")
         d = Dird(env=None)
