@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -210,6 +211,42 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	notify_ready();
 }
 
+/* accept() failing for want of file descriptors (or memory) leaves the
+ * connection in the backlog and the socket readable: libevent retries at
+ * once, forever, at full CPU and one warning per try. Pause accepting for
+ * 100 ms instead, and say so at most every 10 s. libevent passes the
+ * listener's user data, which evhttp owns, so the daemon is kept here. */
+static struct dird *accepting_dird;
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct dird *d = arg;
+
+	if (d->listener && !d->listener_paused && !d->stopping)
+		evconnlistener_enable(d->listener);
+}
+
+static void on_accept_error(struct evconnlistener *listener, void *arg)
+{
+	static const struct timeval pause = { 0, 100 * 1000 };
+	static time_t last_said;
+	struct dird *d = accepting_dird;
+	int err = EVUTIL_SOCKET_ERROR();
+	time_t now = time(NULL);
+
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+		log_errno(LOG_WARNING, err, "accept");
+		return;
+	}
+	if (now - last_said >= 10) {
+		log_errno(LOG_WARNING, err, "cannot accept connections; pausing accept");
+		last_said = now;
+	}
+	evconnlistener_disable(listener);
+	if (event_base_once(d->base, -1, EV_TIMEOUT, on_accept_resume, d, &pause) < 0)
+		evconnlistener_enable(listener);
+}
+
 static int open_listener(struct dird *d)
 {
 	int n = sd_listen_fds(1);
@@ -249,6 +286,8 @@ static int open_listener(struct dird *d)
 		log_err("evhttp_bind_listener failed");
 		return -EIO;
 	}
+	accepting_dird = d;
+	evconnlistener_set_error_cb(d->listener, on_accept_error);
 	return 0;
 }
 
