@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Load tests on loopback, bounded in time:
 
+- p2p-dird out of file descriptors: no busy loop on accept(), no log
+  flood, and the clients in the backlog are served afterwards;
 - p2p-dird with 1,000 honest connections open at once, each sending an
   authenticated search, while slowloris clients trickle headers, send
   endless headers, or connect and say nothing: every honest request gets
@@ -143,6 +145,49 @@ class DirdLoad(unittest.TestCase):
               "connections; dird RSS %d KiB at start, peak %d KiB"
               % (HONEST, took, TRICKLERS, FLOODERS, SILENT, base_rss, peak), flush=True)
         d.stop()
+
+    def test_out_of_file_descriptors(self):
+        # dird with 64 descriptors and 100 clients: it must not spin on
+        # accept() (EMFILE leaves the socket readable) nor flood its log,
+        # and the clients waiting in the backlog are served once
+        # descriptors are free again.
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        try:
+            d = Dird(config={"timeout": 3})
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        addr = ("127.0.0.1", d.port)
+        hold = [socket.create_connection(addr) for _ in range(100)]
+        waiting = socket.create_connection(addr, timeout=20)
+        waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.5)
+        c0 = cpu_seconds(d.proc.pid)
+        time.sleep(2)
+        spent = cpu_seconds(d.proc.pid) - c0
+        for s in hold:
+            s.close()
+        answer = b""
+        while True:
+            b = waiting.recv(4096)
+            if not b:
+                break
+            answer += b
+        waiting.close()
+        self.assertEqual(http_status(answer), 200, answer)
+        self.assertTrue(d.healthy())
+        out = d.proc.output()
+        self.assertLess(spent, 1.0, "p2p-dird spun on accept() for %.2f s of 2 s" % spent)
+        self.assertLessEqual(out.count("pausing accept"), 2, out[-2000:])
+        self.assertNotIn("Error from accept() call", out)
+        d.stop()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class PeerdLoad(unittest.TestCase):
