@@ -107,7 +107,10 @@ class Peer:
         self.sock = os.path.join(self.base, "ctl.sock")
         self.port = port or p2ptest.free_port()
         self.advertised = advertise or self.port
-        argv = list(wrapper) + [p2ptest.binary("p2p-peerd"), "--name", name, "--username", name,
+        # No --name: it would read /etc/p2p/peers/NAME.json and use system
+        # state directories on a machine where p2p is installed.
+        argv = list(wrapper) + [p2ptest.binary("p2p-peerd"), "--username", name,
+                                "--state-dir", os.path.join(self.base, "state"),
                                 "--password-file", self.pwfile, "--directory", dird_url,
                                 "--folder", self.folder, "--listen", "%s:%d" % (listen_ip, self.port),
                                 "--port", str(self.advertised), "--ip", ip, "--control-socket", self.sock,
