@@ -5,6 +5,11 @@ against nginx-light serving a static JSON file on this machine in the same
 run. Prints req/s, p50/p99 latency and the ratios; everything on 127.0.0.1.
 
     bench/dird/bench.py [--peers N] [--files N] [--duration S] [--builddir DIR] [--keep]
+                        [--postgresql]
+
+--postgresql keeps the directory on a throwaway PostgreSQL server (Debian's
+postgresql, durable settings) instead of SQLite, and then measures the same
+searches through haproxy with one and with two p2p-dird replicas.
 """
 import argparse
 import json
@@ -76,6 +81,7 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--builddir", default=os.path.join(top, "build"))
     ap.add_argument("--keep", action="store_true", help="keep the database and print where it is")
+    ap.add_argument("--postgresql", action="store_true", help="PostgreSQL, 1 and 2 replicas behind haproxy")
     a = ap.parse_args()
     dird_bin = os.path.join(a.builddir, "src/dird/p2p-dird")
     for tool in ("wrk", "nginx"):
@@ -86,15 +92,25 @@ def main():
     try:
         port = free_port()
         db = os.path.join(work, "dird.db")
-        log = open(os.path.join(work, "dird.log"), "w")
-        dird = subprocess.Popen([dird_bin, "--listen", "127.0.0.1:%d" % port, "--database", db,
-                                 "--max-body", str(64 << 20), "--login-burst", "10000", "--login-interval", "1",
-                                 "--ttl", "86400"], stderr=log)
-        procs.append(dird)
-        try:
-            wait_port(port)
-        except TimeoutError:
-            sys.exit("bench: p2p-dird did not start:\n" + open(os.path.join(work, "dird.log")).read())
+        pg = None
+        if a.postgresql:
+            sys.path[:0] = [os.path.join(top, "tests", "blackbox"), os.path.join(top, "tests", "dird")]
+            import pgtest
+            pg = pgtest.Server(durable=True)
+            db = pg.create_database()
+
+        def start_dird(port, name):
+            log = open(os.path.join(work, name + ".log"), "w")
+            p = subprocess.Popen([dird_bin, "--listen", "127.0.0.1:%d" % port, "--database", db,
+                                  "--max-body", str(64 << 20), "--login-burst", "10000", "--login-interval", "1",
+                                  "--ttl", "86400"], stderr=log)
+            procs.append(p)
+            try:
+                wait_port(port)
+            except TimeoutError:
+                sys.exit("bench: p2p-dird did not start:\n" + open(os.path.join(work, name + ".log")).read())
+            return p
+        dird = start_dird(port, "dird")
         base = "http://127.0.0.1:%d" % port
         print("machine: %s, %d cores; p2p-dird %s" % (os.uname().machine, os.cpu_count(), dird_bin))
 
@@ -182,17 +198,46 @@ http {
         r = requests.get(base + "/search", params={"q": "holiday", "limit": 50}, headers={"Authorization": "Bearer " + tok})
         broad_total = r.json()["total"]
         peak = rss_kb(dird.pid)
+        if pg:
+            # The same searches through haproxy: one replica, then two.
+            port_b = free_port()
+            start_dird(port_b, "dird-b")
+            for n, backends in ((1, [port]), (2, [port, port_b])):
+                lb_port = free_port()
+                cfg = os.path.join(work, "haproxy%d.cfg" % n)
+                with open(cfg, "w") as f:
+                    f.write("global\n    maxconn 4096\ndefaults\n    mode http\n    timeout connect 1s\n"
+                            "    timeout client 30s\n    timeout server 30s\n"
+                            "listen dird\n    bind 127.0.0.1:%d\n    balance roundrobin\n" % lb_port)
+                    for i, bp in enumerate(backends):
+                        f.write("    server r%d 127.0.0.1:%d\n" % (i, bp))
+                lb = subprocess.Popen(["/usr/sbin/haproxy", "-db", "-f", cfg], stderr=subprocess.DEVNULL)
+                procs.append(lb)
+                wait_port(lb_port)
+                lb_base = "http://127.0.0.1:%d" % lb_port
+                res["exact, %d replica%s" % (n, "s" if n > 1 else "")] = wrk(
+                    lb_base + "/search?file=" + requests.utils.quote(exact_name), a.duration, a.connections, tok)
+                res["substr, %d replica%s" % (n, "s" if n > 1 else "")] = wrk(
+                    lb_base + "/search?q=lecture%20draft%20000123&limit=50", a.duration, a.connections, tok)
+                lb.send_signal(signal.SIGTERM)
+                lb.wait(10)
+                procs.remove(lb)
         print()
-        print("%-18s %10s %9s %9s %8s" % ("", "req/s", "p50 ms", "p99 ms", "errors"))
+        print("%-20s %10s %9s %9s %8s" % ("", "req/s", "p50 ms", "p99 ms", "errors"))
         for k, v in res.items():
-            print("%-18s %10.0f %9.3f %9.3f %8s" % (k, v["rps"], v["p50"], v["p99"],
+            print("%-20s %10.0f %9.3f %9.3f %8s" % (k, v["rps"], v["p50"], v["p99"],
                                                    v["non2xx"] or v["socket_errors"] or 0))
         print()
         print("exact search / nginx static req/s: %.2f" % (res["exact search"]["rps"] / res["nginx static"]["rps"]))
         print("broad substring query matches %d files (total counted per request)" % broad_total)
         print("p2p-dird RSS after indexing: %.1f MB; peak RSS: %.1f MB" % (rss_after_index / 1024, peak / 1024))
-        print("database size: %.0f MB" % (sum(os.path.getsize(os.path.join(work, f)) for f in os.listdir(work)
-                                              if f.startswith("dird.db")) / 1e6))
+        if pg:
+            print("database: PostgreSQL %s, size %.0f MB" % (
+                pg.psql("SHOW server_version").strip(),
+                int(pg.psql("SELECT pg_database_size(current_database())", db.rsplit("/", 1)[1])) / 1e6))
+        else:
+            print("database size: %.0f MB" % (sum(os.path.getsize(os.path.join(work, f)) for f in os.listdir(work)
+                                                  if f.startswith("dird.db")) / 1e6))
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -200,6 +245,8 @@ http {
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if pg:
+            pg.stop()
         if a.keep:
             print("kept: %s" % work)
         else:

@@ -11,6 +11,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,16 +67,34 @@ static const double latency_bounds[METRIC_BUCKETS - 1] = {
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
 };
 
-/* One request being answered. */
+/* One request being answered. The event loop's thread reads everything a
+ * handler needs out of the evhttp request (dispatch) and sends the answer
+ * (finish); the handler in between may run on a worker thread (pool.h), so
+ * it touches only the call and thread-safe state: the store, the login
+ * limiters under their lock, and the settings copied into the call. */
 struct call {
 	struct dird *d;
-	struct evhttp_request *req;
+	struct evhttp_request *req;       /* loop thread only */
 	enum route route;
 	struct timespec start;
+	struct dird_settings set;         /* as the request arrived (no strings) */
+	char addr[INET6_ADDRSTRLEN + 8];  /* the client's address */
+	char token_hash[SHA256_HEX_LEN + 1]; /* of the Bearer token, "" if none */
 	char user[USERNAME_MAX + 1];      /* from the session, when auth */
 	struct json_object *body;         /* parsed body, when expected */
 	struct evkeyvalq query;
 	bool have_query;
+
+	/* The answer. */
+	int code;
+	const char *ctype;
+	char *text;
+	size_t len;
+	struct { const char *name; char value[32]; } hdr[2];
+	int nhdr;
+	void (*render)(struct call *c);   /* runs on the loop before sending */
+	struct store_counts counts;       /* for render_metrics */
+	struct pool_job job;
 };
 
 int64_t dird_now(void)
@@ -111,19 +131,34 @@ counted:
 	d->metrics.latency_sum += seconds;
 }
 
-static void send_text(struct call *c, int code, const char *reason, const char *ctype,
-		      const char *text, size_t len)
+/* Records the answer; finish() sends it. */
+static void send_text(struct call *c, int code, const char *ctype, const char *text, size_t len)
 {
-	struct evbuffer *out = evhttp_request_get_output_buffer(c->req);
-	struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+	free(c->text);
+	c->text = malloc(len ? len : 1);
+	if (!c->text) {
+		static const char oom[] = "{\"error\":\"out of memory\"}";
 
-	evhttp_add_header(h, "Content-Type", ctype);
-	evhttp_add_header(h, "Cache-Control", "no-store");
-	if (c->d->stopping)
-		evhttp_add_header(h, "Connection", "close");
-	evbuffer_add(out, text, len);
-	evhttp_send_reply(c->req, code, reason, NULL);
-	metrics_record(c->d, c->route, code, elapsed(&c->start));
+		c->text = strdup(oom);
+		len = c->text ? sizeof(oom) - 1 : 0;
+		code = 500;
+		ctype = "application/json";
+	} else {
+		memcpy(c->text, text, len);
+	}
+	c->code = code;
+	c->ctype = ctype;
+	c->len = len;
+}
+
+/* An extra header for the answer (Allow, WWW-Authenticate, Retry-After). */
+static void reply_header(struct call *c, const char *name, const char *value)
+{
+	if (c->nhdr < (int)(sizeof(c->hdr) / sizeof(c->hdr[0]))) {
+		c->hdr[c->nhdr].name = name;
+		snprintf(c->hdr[c->nhdr].value, sizeof(c->hdr[c->nhdr].value), "%s", value);
+		c->nhdr++;
+	}
 }
 
 static const char *reason_phrase(int code)
@@ -152,11 +187,11 @@ static void reply_json(struct call *c, int code, struct json_object *obj)
 
 	if (!obj) {
 		static const char oom[] = "{\"error\":\"out of memory\"}";
-		send_text(c, 500, reason_phrase(500), "application/json", oom, sizeof(oom) - 1);
+		send_text(c, 500, "application/json", oom, sizeof(oom) - 1);
 		return;
 	}
 	text = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	send_text(c, code, reason_phrase(code), "application/json", text, len);
+	send_text(c, code, "application/json", text, len);
 	json_object_put(obj);
 }
 
@@ -276,15 +311,6 @@ static bool parse_uint(const char *s, long long max, long long *out)
 	return true;
 }
 
-static void source_address(struct call *c, char *buf, size_t len)
-{
-	char *addr = NULL;
-	ev_uint16_t port;
-
-	evhttp_connection_get_peer(evhttp_request_get_connection(c->req), &addr, &port);
-	snprintf(buf, len, "%s", addr ? addr : "?");
-}
-
 /* ---- handlers ----------------------------------------------------------- */
 
 static void handle_register(struct call *c)
@@ -294,7 +320,7 @@ static void handle_register(struct call *c)
 	struct json_object *o;
 	int r;
 
-	if (!c->d->set.registration) {
+	if (!c->set.registration) {
 		reply_error(c, 403, "registration is closed on this directory");
 		return;
 	}
@@ -325,20 +351,21 @@ static bool login_allowed(struct call *c, const char *user)
 {
 	struct timespec ts;
 	uint64_t now_ms, wait_user = 0, wait_addr = 0, wait;
-	char addr[INET6_ADDRSTRLEN + 8], retry[32];
+	char retry[32];
 	bool ok_user, ok_addr;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	source_address(c, addr, sizeof(addr));
-	ok_addr = ratelimit_take(c->d->login_by_addr, addr, now_ms, &wait_addr);
+	pthread_mutex_lock(&c->d->login_lock);
+	ok_addr = ratelimit_take(c->d->login_by_addr, c->addr, now_ms, &wait_addr);
 	ok_user = ratelimit_take(c->d->login_by_user, user, now_ms, &wait_user);
+	pthread_mutex_unlock(&c->d->login_lock);
 	if (ok_user && ok_addr)
 		return true;
 	wait = wait_user > wait_addr ? wait_user : wait_addr;
 	snprintf(retry, sizeof(retry), "%llu", (unsigned long long)(wait + 999) / 1000);
-	evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", retry);
-	log_notice("login for %s from %s throttled", user, addr);
+	reply_header(c, "Retry-After", retry);
+	log_notice("login for %s from %s throttled", user, c->addr);
 	reply_error(c, 429, "too many login attempts; retry in %s s", retry);
 	return false;
 }
@@ -377,7 +404,7 @@ static void handle_login(struct call *c)
 		return;
 	}
 	crypto_sha256_hex(token, SHA256_HEX_LEN, token_hash);
-	expires = dird_now() + c->d->set.session_lifetime;
+	expires = dird_now() + c->set.session_lifetime;
 	r = store_session_create(c->d->store, user, token_hash, expires);
 	if (r < 0) {
 		reply_store_error(c, r);
@@ -392,24 +419,22 @@ static void handle_login(struct call *c)
 	reply_json(c, 200, o);
 }
 
-static bool bearer_hash(struct call *c, char out[SHA256_HEX_LEN + 1])
+/* The SHA-256 of the request's Bearer token into out ("" if none). */
+static void bearer_hash(struct evhttp_request *req, char out[SHA256_HEX_LEN + 1])
 {
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !valid_sha256_hex(h + 7))
-		return false;
-	crypto_sha256_hex(h + 7, SHA256_HEX_LEN, out);
-	return true;
+	out[0] = '\0';
+	if (h && strncasecmp(h, "Bearer ", 7) == 0 && valid_sha256_hex(h + 7))
+		crypto_sha256_hex(h + 7, SHA256_HEX_LEN, out);
 }
 
 static void handle_logout(struct call *c)
 {
-	char th[SHA256_HEX_LEN + 1];
 	struct json_object *o;
 	int r;
 
-	bearer_hash(c, th); /* checked by dispatch */
-	r = store_session_delete(c->d->store, th);
+	r = store_session_delete(c->d->store, c->token_hash);
 	if (r < 0 && r != -ENOENT) {
 		reply_store_error(c, r);
 		return;
@@ -422,12 +447,11 @@ static void handle_logout(struct call *c)
 
 static void handle_verify_login(struct call *c)
 {
-	char th[SHA256_HEX_LEN + 1], user[USERNAME_MAX + 1];
+	char user[USERNAME_MAX + 1];
 	struct json_object *o;
 	int64_t expires = 0;
 
-	bearer_hash(c, th);
-	if (store_session_lookup(c->d->store, th, dird_now(), user, &expires) < 0) {
+	if (store_session_lookup(c->d->store, c->token_hash, dird_now(), user, &expires) < 0) {
 		reply_error(c, 401, "invalid or expired token");
 		return;
 	}
@@ -473,7 +497,6 @@ static void handle_index(struct call *c)
 	struct json_object *v, *files, *seen = NULL, *o;
 	struct store_file *list = NULL;
 	const char *ip, *folder;
-	char addr[INET6_ADDRSTRLEN + 8];
 	int port, r;
 	size_t n;
 
@@ -482,8 +505,7 @@ static void handle_index(struct call *c)
 		return; /* answered */
 	if (!ip || unspecified_ip(ip)) {
 		/* A peer bound to 0.0.0.0 is reachable where it called from. */
-		source_address(c, addr, sizeof(addr));
-		ip = addr;
+		ip = c->addr;
 	} else if (!valid_ip(ip)) {
 		reply_error(c, 400, "field \"ip\" must be an IPv4 or IPv6 address");
 		return;
@@ -589,7 +611,7 @@ static void handle_heartbeat(struct call *c)
 	}
 	o = json_object_new_object();
 	add_str(o, "status", "ok");
-	add_int(o, "ttl", c->d->set.ttl);
+	add_int(o, "ttl", c->set.ttl);
 	reply_json(c, 200, o);
 }
 
@@ -629,8 +651,9 @@ static void handle_search(struct call *c)
 	bool bad = false;
 	const char *file = query_param(c, "file", &bad), *q = query_param(c, "q", &bad);
 	const char *limit_s = query_param(c, "limit", &bad), *offset_s = query_param(c, "offset", &bad);
-	int64_t alive = dird_now() - c->d->set.ttl, total = 0;
+	int64_t alive = dird_now() - c->set.ttl, total = 0;
 	long long limit = SEARCH_LIMIT_DEFAULT, offset = 0;
+	bool exact = true;
 	struct json_object *arr, *o;
 	int r;
 
@@ -682,7 +705,7 @@ static void handle_search(struct call *c)
 		reply_error(c, 400, "q must be 1-255 bytes");
 		return;
 	}
-	r = store_search_substring(c->d->store, q, alive, limit, offset, &total, hit_to_json, arr);
+	r = store_search_substring(c->d->store, q, alive, limit, offset, &total, &exact, hit_to_json, arr);
 	if (r < 0) {
 		json_object_put(arr);
 		reply_store_error(c, r);
@@ -691,6 +714,7 @@ static void handle_search(struct call *c)
 	o = json_object_new_object();
 	json_object_object_add(o, "results", arr);
 	add_int(o, "total", total);
+	json_object_object_add(o, "total_exact", json_object_new_boolean(exact));
 	add_int(o, "limit", limit);
 	add_int(o, "offset", offset);
 	reply_json(c, 200, o);
@@ -722,7 +746,7 @@ static void handle_tickets(struct call *c)
 	if (!(peer = field_username(c, "peer")) || !(file = field_filename(c, "file")))
 		return;
 	ph.peer = peer;
-	r = store_search_exact(c->d->store, file, dird_now() - c->d->set.ttl, check_peer_has, &ph);
+	r = store_search_exact(c->d->store, file, dird_now() - c->set.ttl, check_peer_has, &ph);
 	if (r < 0) {
 		reply_store_error(c, r);
 		return;
@@ -736,7 +760,7 @@ static void handle_tickets(struct call *c)
 		return;
 	}
 	crypto_sha256_hex(ticket, SHA256_HEX_LEN, th);
-	expires = dird_now() + c->d->set.ticket_lifetime;
+	expires = dird_now() + c->set.ticket_lifetime;
 	r = store_ticket_create(c->d->store, th, c->user, peer, file, expires);
 	if (r == -ENOENT) {
 		reply_error(c, 404, "no such peer \"%s\"", peer);
@@ -790,7 +814,8 @@ static void handle_healthz(struct call *c)
 	reply_json(c, ok ? 200 : 503, o);
 }
 
-static void handle_metrics(struct call *c)
+/* On the loop thread: the counters live there. */
+static void render_metrics(struct call *c)
 {
 	struct dird *d = c->d;
 	struct evbuffer *b = evbuffer_new();
@@ -802,8 +827,7 @@ static void handle_metrics(struct call *c)
 		reply_error(c, 500, "out of memory");
 		return;
 	}
-	/* Fresh gauges for the scrape; the timer keeps STATUS= current. */
-	store_counts(d->store, dird_now() - d->set.ttl, &d->counts);
+	d->counts = c->counts;
 	evbuffer_add_printf(b, "# HELP p2p_dird_requests_total HTTP requests answered, by route and status code.\n"
 			    "# TYPE p2p_dird_requests_total counter\n");
 	for (int r = 0; r < R_COUNT; r++)
@@ -844,8 +868,16 @@ static void handle_metrics(struct call *c)
 			    d->connections);
 	len = evbuffer_get_length(b);
 	text = (char *)evbuffer_pullup(b, -1);
-	send_text(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0);
+	send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0);
 	evbuffer_free(b);
+}
+
+static void handle_metrics(struct call *c)
+{
+	/* Fresh gauges for the scrape; the timer keeps STATUS= current. */
+	c->counts = c->d->counts;
+	store_counts(c->d->store, dird_now() - c->set.ttl, &c->counts);
+	c->render = render_metrics;
 }
 
 typedef void (*handler_fn)(struct call *c);
@@ -918,78 +950,153 @@ static bool parse_body(struct call *c)
 
 static void conn_track(struct dird *d, struct evhttp_request *req);
 
+/* On the loop thread: send the answer and forget the call. */
+static void finish(struct call *c)
+{
+	struct dird *d = c->d;
+	struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+	struct evbuffer *out = evhttp_request_get_output_buffer(c->req);
+
+	if (c->render)
+		c->render(c);
+	if (!c->text)
+		reply_error(c, 500, "internal error: no answer");
+	for (int i = 0; i < c->nhdr; i++)
+		evhttp_add_header(h, c->hdr[i].name, c->hdr[i].value);
+	evhttp_add_header(h, "Content-Type", c->ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (d->stopping)
+		evhttp_add_header(h, "Connection", "close");
+	evbuffer_add(out, c->text, c->len);
+	/* If the client went away meanwhile, evhttp has detached the request
+	 * and this frees it. */
+	evhttp_send_reply(c->req, c->code, reason_phrase(c->code), NULL);
+	metrics_record(d, c->route, c->code, elapsed(&c->start));
+	if (c->have_query)
+		evhttp_clear_headers(&c->query);
+	json_object_put(c->body);
+	free(c->text);
+	free(c);
+	d->inflight--;
+}
+
+/* The part of a request that may wait: the session, then the handler. */
+static void call_run(struct call *c)
+{
+	if (routes[c->route].auth &&
+	    store_session_lookup(c->d->store, c->token_hash, dird_now(), c->user, NULL) < 0) {
+		reply_header(c, "WWW-Authenticate", "Bearer");
+		reply_error(c, 401, "invalid or expired token");
+		return;
+	}
+	handlers[c->route](c);
+}
+
+static void job_run(struct pool_job *job)
+{
+	call_run((struct call *)((char *)job - offsetof(struct call, job)));
+}
+
+static void job_done(struct pool_job *job)
+{
+	finish((struct call *)((char *)job - offsetof(struct call, job)));
+}
+
+/* At shutdown, for calls that will not be answered: evhttp_free() frees
+ * their requests. */
+static void job_discard(struct pool_job *job)
+{
+	struct call *c = (struct call *)((char *)job - offsetof(struct call, job));
+
+	if (c->have_query)
+		evhttp_clear_headers(&c->query);
+	json_object_put(c->body);
+	free(c->text);
+	free(c);
+}
+
+/* Reads what the handler needs out of the request and answers what can be
+ * answered at once (bad route, method, URI, body); the rest goes to a
+ * worker when there are any. */
 static void api_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct dird *d = arg;
-	struct call c = { .d = d, .req = req, .route = R_OTHER };
+	struct call *c = calloc(1, sizeof(*c));
 	const char *uri = evhttp_request_get_uri(req);
 	const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(req);
 	const char *path = parsed ? evhttp_uri_get_path(parsed) : NULL;
 	const char *query = parsed ? evhttp_uri_get_query(parsed) : NULL;
-	char th[SHA256_HEX_LEN + 1];
 	const struct route_def *rt;
+	char *addr = NULL;
+	ev_uint16_t port;
 
-	clock_gettime(CLOCK_MONOTONIC, &c.start);
+	if (!c) {
+		evhttp_send_error(req, 500, "out of memory");
+		return;
+	}
+	c->d = d;
+	c->req = req;
+	c->route = R_OTHER;
+	c->set = d->set;
+	c->set.listen = c->set.database = c->set.log_level = NULL; /* may be freed by a reload */
+	clock_gettime(CLOCK_MONOTONIC, &c->start);
 	d->inflight++;
 	conn_track(d, req);
+	evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+	snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "?");
 	if (!path || !uri) {
-		reply_error(&c, 400, "malformed request URI");
-		goto done;
+		reply_error(c, 400, "malformed request URI");
+		goto answer;
 	}
 	for (int i = 0; i < R_OTHER; i++)
 		if (strcmp(path, routes[i].path) == 0) {
-			c.route = (enum route)i;
+			c->route = (enum route)i;
 			break;
 		}
-	if (c.route == R_OTHER) {
-		reply_error(&c, 404, "no such resource");
-		goto done;
+	if (c->route == R_OTHER) {
+		reply_error(c, 404, "no such resource");
+		goto answer;
 	}
-	rt = &routes[c.route];
+	rt = &routes[c->route];
 	if (evhttp_request_get_command(req) != rt->method) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", rt->allow);
-		reply_error(&c, 405, "method not allowed; use %s", rt->allow);
-		goto done;
+		reply_header(c, "Allow", rt->allow);
+		reply_error(c, 405, "method not allowed; use %s", rt->allow);
+		goto answer;
 	}
 	if (has_encoded_nul(uri) || !valid_utf8(uri, strlen(uri))) {
-		reply_error(&c, 400, "malformed request URI");
-		goto done;
+		reply_error(c, 400, "malformed request URI");
+		goto answer;
 	}
 	if (query) {
-		if (evhttp_parse_query_str(query, &c.query) < 0) {
-			reply_error(&c, 400, "malformed query string");
-			goto done;
+		if (evhttp_parse_query_str(query, &c->query) < 0) {
+			reply_error(c, 400, "malformed query string");
+			goto answer;
 		}
-		c.have_query = true;
 	} else {
-		TAILQ_INIT(&c.query);
-		c.have_query = true;
+		TAILQ_INIT(&c->query);
 	}
-	if (rt->auth) {
-		if (!bearer_hash(&c, th)) {
-			evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-			reply_error(&c, 401, "missing or malformed Authorization: Bearer token");
-			goto done;
-		}
-		if (store_session_lookup(d->store, th, dird_now(), c.user, NULL) < 0) {
-			evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-			reply_error(&c, 401, "invalid or expired token");
-			goto done;
-		}
+	c->have_query = true;
+	bearer_hash(req, c->token_hash);
+	if (rt->auth && !c->token_hash[0]) {
+		reply_header(c, "WWW-Authenticate", "Bearer");
+		reply_error(c, 401, "missing or malformed Authorization: Bearer token");
+		goto answer;
 	}
 	if (rt->body) {
-		if (!parse_body(&c))
-			goto done;
+		if (!parse_body(c))
+			goto answer;
 	} else if ((long long)evbuffer_get_length(evhttp_request_get_input_buffer(req)) > d->set.max_body) {
-		reply_error(&c, 413, "request body larger than %lld bytes", d->set.max_body);
-		goto done;
+		reply_error(c, 413, "request body larger than %lld bytes", d->set.max_body);
+		goto answer;
 	}
-	handlers[c.route](&c);
-done:
-	if (c.have_query)
-		evhttp_clear_headers(&c.query);
-	json_object_put(c.body);
-	d->inflight--;
+	c->job.run = job_run;
+	c->job.done = job_done;
+	c->job.discard = job_discard;
+	if (d->pool && pool_submit(d->pool, &c->job))
+		return;
+	call_run(c);
+answer:
+	finish(c);
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -1062,12 +1169,22 @@ void api_apply_settings(struct dird *d)
 	evhttp_set_max_body_size(d->http, d->set.max_body * 4);
 	evhttp_set_max_headers_size(d->http, d->set.max_headers);
 	evhttp_set_timeout(d->http, (int)d->set.timeout);
+	pthread_mutex_lock(&d->login_lock);
 	ratelimit_configure(d->login_by_user, (unsigned)d->set.login_burst, (unsigned)(d->set.login_interval * 1000));
 	ratelimit_configure(d->login_by_addr, (unsigned)d->set.login_burst * 4, (unsigned)(d->set.login_interval * 1000 / 4));
+	pthread_mutex_unlock(&d->login_lock);
 }
 
 int api_init(struct dird *d)
 {
+	int r;
+
+	pthread_mutex_init(&d->login_lock, NULL);
+	if (d->set.workers > 0) {
+		r = pool_new(d->base, (int)d->set.workers, &d->pool);
+		if (r < 0)
+			return r;
+	}
 	d->http = evhttp_new(d->base);
 	d->login_by_user = ratelimit_new(1, 1, 65536);
 	d->login_by_addr = ratelimit_new(1, 1, 65536);
@@ -1085,6 +1202,9 @@ int api_init(struct dird *d)
 
 void api_free(struct dird *d)
 {
+	/* Workers first: their calls' requests die with evhttp. */
+	pool_free(d->pool);
+	d->pool = NULL;
 	if (d->http)
 		evhttp_free(d->http);
 	d->http = NULL;
@@ -1092,4 +1212,5 @@ void api_free(struct dird *d)
 	ratelimit_free(d->login_by_addr);
 	free(d->conns);
 	d->conns = NULL;
+	pthread_mutex_destroy(&d->login_lock);
 }

@@ -3,6 +3,7 @@
 #define P2P_DIRD_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include <event2/event.h>
@@ -10,12 +11,17 @@
 #include <event2/listener.h>
 
 #include "conf.h"
+#include "pool.h"
 #include "ratelimit.h"
 #include "store.h"
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
 struct dird_settings {
 	char *listen;                /* ADDR:PORT */
-	char *database;              /* SQLite file */
+	char *database;              /* SQLite file or postgresql:// URI */
+	long long database_connections; /* PostgreSQL connections at most */
+	long long workers;           /* threads answering requests; 0: the loop */
 	char *log_level;
 	bool registration;           /* POST /register open */
 	long long ttl;               /* s: peer liveness */
@@ -28,6 +34,8 @@ struct dird_settings {
 	long long login_burst;       /* attempts before throttling */
 	long long login_interval;    /* s per attempt regained */
 	long long sweep_interval;    /* s */
+	char *tls_certificate;       /* PEM chain; with tls_key: serve HTTPS */
+	char *tls_key;               /* PEM private key */
 };
 
 extern const struct conf_key dird_keys[];
@@ -56,11 +64,15 @@ struct dird {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evconnlistener *listener;
+	struct ssl_ctx_st *tls_ctx;  /* serving HTTPS, or NULL: plain HTTP */
 	struct store *store;
 	struct dird_settings set;
 	const char *config_path;     /* NULL: none */
 	bool config_required;
 	struct ratelimit *login_by_user, *login_by_addr;
+	pthread_mutex_t login_lock;  /* the two limiters, taken by workers */
+	struct pool *pool;           /* NULL: handlers run on the loop */
+	bool status_busy;            /* a sweep and count is under way */
 	struct dird_metrics metrics;
 	struct store_counts counts;  /* refreshed by the sweep timer */
 	int connections;             /* that have sent a request and are open */
@@ -87,5 +99,9 @@ bool auth_check_password(const char *password, const char *hash);
 void auth_burn_time(const char *password);
 
 int64_t dird_now(void);
+
+/* migrate.c: copy the SQLite directory in file from into the empty
+ * PostgreSQL database to (a URI). 0 or a negative errno (logged). */
+int dird_migrate(const char *from, const char *to);
 
 #endif

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -23,6 +26,7 @@
 #include "dird.h"
 #include "log.h"
 #include "notify.h"
+#include "tls.h"
 #include "validate.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/p2p/dird.json"
@@ -31,7 +35,9 @@
 
 static const struct conf_help key_help[] = {
 	{ "listen", "ADDR:PORT to serve the REST API on (default 127.0.0.1:6970)" },
-	{ "database", "SQLite database file (default " DEFAULT_DATABASE ")" },
+	{ "database", "SQLite database file (default " DEFAULT_DATABASE ") or postgresql:// URI" },
+	{ "database_connections", "PostgreSQL connections each p2p-dird keeps at most (4)" },
+	{ "workers", "threads answering requests beside the event loop; 0: none (4)" },
 	{ "log_level", "err, warning, notice, info (default) or debug" },
 	{ "registration", "yes/no: whether POST /register is open (default yes)" },
 	{ "ttl", "seconds a peer stays in search results after its last index or heartbeat (90)" },
@@ -44,6 +50,8 @@ static const struct conf_help key_help[] = {
 	{ "login_burst", "login attempts per user name before throttling (10)" },
 	{ "login_interval", "seconds per login attempt regained after the burst (6)" },
 	{ "sweep_interval", "seconds between sweeps of expired sessions and tickets (60)" },
+	{ "tls_certificate", "PEM certificate chain: serve HTTPS instead of HTTP (with tls_key)" },
+	{ "tls_key", "PEM private key of tls_certificate" },
 };
 
 /* Command-line settings, applied over the config file (and again on reload). */
@@ -88,6 +96,24 @@ fail:
 	return -EINVAL;
 }
 
+/* The HTTPS context the settings ask for: *out stays NULL for plain HTTP. */
+static int load_tls(const struct dird_settings *set, SSL_CTX **out)
+{
+	char err[CONF_ERRLEN];
+	struct stat st;
+
+	*out = NULL;
+	if (!set->tls_certificate)
+		return 0;
+	if (tls_server_ctx_new(set->tls_certificate, set->tls_key, out, err, sizeof(err)) < 0) {
+		log_err("tls_certificate/tls_key: %s", err);
+		return -EINVAL;
+	}
+	if (stat(set->tls_key, &st) == 0 && (st.st_mode & S_IROTH))
+		log_warn("tls_key: %s is readable by every user; chmod o-r it", set->tls_key);
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -96,12 +122,14 @@ static void usage(FILE *f)
 		"       p2p-dird [OPTIONS] user del NAME    delete a user, its sessions and its files\n"
 		"       p2p-dird [OPTIONS] user list        list users\n"
 		"       p2p-dird [OPTIONS] peers            list peers online now\n"
+		"       p2p-dird -d postgresql://... migrate FILE\n"
+		"                                           copy the SQLite directory FILE into PostgreSQL\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE       configuration file (default %s)\n"
 		"  -n, --check             check the configuration and exit\n"
 		"  -l, --listen ADDR:PORT  where to serve the REST API\n"
-		"  -d, --database PATH     SQLite database file\n"
+		"  -d, --database DB       SQLite database file or postgresql:// URI\n"
 		"  -v, --verbose           log debug messages\n"
 		"  -h, --help              show this help\n"
 		"  -V, --version           show the version\n"
@@ -118,16 +146,61 @@ static void usage(FILE *f)
 static struct event *ev_sigterm, *ev_sigint, *ev_sighup, *ev_sweep, *ev_watchdog, *ev_drain;
 static struct timeval drain_deadline;
 
-static void refresh_status(struct dird *d)
-{
-	int64_t now = dird_now();
+/* Sweeping and counting may wait on the database: a worker does it when
+ * there are workers, and the loop only publishes the result. */
+struct status_job {
+	struct pool_job job;
+	struct dird *d;
+	int64_t now, ttl;
+	struct store_counts counts;
+	int r;
+};
 
-	if (store_sweep(d->store, now) < 0)
+static void status_run(struct pool_job *job)
+{
+	struct status_job *s = (struct status_job *)job;
+
+	if (store_sweep(s->d->store, s->now) < 0)
 		log_warn("sweeping expired sessions and tickets failed");
-	if (store_counts(d->store, now - d->set.ttl, &d->counts) == 0)
+	s->r = store_counts(s->d->store, s->now - s->ttl, &s->counts);
+}
+
+static void status_done(struct pool_job *job)
+{
+	struct status_job *s = (struct status_job *)job;
+	struct dird *d = s->d;
+
+	if (s->r == 0) {
+		d->counts = s->counts;
 		notify_status("%lld users, %lld sessions, %lld peers online, %lld files indexed",
 			      (long long)d->counts.users, (long long)d->counts.sessions,
 			      (long long)d->counts.peers_online, (long long)d->counts.files_online);
+	}
+	d->status_busy = false;
+	free(s);
+}
+
+static void status_discard(struct pool_job *job)
+{
+	free(job);
+}
+
+static void refresh_status(struct dird *d)
+{
+	struct status_job *s;
+
+	if (d->status_busy)
+		return; /* the last one has not finished yet */
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	*s = (struct status_job){ .job = { status_run, status_done, status_discard, NULL },
+				  .d = d, .now = dird_now(), .ttl = d->set.ttl };
+	d->status_busy = true;
+	if (d->pool && pool_submit(d->pool, &s->job))
+		return;
+	status_run(&s->job);
+	status_done(&s->job);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -185,6 +258,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct dird *d = arg;
 	struct dird_settings fresh;
+	SSL_CTX *tls = NULL;
 
 	notify_reloading();
 	log_info("received SIGHUP; reloading %s", d->config_path ? d->config_path : "(no config file)");
@@ -193,15 +267,38 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		notify_ready();
 		return;
 	}
+	/* HTTPS on or off needs a restart (the listener's protocol changes); new
+	 * files for a running HTTPS listener are read now, and bad ones keep the
+	 * old configuration whole. */
+	if (!fresh.tls_certificate != !d->tls_ctx) {
+		log_warn("TLS turned %s: takes effect at restart", fresh.tls_certificate ? "on" : "off");
+		free(fresh.tls_certificate);
+		free(fresh.tls_key);
+		fresh.tls_certificate = d->set.tls_certificate ? strdup(d->set.tls_certificate) : NULL;
+		fresh.tls_key = d->set.tls_key ? strdup(d->set.tls_key) : NULL;
+	}
+	if (load_tls(&fresh, &tls) < 0) {
+		conf_free(dird_keys, &fresh);
+		log_err("reload failed; keeping the running configuration");
+		notify_ready();
+		return;
+	}
+	if (tls) {
+		SSL_CTX_free(d->tls_ctx); /* open connections hold their own reference */
+		d->tls_ctx = tls;
+	}
 	if (strcmp(fresh.listen, d->set.listen) != 0)
 		log_warn("listen changed to %s: takes effect at restart", fresh.listen);
-	if (strcmp(fresh.database, d->set.database) != 0)
-		log_warn("database changed to %s: takes effect at restart", fresh.database);
+	if (strcmp(fresh.database, d->set.database) != 0 ||
+	    fresh.database_connections != d->set.database_connections || fresh.workers != d->set.workers)
+		log_warn("database, database_connections or workers changed: takes effect at restart");
 	/* Keep what only a restart can change. */
 	free(fresh.listen);
 	fresh.listen = strdup(d->set.listen);
 	free(fresh.database);
 	fresh.database = strdup(d->set.database);
+	fresh.database_connections = d->set.database_connections;
+	fresh.workers = d->set.workers;
 	conf_free(dird_keys, &d->set);
 	d->set = fresh;
 	log_set_level(log_level_from_name(d->set.log_level));
@@ -247,6 +344,27 @@ static void on_accept_error(struct evconnlistener *listener, void *arg)
 		evconnlistener_enable(listener);
 }
 
+/* evhttp asks for each accepted connection's bufferevent: a TLS one when
+ * HTTPS is on. Clients that hang up without close_notify are not errors. */
+static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
+{
+	struct dird *d = arg;
+	SSL *ssl = SSL_new(d->tls_ctx);
+	struct bufferevent *bev;
+
+	if (!ssl) {
+		log_warn("cannot start a TLS connection: out of memory");
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
 static int open_listener(struct dird *d)
 {
 	int n = sd_listen_fds(1);
@@ -286,6 +404,17 @@ static int open_listener(struct dird *d)
 		log_err("evhttp_bind_listener failed");
 		return -EIO;
 	}
+	if (d->tls_ctx) {
+		int one = 1;
+
+		/* TLS writes a response as several records; with Nagle the later ones
+		 * wait for the client's delayed ACK (40 ms a request, measured). The
+		 * accepted sockets inherit the option from the listening one. */
+		if (setsockopt(evconnlistener_get_fd(d->listener), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+			log_errno(LOG_WARNING, errno, "TCP_NODELAY");
+		evhttp_set_bevcb(d->http, tls_bufferevent, d);
+		log_info("serving HTTPS with %s", d->set.tls_certificate);
+	}
 	accepting_dird = d;
 	evconnlistener_set_error_cb(d->listener, on_accept_error);
 	return 0;
@@ -294,13 +423,14 @@ static int open_listener(struct dird *d)
 /* evhttp_bind_listener() took the listener; evhttp_free() frees it. */
 static int run_daemon(struct dird *d)
 {
+	char dbname[512];
 	uint64_t wd;
 	int r;
 
 	d->base = event_base_new();
 	if (!d->base)
 		return -ENOMEM;
-	r = store_open(d->set.database, &d->store);
+	r = store_open_pool(d->set.database, (unsigned)d->set.database_connections, &d->store);
 	if (r < 0)
 		goto out;
 	r = api_init(d);
@@ -327,7 +457,8 @@ static int run_daemon(struct dird *d)
 	}
 	refresh_status(d);
 	notify_ready();
-	log_info("p2p-dird %s ready (database %s)", PACKAGE_VERSION, d->set.database);
+	store_describe(d->set.database, dbname, sizeof(dbname));
+	log_info("p2p-dird %s ready (database %s)", PACKAGE_VERSION, dbname);
 	event_base_dispatch(d->base);
 	log_info("stopped");
 	r = 0;
@@ -347,6 +478,8 @@ out:
 	api_free(d);
 	store_close(d->store);
 	event_base_free(d->base);
+	SSL_CTX_free(d->tls_ctx);
+	d->tls_ctx = NULL;
 	return r;
 }
 
@@ -409,6 +542,13 @@ static int run_command(struct dird *d, int argc, char **argv)
 			log_err("\"%s\" is not a valid user name (1-64 of A-Z a-z 0-9 _ . -)", argv[2]);
 			return EXIT_USAGE;
 		}
+	} else if (!strcmp(argv[0], "migrate") && argc == 2) {
+#ifdef HAVE_POSTGRESQL
+		return dird_migrate(argv[1], d->set.database) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+#else
+		log_err("this p2p-dird was built without PostgreSQL (configure --with-postgresql)");
+		return EXIT_FAILURE;
+#endif
 	} else if (!(!strcmp(argv[0], "user") && argc == 2 && !strcmp(argv[1], "list")) &&
 		   !(!strcmp(argv[0], "peers") && argc == 1)) {
 		log_err("unknown command; try p2p-dird --help");
@@ -517,7 +657,12 @@ int main(int argc, char **argv)
 	if (load_settings(d.config_path, d.config_required, &d.set) < 0)
 		return EXIT_USAGE;
 	log_set_level(a.verbose ? LOG_DEBUG : log_level_from_name(d.set.log_level));
+	if (optind >= argc && load_tls(&d.set, &d.tls_ctx) < 0) {
+		conf_free(dird_keys, &d.set);
+		return EXIT_USAGE;
+	}
 	if (a.check) {
+		SSL_CTX_free(d.tls_ctx);
 		printf("configuration OK\n");
 		conf_free(dird_keys, &d.set);
 		return EXIT_SUCCESS;

@@ -19,6 +19,8 @@
 const struct conf_key dird_keys[] = {
 	KEY("listen", CONF_STRING, listen, 0, 0),
 	KEY("database", CONF_STRING, database, 0, 0),
+	KEY("database_connections", CONF_INT, database_connections, 1, 256),
+	KEY("workers", CONF_INT, workers, 0, 64),
 	KEY("log_level", CONF_STRING, log_level, 0, 0),
 	KEY("registration", CONF_BOOL, registration, 0, 0),
 	KEY("ttl", CONF_INT, ttl, 5, 86400),
@@ -31,6 +33,8 @@ const struct conf_key dird_keys[] = {
 	KEY("login_burst", CONF_INT, login_burst, 1, 10000),
 	KEY("login_interval", CONF_INT, login_interval, 1, 3600),
 	KEY("sweep_interval", CONF_INT, sweep_interval, 1, 3600),
+	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
+	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
 	{ NULL, 0, 0, 0, 0 },
 };
 
@@ -39,6 +43,8 @@ void dird_settings_defaults(struct dird_settings *s)
 	memset(s, 0, sizeof(*s));
 	s->listen = strdup("127.0.0.1:6970");
 	s->database = strdup(DEFAULT_DATABASE);
+	s->database_connections = 4;
+	s->workers = 4;
 	s->log_level = strdup("info");
 	s->registration = true;
 	s->ttl = 90;
@@ -66,12 +72,19 @@ int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	if (!s->database || !*s->database) {
-		snprintf(err, errlen, "database: must name a file");
+		snprintf(err, errlen, "database: must name an SQLite file or a postgresql:// URI");
 		return -EINVAL;
 	}
 	if (!s->log_level || log_level_from_name(s->log_level) < 0) {
 		snprintf(err, errlen, "log_level: \"%s\" is not one of err, warning, notice, info, debug",
 			 s->log_level ? s->log_level : "");
+		return -EINVAL;
+	}
+	/* The files themselves are read by main.c (tls_server_ctx_new), not here:
+	 * this file is also built into the REST fuzz target, which has no libssl. */
+	if (!s->tls_certificate != !s->tls_key) {
+		snprintf(err, errlen, "%s: set tls_certificate and tls_key together (PEM files) to serve HTTPS",
+			 s->tls_certificate ? "tls_key" : "tls_certificate");
 		return -EINVAL;
 	}
 	return 0;

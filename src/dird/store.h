@@ -1,7 +1,9 @@
 /* store.h — the directory's storage, behind one narrow interface.
  *
- * Nothing here names a database engine: store_sqlite.c implements it on
- * SQLite, and a PostgreSQL backend can sit beside it. Every function returns
+ * store.c picks a backend by the database name and passes each call on:
+ * store_sqlite.c keeps the directory in an SQLite file, store_pg.c on a
+ * PostgreSQL server that several p2p-dird replicas share (its functions may
+ * be called from several threads at once). Every function returns
  * 0 or a negative errno: -ENOENT (no such row), -EEXIST (unique name taken),
  * -EIO (the database failed; the engine's message has been logged).
  * A function that returns 0 after a write has committed it durably.
@@ -43,9 +45,21 @@ struct store_counts {
 typedef int (*store_hit_cb)(const struct store_hit *hit, void *ctx);
 typedef int (*store_name_cb)(const char *name, int64_t a, int64_t b, void *ctx);
 
-/* Open (creating if needed) and migrate the database at path. */
-int store_open(const char *path, struct store **out);
+/* Open (creating if needed) and migrate the database: a "postgresql://" or
+ * "postgres://" URI (libpq's form) selects PostgreSQL, anything else names
+ * an SQLite file. */
+int store_open(const char *database, struct store **out);
+/* The same, keeping up to connections database connections so that callers
+ * on that many threads are served at once (PostgreSQL; SQLite ignores it). */
+int store_open_pool(const char *database, unsigned connections, struct store **out);
+/* Whether database names a PostgreSQL server rather than an SQLite file. */
+bool store_is_postgresql(const char *database);
+/* database as it may be logged: a password in a URI shows as "***". */
+void store_describe(const char *database, char *buf, size_t len);
 void store_close(struct store *st);
+/* Whether calls run in parallel (PostgreSQL) or one at a time (SQLite:
+ * store.c serialises them, so any thread may call). */
+bool store_thread_safe(const struct store *st);
 
 /* Users. hash is a crypt(5) string. */
 int store_user_create(struct store *st, const char *username, const char *hash, int64_t now);
@@ -72,10 +86,13 @@ int store_heartbeat(struct store *st, const char *username, int64_t now);
 /* Search among peers online and seen at or after alive_since. */
 int store_search_exact(struct store *st, const char *name, int64_t alive_since,
 		       store_hit_cb cb, void *ctx);
-/* Case-insensitive substring; total gets the number of matches ignoring
- * limit/offset. */
+/* Case-insensitive (ASCII letters) substring, matches in indexing order.
+ * total gets the number of matches ignoring limit/offset, counted up to
+ * max(STORE_TOTAL_CAP, offset + limit); *exact is false when there are
+ * more than that. */
+#define STORE_TOTAL_CAP 1000
 int store_search_substring(struct store *st, const char *text, int64_t alive_since,
-			   int64_t limit, int64_t offset, int64_t *total,
+			   int64_t limit, int64_t offset, int64_t *total, bool *exact,
 			   store_hit_cb cb, void *ctx);
 /* cb(peer, last_seen, nfiles) for every online peer seen since alive_since. */
 int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, void *ctx);

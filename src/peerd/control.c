@@ -3,8 +3,8 @@
  *
  * Access: the socket file is mode 0660; each client is identified with
  * SO_PEERCRED (never by what it says) and allowed if it is root, our own uid,
- * or in the socket file's group (primary or supplementary, read from
- * /proc/PID/status). A stale socket file from a dead instance is replaced; a
+ * or in the socket file's group (primary, or supplementary from
+ * SO_PEERGROUPS). A stale socket file from a dead instance is replaced; a
  * live instance is never displaced.
  */
 #include "config.h"
@@ -49,7 +49,6 @@ struct control {
 	struct peerd *p;
 	struct evconnlistener *listener;
 	char *path;                 /* unlinked at stop; NULL when activated */
-	gid_t group;
 	struct event *tick;         /* progress and the end of transfers */
 	struct event *wake;         /* a worker says a transfer ended */
 	struct watch *watches;
@@ -728,28 +727,52 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		client_free(arg);
 }
 
-/* SO_PEERCRED: root, our uid, or a member of the socket's group. */
-static bool allowed(struct control *ctl, const struct ucred *cr)
+/* The group allowed in: the socket file's, also for a socket systemd bound
+ * (SocketGroup=), found by its address. An abstract or unnamed socket has no
+ * file, so only root and our own uid may use it. */
+static gid_t socket_group(const char *path, int fd, bool warn)
 {
-	char path[64], line[4096];
-	FILE *f;
-	bool ok = false;
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+	struct stat st;
 
-	if (cr->uid == 0 || cr->uid == getuid() || cr->gid == ctl->group)
+	if (path) /* bound by us: getsockname() would name the temporary path */
+		return stat(path, &st) == 0 && S_ISSOCK(st.st_mode) ? st.st_gid : (gid_t)-1;
+	memset(&sa, 0, sizeof(sa));
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sun_family == AF_UNIX &&
+	    len > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0] != '\0' &&
+	    len <= sizeof(sa) - 1 && stat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
+		return st.st_gid;
+	if (warn)
+		log_warn("control: the socket has no file to take a group from; only root and uid %d may use it",
+			 (int)getuid());
+	return (gid_t)-1;
+}
+
+/* SO_PEERCRED: root, our uid, or a member of the socket's group. The
+ * supplementary groups come from SO_PEERGROUPS, fixed when the client
+ * connected; reading /proc/PID would race with the pid being reused. */
+static bool allowed(struct control *ctl, int fd, const struct ucred *cr)
+{
+	gid_t groups[256], group;
+	socklen_t len = sizeof(groups);
+
+	if (cr->uid == 0 || cr->uid == getuid())
 		return true;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)cr->pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false; /* fail closed */
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "Groups:", 7) == 0) {
-			for (char *tok = strtok(line + 7, " \t\n"); tok; tok = strtok(NULL, " \t\n"))
-				if ((gid_t)strtoul(tok, NULL, 10) == ctl->group)
-					ok = true;
-			break;
-		}
-	fclose(f);
-	return ok;
+	/* Looked up now, so that a chgrp of the socket takes effect at once. */
+	group = socket_group(ctl->path, evconnlistener_get_fd(ctl->listener), false);
+	if (group == (gid_t)-1)
+		return false;
+	if (cr->gid == group)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+		log_notice("control: cannot read the groups of pid %d: %s", (int)cr->pid, strerror(errno));
+		return false; /* fail closed, also for more than 256 groups (ERANGE) */
+	}
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (groups[i] == group)
+			return true;
+	return false;
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
@@ -759,7 +782,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	socklen_t crlen = sizeof(cr);
 	struct client *c;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 || !allowed(ctl, &cr)) {
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 || !allowed(ctl, fd, &cr)) {
 		static const char denied[] = "{\"error\":\"io.p2p.Peer.PermissionDenied\",\"parameters\":{}}";
 
 		log_notice("control: refused uid %d pid %d", crlen ? (int)cr.uid : -1, crlen ? (int)cr.pid : -1);
@@ -788,7 +811,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 /* Bind path, replacing a stale socket but never a live one. */
 static int bind_socket(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX }, tmp = { .sun_family = AF_UNIX };
 	mode_t old;
 	int fd, r;
 
@@ -811,13 +834,33 @@ static int bind_socket(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
+	/* Listen under a temporary name and link it into place, so the path
+	 * appears only once it accepts (a client connecting between bind and
+	 * listen was refused), and link() fails if another instance got there. */
+	if ((size_t)snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d.tmp", path, (int)getpid()) >=
+	    sizeof(tmp.sun_path))
+		tmp = sa; /* no room for the suffix: bind in place */
+	else
+		unlink(tmp.sun_path);
 	old = umask(0117); /* the socket is born 0660 */
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	r = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp));
 	umask(old);
 	if (r < 0 || listen(fd, 64) < 0) {
-		r = log_errno(LOG_ERR, errno, "cannot listen on %s", path);
+		r = log_errno(LOG_ERR, errno, "cannot listen on %s", tmp.sun_path);
 		close(fd);
 		return r;
+	}
+	if (strcmp(tmp.sun_path, path) != 0) {
+		r = link(tmp.sun_path, path) < 0 ? -errno : 0;
+		unlink(tmp.sun_path);
+		if (r < 0) {
+			close(fd);
+			if (r == -EEXIST)
+				log_err("another p2p-peerd is running on %s", path);
+			else
+				log_errno(LOG_ERR, -r, "cannot create %s", path);
+			return r == -EEXIST ? -EADDRINUSE : r;
+		}
 	}
 	return fd;
 }
@@ -825,7 +868,6 @@ static int bind_socket(const char *path)
 int control_start(struct peerd *p, const char *path, int fd, struct control **out)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
-	struct stat st;
 
 	if (!ctl)
 		return -ENOMEM;
@@ -837,8 +879,13 @@ int control_start(struct peerd *p, const char *path, int fd, struct control **ou
 			return fd;
 		}
 		ctl->path = strdup(path);
+	} else {
+		/* systemd passes it blocking; libevent accepts until EAGAIN, so a
+		 * blocking socket would stall the whole loop after one client. */
+		evutil_make_socket_nonblocking(fd);
+		evutil_make_socket_closeonexec(fd);
 	}
-	ctl->group = (fstat(fd, &st) == 0 && path && stat(path, &st) == 0) ? st.st_gid : getgid();
+	socket_group(ctl->path, fd, true); /* warns now if there is no group to allow */
 	ctl->listener = evconnlistener_new(p->base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (!ctl->listener) {
 		close(fd);

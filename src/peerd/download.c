@@ -150,7 +150,7 @@ static int read_from(struct transfer *t, const struct source *src, int fd, uint6
 		return -EACCES;
 	grpc_metadata_array_init(&initial);
 	grpc_metadata_array_init(&trailing);
-	creds = grpc_insecure_credentials_create();
+	creds = peer_client_creds();
 	ch = grpc_channel_create(src->target, creds, &args);
 	grpc_channel_credentials_release(creds);
 	cq = grpc_completion_queue_create_for_pluck(NULL);

@@ -47,6 +47,10 @@ const struct conf_key peerd_keys[] = {
 	KEY("heartbeat", CONF_INT, heartbeat, 1, 3600),
 	KEY("max_message", CONF_INT, max_message, 1024, 64LL << 20),
 	KEY("chunk_size", CONF_INT, chunk_size, 4096, 4LL << 20),
+	KEY("directory_ca", CONF_STRING, directory_ca, 0, 0),
+	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
+	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
+	KEY("tls_ca", CONF_STRING, tls_ca, 0, 0),
 	{ NULL, 0, 0, 0, 0 },
 };
 
@@ -65,6 +69,10 @@ static const struct conf_help key_help[] = {
 	{ "heartbeat", "seconds between heartbeats to the directory (default 30)" },
 	{ "max_message", "largest file DownloadFile sends in one message, bytes (default 4194304)" },
 	{ "chunk_size", "bytes per Read chunk (default 262144)" },
+	{ "directory_ca", "PEM CA certificates an https directory is checked against (default: the system's)" },
+	{ "tls_certificate", "PEM certificate chain: serve and download over gRPC with TLS (with tls_key)" },
+	{ "tls_key", "PEM private key of tls_certificate" },
+	{ "tls_ca", "PEM CA of the peers' certificates: mutual TLS (default: gRPC's roots, no client certificates)" },
 };
 
 static void settings_defaults(struct peerd_settings *s)
@@ -90,8 +98,21 @@ static int settings_check(const struct peerd_settings *s, char *err, size_t len)
 		snprintf(err, len, "username: \"%s\" is not 1-64 of A-Z a-z 0-9 _ . -", s->username);
 		return -EINVAL;
 	}
-	if (!s->directory || strncmp(s->directory, "http://", 7) != 0) {
-		snprintf(err, len, "directory: \"%s\" must be an http:// URL", s->directory ? s->directory : "");
+	if (!s->directory || (strncmp(s->directory, "http://", 7) != 0 && strncmp(s->directory, "https://", 8) != 0)) {
+		snprintf(err, len, "directory: \"%s\" must be an http:// or https:// URL", s->directory ? s->directory : "");
+		return -EINVAL;
+	}
+	if (s->directory_ca && strncmp(s->directory, "https://", 8) != 0) {
+		snprintf(err, len, "directory_ca: only used with an https:// directory, not %s", s->directory);
+		return -EINVAL;
+	}
+	if (!s->tls_certificate != !s->tls_key) {
+		snprintf(err, len, "%s: set tls_certificate and tls_key together for gRPC over TLS",
+			 s->tls_certificate ? "tls_key" : "tls_certificate");
+		return -EINVAL;
+	}
+	if (s->tls_ca && !s->tls_certificate) {
+		snprintf(err, len, "tls_ca: needs tls_certificate and tls_key (mutual TLS between peers)");
 		return -EINVAL;
 	}
 	if (log_level_from_name(s->log_level ? s->log_level : "") < 0) {
@@ -402,6 +423,12 @@ static int run(struct peerd *p)
 	struct timeval beat = { .tv_sec = p->set.heartbeat };
 
 	activated_sockets(&afd, &cfd);
+	if (afd >= 0 && peer_tls_enabled()) {
+		/* gRPC 1.51 adopts accepted fds with insecure credentials only. */
+		log_err("tls_certificate: gRPC over TLS cannot serve the socket passed by systemd "
+			"(grpc_server_add_channel_from_fd is plain-text only); let p2p-peerd bind its own port");
+		return -EINVAL;
+	}
 	p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	p->base = event_base_new();
 	if (!p->base)
@@ -437,7 +464,7 @@ static int run(struct peerd *p)
 								      : ((struct sockaddr_in *)&ss)->sin_port);
 		log_info("serving gRPC on the socket passed by systemd (port %d)", p->grpc_port);
 	} else {
-		log_info("serving gRPC on %s (port %d)", listen, p->grpc_port);
+		log_info("serving gRPC%s on %s (port %d)", peer_tls_enabled() ? " over TLS" : "", listen, p->grpc_port);
 		/* Behind NAT or a proxy the port others reach differs from the
 		 * one bound: a configured port is what the directory is told. */
 		if (p->set.listen && p->set.port && p->set.port != p->grpc_port) {
@@ -497,6 +524,7 @@ static void cleanup(struct peerd *p)
 	if (p->wake_fd > 0)
 		close(p->wake_fd);
 	share_close(&p->share);
+	peer_tls_free();
 	pthread_mutex_destroy(&p->session.lock);
 	conf_free(peerd_keys, &p->set);
 }
@@ -592,6 +620,10 @@ int main(int argc, char **argv)
 	p.name = name;
 	if (settings_check(&p.set, err, sizeof(err)) < 0) {
 		log_err("%s%s%s", config ? config : "", config ? ": " : "", err);
+		goto usage_error;
+	}
+	if (peer_tls_setup(&p.set, err, sizeof(err)) < 0) {
+		log_err("%s", err);
 		goto usage_error;
 	}
 	log_set_level(verbose ? LOG_DEBUG : log_level_from_name(p.set.log_level));

@@ -20,7 +20,11 @@ struct peerd_settings {
 	char *name;            /* instance name (--name) */
 	char *username;        /* the seed's "username" */
 	char *password_file;
-	char *directory;       /* http://HOST:PORT of p2p-dird */
+	char *directory;       /* http:// or https://HOST:PORT of p2p-dird */
+	char *directory_ca;    /* PEM CA file for an https directory; NULL: the system's */
+	char *tls_certificate; /* PEM chain: gRPC over TLS (with tls_key) */
+	char *tls_key;
+	char *tls_ca;          /* PEM CA of the peers: mutual TLS */
 	char *folder;          /* the shared folder */
 	char *ip;              /* address advertised to the directory (seed's "ip") */
 	long long port;        /* gRPC port (seed's "port") */
@@ -84,6 +88,18 @@ struct json_object *share_to_json(struct share *sh);
  * directory cannot be reached) and, when the answer is JSON, *reply. */
 int dir_call(const char *base_url, const char *method, const char *path, const char *token,
 	     struct json_object *body, struct json_object **reply, int timeout_s);
+
+/* tls.c: TLS material read at start. peer_tls_setup: 0, or -errno with err
+ * naming the key and the file. The credentials are new references. */
+struct ssl_ctx_st;
+struct grpc_server_credentials;
+struct grpc_channel_credentials;
+int peer_tls_setup(const struct peerd_settings *s, char *err, size_t errlen);
+void peer_tls_free(void);
+bool peer_tls_enabled(void);
+struct ssl_ctx_st *peer_directory_tls(void); /* for an https:// directory */
+struct grpc_server_credentials *peer_server_creds(void);
+struct grpc_channel_credentials *peer_client_creds(void);
 
 /* The session with the directory, shared by the threads. */
 struct session {

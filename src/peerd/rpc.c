@@ -611,7 +611,7 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 	grpc_server_register_completion_queue(r->srv, r->cq, NULL);
 	*bound_port = 0;
 	if (listen) {
-		creds = grpc_insecure_server_credentials_create();
+		creds = peer_server_creds();
 		*bound_port = grpc_server_add_http2_port(r->srv, listen, creds);
 		grpc_server_credentials_release(creds);
 		if (*bound_port == 0) {
@@ -639,6 +639,7 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 	return 0;
 }
 
+/* Plain text only (gRPC 1.51); main.c refuses socket activation with TLS. */
 void rpc_add_fd(struct rpc *r, int fd)
 {
 	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();

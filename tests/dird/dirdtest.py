@@ -7,14 +7,29 @@ import socket
 import requests
 
 import p2ptest
+import pgtest
 
 SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
+def new_database():
+    """A fresh database for one p2p-dird: a new database on the test's
+    PostgreSQL server when the suite runs against PostgreSQL (pgtest), an
+    SQLite file in a temporary directory otherwise."""
+    pg = pgtest.from_environment()
+    if pg:
+        return pg.create_database()
+    return os.path.join(p2ptest.tempdir("p2p-dird-"), "dird.db")
+
+
+def on_postgresql():
+    return pgtest.from_environment() is not None
+
+
 class Dird:
-    def __init__(self, *extra, db=None, config=None, port=None, env=None):
+    def __init__(self, *extra, db=None, config=None, port=None, env=None, wait=True):
         self.dir = p2ptest.tempdir("p2p-dird-")
-        self.db = db or os.path.join(self.dir, "dird.db")
+        self.db = db or new_database()
         self.port = port or p2ptest.free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         argv = [p2ptest.binary("p2p-dird"), "--listen", "127.0.0.1:%d" % self.port,
@@ -28,6 +43,10 @@ class Dird:
         argv += list(extra)
         self.proc = p2ptest.Process(argv, env=env)
         self.session = requests.Session()
+        if wait:
+            self.wait_healthy()
+
+    def wait_healthy(self):
         p2ptest.wait_for(self.healthy, what="p2p-dird /healthz on port %d" % self.port)
 
     def healthy(self):

@@ -101,6 +101,7 @@ static void test_index_search_liveness(void **state)
 	};
 	struct hits hs = { 0 };
 	int64_t total = -1;
+	bool exact = false;
 
 	assert_int_equal(store_user_create(st, "p1", "h", 0), 0);
 	assert_int_equal(store_user_create(st, "p2", "h", 0), 0);
@@ -117,23 +118,23 @@ static void test_index_search_liveness(void **state)
 	assert_int_equal(hs.n, 0); /* exact is exact */
 
 	memset(&hs, 0, sizeof(hs));
-	assert_int_equal(store_search_substring(st, "PHOTO", 50, 10, 0, &total, collect, &hs), 0);
+	assert_int_equal(store_search_substring(st, "PHOTO", 50, 10, 0, &total, &exact, collect, &hs), 0);
 	assert_int_equal(total, 2);
 	assert_int_equal(hs.n, 2);
 	memset(&hs, 0, sizeof(hs));
-	assert_int_equal(store_search_substring(st, "photo", 50, 1, 1, &total, collect, &hs), 0);
+	assert_int_equal(store_search_substring(st, "photo", 50, 1, 1, &total, &exact, collect, &hs), 0);
 	assert_int_equal(total, 2);
 	assert_int_equal(hs.n, 1);
 	memset(&hs, 0, sizeof(hs));
-	assert_int_equal(store_search_substring(st, "DROP TABLE", 50, 10, 0, &total, collect, &hs), 0);
+	assert_int_equal(store_search_substring(st, "DROP TABLE", 50, 10, 0, &total, &exact, collect, &hs), 0);
 	assert_int_equal(total, 1);
 	memset(&hs, 0, sizeof(hs));
-	assert_int_equal(store_search_substring(st, "%_", 50, 10, 0, &total, collect, &hs), 0);
+	assert_int_equal(store_search_substring(st, "%_", 50, 10, 0, &total, &exact, collect, &hs), 0);
 	assert_int_equal(total, 1); /* LIKE metacharacters are literal */
 	assert_string_equal(hs.names[0], "100%_done");
 	assert_int_equal(hs.sizes[0], -1);
 	memset(&hs, 0, sizeof(hs));
-	assert_int_equal(store_search_substring(st, "\"", 50, 10, 0, &total, collect, &hs), 0);
+	assert_int_equal(store_search_substring(st, "\"", 50, 10, 0, &total, &exact, collect, &hs), 0);
 	assert_int_equal(total, 0);
 
 	/* Liveness: p2 not heard from since 100; with alive_since 150 it is gone. */
@@ -142,12 +143,64 @@ static void test_index_search_liveness(void **state)
 	assert_int_equal(store_search_exact(st, "Holiday Photo.JPG", 150, collect, &hs), 0);
 	assert_int_equal(hs.n, 1);
 	assert_string_equal(hs.peers[0], "p1");
+	memset(&hs, 0, sizeof(hs));
+	assert_int_equal(store_search_substring(st, "photo", 150, 10, 0, &total, &exact, collect, &hs), 0);
+	assert_int_equal(total, 1);
+	assert_true(exact);
+	assert_string_equal(hs.peers[0], "p1");
 
 	/* Re-index replaces the list. */
 	assert_int_equal(store_index(st, "p1", "127.0.0.1", 50001, "/srv", files + 2, 1, 300), 0);
 	memset(&hs, 0, sizeof(hs));
 	assert_int_equal(store_search_exact(st, "Holiday Photo.JPG", 150, collect, &hs), 0);
 	assert_int_equal(hs.n, 0);
+	memset(&hs, 0, sizeof(hs));
+	assert_int_equal(store_search_substring(st, "photo", 150, 10, 0, &total, &exact, collect, &hs), 0);
+	assert_int_equal(total, 0);
+	assert_int_equal(store_search_substring(st, "DONE", 150, 10, 0, &total, &exact, collect, &hs), 0);
+	assert_int_equal(total, 1);
+	assert_string_equal(hs.names[0], "100%_done");
+
+	/* Deleting a user takes its files out of search. */
+	assert_int_equal(store_user_delete(st, "p1"), 0);
+	memset(&hs, 0, sizeof(hs));
+	assert_int_equal(store_search_substring(st, "done", 0, 10, 0, &total, &exact, collect, &hs), 0);
+	assert_int_equal(total, 0);
+	assert_int_equal(store_user_delete(st, "p1"), -ENOENT);
+}
+
+/* More matches than the cap: total stops there and says it is not exact. */
+static void test_total_cap(void **state)
+{
+	struct store *st = *state;
+	static struct store_file files[STORE_TOTAL_CAP + 20];
+	static char names[STORE_TOTAL_CAP + 20][32];
+	struct hits hs = { 0 };
+	int64_t total = -1;
+	bool exact = true;
+
+	for (int i = 0; i < STORE_TOTAL_CAP + 20; i++) {
+		snprintf(names[i], sizeof(names[i]), "song %04d.ogg", i);
+		files[i] = (struct store_file){ names[i], i, "" };
+	}
+	assert_int_equal(store_user_create(st, "many", "h", 0), 0);
+	assert_int_equal(store_index(st, "many", "127.0.0.1", 1, "/m", files, STORE_TOTAL_CAP + 20, 100), 0);
+	assert_int_equal(store_search_substring(st, "SONG", 0, 5, 10, &total, &exact, collect, &hs), 0);
+	assert_int_equal(total, STORE_TOTAL_CAP);
+	assert_false(exact);
+	assert_int_equal(hs.n, 5);
+	assert_string_equal(hs.names[0], "song 0010.ogg");
+	memset(&hs, 0, sizeof(hs));
+	assert_int_equal(store_search_substring(st, "song 1", 0, 50, 0, &total, &exact, collect, &hs), 0);
+	assert_int_equal(total, 20);
+	assert_true(exact);
+	/* A page beyond the cap is still served. */
+	memset(&hs, 0, sizeof(hs));
+	assert_int_equal(store_search_substring(st, "ogg", 0, 10, STORE_TOTAL_CAP + 15, &total, &exact,
+						 collect, &hs), 0);
+	assert_int_equal(hs.n, 5);
+	assert_int_equal(total, STORE_TOTAL_CAP + 20);
+	assert_true(exact);
 }
 
 static void test_logout_takes_peer_offline(void **state)
@@ -194,7 +247,13 @@ static void test_reopen_keeps_data(void **state)
 	struct store *st = *state;
 	char *hash = NULL;
 
+	struct store_file f = { "Persisted Name.txt", 5, "" };
+	struct hits hs = { 0 };
+	int64_t total = -1;
+	bool exact = false;
+
 	assert_int_equal(store_user_create(st, "persist", "h1", 0), 0);
+	assert_int_equal(store_index(st, "persist", "127.0.0.1", 1, "/p", &f, 1, 100), 0);
 	store_close(st);
 	assert_int_equal(store_open(path, &st), 0);
 	*state = st;
@@ -202,6 +261,10 @@ static void test_reopen_keeps_data(void **state)
 	assert_string_equal(hash, "h1");
 	free(hash);
 	assert_int_equal(store_ping(st), 0);
+	/* The name index is rebuilt from the database. */
+	assert_int_equal(store_search_substring(st, "name.TXT", 50, 10, 0, &total, &exact, collect, &hs), 0);
+	assert_int_equal(total, 1);
+	assert_string_equal(hs.names[0], "Persisted Name.txt");
 }
 
 static void test_ratelimit(void **state)
@@ -234,6 +297,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_index_search_liveness, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logout_takes_peer_offline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tickets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_total_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 		cmocka_unit_test(test_ratelimit),
 	};

@@ -1,0 +1,60 @@
+/* store_backend.h — what a storage backend gives store.c: one table of
+ * functions with the meaning store.h documents. Each backend defines its
+ * own struct store_backend; store.c only passes the pointer through. */
+#ifndef P2P_DIRD_STORE_BACKEND_H
+#define P2P_DIRD_STORE_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct store_backend;
+
+struct store_ops {
+	const char *name;
+	/* May its functions run on several threads at once? store.c
+	 * serialises the calls into a backend that says no. */
+	bool thread_safe;
+	/* connections: how many database connections to keep at most (a
+	 * backend that has a single one ignores it). */
+	int (*open)(const char *database, unsigned connections, struct store_backend **out);
+	void (*close)(struct store_backend *b);
+	int (*user_create)(struct store_backend *b, const char *username, const char *hash, int64_t now);
+	int (*user_hash)(struct store_backend *b, const char *username, char **hash_out);
+	int (*user_delete)(struct store_backend *b, const char *username);
+	int (*user_list)(struct store_backend *b, store_name_cb cb, void *ctx);
+	int (*session_create)(struct store_backend *b, const char *username, const char *token_hash,
+			      int64_t expires_at);
+	int (*session_lookup)(struct store_backend *b, const char *token_hash, int64_t now,
+			      char *username, int64_t *expires_at);
+	int (*session_delete)(struct store_backend *b, const char *token_hash);
+	int (*index)(struct store_backend *b, const char *username, const char *ip, int port,
+		     const char *folder, const struct store_file *files, size_t nfiles, int64_t now);
+	int (*heartbeat)(struct store_backend *b, const char *username, int64_t now);
+	int (*search_exact)(struct store_backend *b, const char *name, int64_t alive_since,
+			    store_hit_cb cb, void *ctx);
+	int (*search_substring)(struct store_backend *b, const char *text, int64_t alive_since,
+				int64_t limit, int64_t offset, int64_t *total, bool *exact,
+				store_hit_cb cb, void *ctx);
+	int (*peers_online)(struct store_backend *b, int64_t alive_since, store_name_cb cb, void *ctx);
+	int (*ticket_create)(struct store_backend *b, const char *ticket_hash, const char *username,
+			     const char *peer, const char *file, int64_t expires_at);
+	int (*ticket_verify)(struct store_backend *b, const char *ticket_hash, const char *peer,
+			     int64_t now, char *username, char *file);
+	int (*sweep)(struct store_backend *b, int64_t now);
+	int (*counts)(struct store_backend *b, int64_t alive_since, struct store_counts *out);
+	int (*ping)(struct store_backend *b);
+};
+
+/* PostgreSQL advisory lock keys ("p2p" and a number), one per job that must
+ * not run on two replicas at once (store_pg.c, migrate.c). */
+#define STORE_PG_LOCK_MIGRATE INT64_C(0x7032700000000001)
+#define STORE_PG_LOCK_SWEEP INT64_C(0x7032700000000002)
+
+extern const struct store_ops store_sqlite_ops;
+#ifdef HAVE_POSTGRESQL
+extern const struct store_ops store_pg_ops;
+#endif
+
+#endif
