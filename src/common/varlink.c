@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -103,6 +104,32 @@ bool varlink_valid_qualified_name(const char *name)
 	return true;
 }
 
+/* json-c reads NaN and Infinity even in strict mode; JSON has neither, and
+ * a reader converting one to an integer has undefined behaviour. The tree
+ * is at most VARLINK_JSON_DEPTH deep, so recursion is bounded. */
+static bool all_numbers_finite(struct json_object *o)
+{
+	switch (json_object_get_type(o)) {
+	case json_type_double:
+		return isfinite(json_object_get_double(o));
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			if (!all_numbers_finite(json_object_array_get_idx(o, i)))
+				return false;
+		return true;
+	case json_type_object: {
+		json_object_object_foreach(o, key, v) {
+			(void)key;
+			if (!all_numbers_finite(v))
+				return false;
+		}
+		return true;
+	}
+	default:
+		return true;
+	}
+}
+
 /* Parse msg[0..len) as one JSON object: the checks both message kinds share. */
 static int parse_object(const char *msg, size_t len, struct json_object **root,
 			enum varlink_fault *fault)
@@ -157,6 +184,11 @@ static int parse_object(const char *msg, size_t len, struct json_object **root,
 	if (!json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);
 		*fault = VARLINK_FAULT_NOT_OBJECT;
+		return -EBADMSG;
+	}
+	if (!all_numbers_finite(obj)) {
+		json_object_put(obj);
+		*fault = VARLINK_FAULT_JSON;
 		return -EBADMSG;
 	}
 	*root = obj;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/bufferevent.h>
@@ -307,6 +308,42 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	notify_ready();
 }
 
+/* accept() failing for want of file descriptors (or memory) leaves the
+ * connection in the backlog and the socket readable: libevent retries at
+ * once, forever, at full CPU and one warning per try. Pause accepting for
+ * 100 ms instead, and say so at most every 10 s. libevent passes the
+ * listener's user data, which evhttp owns, so the daemon is kept here. */
+static struct dird *accepting_dird;
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct dird *d = arg;
+
+	if (d->listener && !d->listener_paused && !d->stopping)
+		evconnlistener_enable(d->listener);
+}
+
+static void on_accept_error(struct evconnlistener *listener, void *arg)
+{
+	static const struct timeval pause = { 0, 100 * 1000 };
+	static time_t last_said;
+	struct dird *d = accepting_dird;
+	int err = EVUTIL_SOCKET_ERROR();
+	time_t now = time(NULL);
+
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+		log_errno(LOG_WARNING, err, "accept");
+		return;
+	}
+	if (now - last_said >= 10) {
+		log_errno(LOG_WARNING, err, "cannot accept connections; pausing accept");
+		last_said = now;
+	}
+	evconnlistener_disable(listener);
+	if (event_base_once(d->base, -1, EV_TIMEOUT, on_accept_resume, d, &pause) < 0)
+		evconnlistener_enable(listener);
+}
+
 /* evhttp asks for each accepted connection's bufferevent: a TLS one when
  * HTTPS is on. Clients that hang up without close_notify are not errors. */
 static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
@@ -378,6 +415,8 @@ static int open_listener(struct dird *d)
 		evhttp_set_bevcb(d->http, tls_bufferevent, d);
 		log_info("serving HTTPS with %s", d->set.tls_certificate);
 	}
+	accepting_dird = d;
+	evconnlistener_set_error_cb(d->listener, on_accept_error);
 	return 0;
 }
 

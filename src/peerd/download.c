@@ -157,12 +157,15 @@ void download_cancel(struct transfer *t)
  * whatever the file size (GRPC-NOTES: lookahead + no BDP probing). */
 static grpc_channel *open_channel(const char *target)
 {
-	grpc_arg args[3] = {
+	grpc_arg args[5] = {
 		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, { .integer = 16 << 20 } },
 		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, { .integer = RECV_WINDOW } },
 		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_BDP_PROBE, { .integer = 0 } },
+		/* A link that drops silently is noticed by HTTP/2 pings. */
+		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, { .integer = 10000 } },
+		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS, { .integer = 10000 } },
 	};
-	grpc_channel_args chargs = { 3, args };
+	grpc_channel_args chargs = { 5, args };
 	grpc_channel_credentials *creds = peer_client_creds();
 	grpc_channel *ch = grpc_channel_create(target, creds, &chargs);
 
@@ -377,6 +380,8 @@ static int pwrite_all(int fd, struct iovec *iov, int n, uint64_t pos)
 				continue;
 			return -errno;
 		}
+		if (w == 0)
+			return -ENOSPC; /* no progress: the disk is full */
 		pos += (uint64_t)w;
 		while (n > 0 && (size_t)w >= iov->iov_len) {
 			w -= (ssize_t)iov->iov_len;
@@ -455,11 +460,14 @@ static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t le
 		if (k < 0 || coff != pos || clen > end - pos || clen == 0) {
 			log_warn("download %s: malformed chunk from %s", t->name, t->src[s->idx].peer);
 			r = -EBADMSG;
-		} else if ((r = pwrite_all(f->fd, s->iov, k, pos)) < 0) {
-			*local = true;
 		} else {
+			/* Hash before writing: pwrite_all advances the iovecs. */
 			for (int j = 0; f->check_ranges && j < k; j++)
 				EVP_DigestUpdate(s->md, s->iov[j].iov_base, s->iov[j].iov_len);
+			if ((r = pwrite_all(f->fd, s->iov, k, pos)) < 0)
+				*local = true;
+		}
+		if (r == 0) {
 			pos += clen;
 			pthread_mutex_lock(&t->lock);
 			t->received += clen;

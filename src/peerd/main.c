@@ -87,7 +87,7 @@ static void settings_defaults(struct peerd_settings *s)
 	memset(s, 0, sizeof(*s));
 	s->directory = strdup("http://127.0.0.1:6970");
 	s->log_level = strdup("info");
-	s->port = 50001;
+	s->port = 0; /* unset: bind 50001 and advertise what is bound */
 	s->heartbeat = 30;
 	s->max_message = 4 << 20;
 	s->chunk_size = 256 << 10;
@@ -508,7 +508,7 @@ static int run(struct peerd *p)
 	if (p->set.listen) {
 		listen = p->set.listen;
 	} else {
-		snprintf(listen_buf, sizeof(listen_buf), "0.0.0.0:%lld", p->set.port);
+		snprintf(listen_buf, sizeof(listen_buf), "0.0.0.0:%lld", p->set.port ? p->set.port : 50001);
 		listen = listen_buf;
 	}
 	p->tc.directory = p->set.directory;
@@ -535,6 +535,12 @@ static int run(struct peerd *p)
 		log_info("serving gRPC on the socket passed by systemd (port %d)", p->grpc_port);
 	} else {
 		log_info("serving gRPC%s on %s (port %d)", peer_tls_enabled() ? " over TLS" : "", listen, p->grpc_port);
+		/* Behind NAT or a proxy the port others reach differs from the
+		 * one bound: a configured port is what the directory is told. */
+		if (p->set.listen && p->set.port && p->set.port != p->grpc_port) {
+			p->grpc_port = (int)p->set.port;
+			log_info("advertising gRPC port %d", p->grpc_port);
+		}
 	}
 	if (cfd >= 0 || p->set.control_socket) {
 		r = control_start(p, cfd >= 0 ? NULL : p->set.control_socket, cfd, &p->control);
