@@ -1,10 +1,9 @@
 #!/usr/bin/python3
-"""Fault test (not in TESTS yet: it fails today): a source that stays
-connected, answers HTTP/2 pings, sends one chunk and then nothing. The
-download must give up on it within a bound — fail with a resume point, or
-move on to another source — instead of waiting forever. HTTP/2 keepalive
-does not help here (the connection is alive); p2p-peerd needs a stall
-timeout on the Read stream (docs/RELIABILITY.md, "Known limits")."""
+"""Fault test: a source that stays connected, answers HTTP/2 pings, sends
+one chunk and then nothing. The download must give up on it within a bound
+(p2p-peerd drops a source silent for 60 s in a call) — fail with a resume
+point, or move on to another source — instead of waiting forever. HTTP/2
+keepalive does not help here: the connection is alive."""
 import concurrent.futures
 import hashlib
 import os
