@@ -82,6 +82,7 @@ def main():
     ap.add_argument("--builddir", default=os.path.join(top, "build"))
     ap.add_argument("--keep", action="store_true", help="keep the database and print where it is")
     ap.add_argument("--postgresql", action="store_true", help="PostgreSQL, 1 and 2 replicas behind haproxy")
+    ap.add_argument("--workers", type=int, help="p2p-dird's workers setting (default: its own)")
     a = ap.parse_args()
     dird_bin = os.path.join(a.builddir, "src/dird/p2p-dird")
     for tool in ("wrk", "nginx"):
@@ -103,7 +104,8 @@ def main():
             log = open(os.path.join(work, name + ".log"), "w")
             p = subprocess.Popen([dird_bin, "--listen", "127.0.0.1:%d" % port, "--database", db,
                                   "--max-body", str(64 << 20), "--login-burst", "10000", "--login-interval", "1",
-                                  "--ttl", "86400"], stderr=log)
+                                  "--ttl", "86400"] + (["--workers", str(a.workers)] if a.workers is not None else []),
+                                 stderr=log)
             procs.append(p)
             try:
                 wait_port(port)

@@ -427,7 +427,18 @@ static int run_daemon(struct dird *d)
 	uint64_t wd;
 	int r;
 
-	d->base = event_base_new();
+	{
+		/* Coalesce the enable/disable pairs evhttp makes on each
+		 * connection per request into fewer epoll_ctl calls (4 per
+		 * request were a third of dird's syscall time under load). No
+		 * socket here is dup()'d, which is the changelist's one caveat. */
+		struct event_config *cfg = event_config_new();
+
+		if (cfg)
+			event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		d->base = cfg ? event_base_new_with_config(cfg) : NULL;
+		event_config_free(cfg);
+	}
 	if (!d->base)
 		return -ENOMEM;
 	r = store_open_pool(d->set.database, (unsigned)d->set.database_connections, &d->store);

@@ -35,6 +35,11 @@ bool store_thread_safe(const struct store *st)
 	return st->ops->thread_safe;
 }
 
+bool store_remote(const struct store *st)
+{
+	return st->ops->remote;
+}
+
 bool store_is_postgresql(const char *database)
 {
 	return strncmp(database, "postgresql://", 13) == 0 || strncmp(database, "postgres://", 11) == 0;

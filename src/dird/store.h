@@ -60,6 +60,9 @@ void store_close(struct store *st);
 /* Whether calls run in parallel (PostgreSQL) or one at a time (SQLite:
  * store.c serialises them, so any thread may call). */
 bool store_thread_safe(const struct store *st);
+/* Whether calls wait on a database server (PostgreSQL) rather than a local
+ * file that answers in microseconds (SQLite). */
+bool store_remote(const struct store *st);
 
 /* Users. hash is a crypt(5) string. */
 int store_user_create(struct store *st, const char *username, const char *hash, int64_t now);

@@ -16,6 +16,8 @@ struct store_ops {
 	/* May its functions run on several threads at once? store.c
 	 * serialises the calls into a backend that says no. */
 	bool thread_safe;
+	/* Do its calls wait on another machine or process (a server)? */
+	bool remote;
 	/* connections: how many database connections to keep at most (a
 	 * backend that has a single one ignores it). */
 	int (*open)(const char *database, unsigned connections, struct store_backend **out);

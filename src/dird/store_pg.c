@@ -871,6 +871,7 @@ static int pg_ping(struct store_backend *b)
 const struct store_ops store_pg_ops = {
 	.name = "PostgreSQL",
 	.thread_safe = true,
+	.remote = true,
 	.open = pg_open,
 	.close = pg_close,
 	.user_create = pg_user_create,
