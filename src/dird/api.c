@@ -48,16 +48,16 @@ struct route_def {
 static const struct route_def routes[R_COUNT] = {
 	[R_REGISTER] = { "/register", EVHTTP_REQ_POST, "POST", false, true, "register", true },
 	[R_LOGIN] = { "/login", EVHTTP_REQ_POST, "POST", false, true, "login", true },
-	[R_LOGOUT] = { "/logout", EVHTTP_REQ_POST, "POST", true, false, "logout" },
-	[R_VERIFY_LOGIN] = { "/verifyLogin", EVHTTP_REQ_POST, "POST", true, false, "verifyLogin" },
-	[R_INDEX] = { "/index", EVHTTP_REQ_POST, "POST", true, true, "index" },
-	[R_HEARTBEAT] = { "/heartbeat", EVHTTP_REQ_POST, "POST", true, false, "heartbeat" },
-	[R_SEARCH] = { "/search", EVHTTP_REQ_GET, "GET", true, false, "search" },
-	[R_TICKETS] = { "/tickets", EVHTTP_REQ_POST, "POST", true, true, "tickets" },
-	[R_TICKETS_VERIFY] = { "/tickets/verify", EVHTTP_REQ_POST, "POST", true, true, "tickets_verify" },
-	[R_HEALTHZ] = { "/healthz", EVHTTP_REQ_GET, "GET", false, false, "healthz" },
-	[R_METRICS] = { "/metrics", EVHTTP_REQ_GET, "GET", false, false, "metrics" },
-	[R_OTHER] = { NULL, 0, NULL, false, false, "other" },
+	[R_LOGOUT] = { "/logout", EVHTTP_REQ_POST, "POST", true, false, "logout", false },
+	[R_VERIFY_LOGIN] = { "/verifyLogin", EVHTTP_REQ_POST, "POST", true, false, "verifyLogin", false },
+	[R_INDEX] = { "/index", EVHTTP_REQ_POST, "POST", true, true, "index", false },
+	[R_HEARTBEAT] = { "/heartbeat", EVHTTP_REQ_POST, "POST", true, false, "heartbeat", false },
+	[R_SEARCH] = { "/search", EVHTTP_REQ_GET, "GET", true, false, "search", false },
+	[R_TICKETS] = { "/tickets", EVHTTP_REQ_POST, "POST", true, true, "tickets", false },
+	[R_TICKETS_VERIFY] = { "/tickets/verify", EVHTTP_REQ_POST, "POST", true, true, "tickets_verify", false },
+	[R_HEALTHZ] = { "/healthz", EVHTTP_REQ_GET, "GET", false, false, "healthz", false },
+	[R_METRICS] = { "/metrics", EVHTTP_REQ_GET, "GET", false, false, "metrics", false },
+	[R_OTHER] = { NULL, 0, NULL, false, false, "other", false },
 };
 
 static const int metric_codes[METRIC_CODES] = {
