@@ -1077,7 +1077,8 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 		TAILQ_INIT(&c->query);
 	}
 	c->have_query = true;
-	bearer_hash(req, c->token_hash);
+	if (rt->auth)
+		bearer_hash(req, c->token_hash);
 	if (rt->auth && !c->token_hash[0]) {
 		reply_header(c, "WWW-Authenticate", "Bearer");
 		reply_error(c, 401, "missing or malformed Authorization: Bearer token");

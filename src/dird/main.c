@@ -146,8 +146,8 @@ static void usage(FILE *f)
 static struct event *ev_sigterm, *ev_sigint, *ev_sighup, *ev_sweep, *ev_watchdog, *ev_drain;
 static struct timeval drain_deadline;
 
-/* Sweeping and counting may wait on the database: a worker does it when
- * there are workers, and the loop only publishes the result. */
+/* Sweeping and counting may wait on a database server: then a worker does
+ * it and the loop only publishes the result (the same rule as requests). */
 struct status_job {
 	struct pool_job job;
 	struct dird *d;
@@ -197,7 +197,7 @@ static void refresh_status(struct dird *d)
 	*s = (struct status_job){ .job = { status_run, status_done, status_discard, NULL },
 				  .d = d, .now = dird_now(), .ttl = d->set.ttl };
 	d->status_busy = true;
-	if (d->pool && pool_submit(d->pool, &s->job))
+	if (d->pool && store_remote(d->store) && pool_submit(d->pool, &s->job))
 		return;
 	status_run(&s->job);
 	status_done(&s->job);

@@ -20,7 +20,6 @@ struct pool {
 	pthread_cond_t wake;
 	struct pool_job *queue, **queue_tail;
 	struct pool_job *finished, **finished_tail;
-	int pending;
 	bool stopping;
 	int efd;
 	struct event *ev;
@@ -83,9 +82,6 @@ static void on_finished(evutil_socket_t fd, short what, void *arg)
 	while (job) {
 		struct pool_job *next = job->next;
 
-		pthread_mutex_lock(&p->lock);
-		p->pending--;
-		pthread_mutex_unlock(&p->lock);
 		job->done(job);
 		job = next;
 	}
@@ -137,20 +133,9 @@ bool pool_submit(struct pool *p, struct pool_job *job)
 	job->next = NULL;
 	*p->queue_tail = job;
 	p->queue_tail = &job->next;
-	p->pending++;
 	pthread_cond_signal(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 	return true;
-}
-
-int pool_pending(const struct pool *p)
-{
-	int n;
-
-	pthread_mutex_lock((pthread_mutex_t *)&p->lock);
-	n = p->pending;
-	pthread_mutex_unlock((pthread_mutex_t *)&p->lock);
-	return n;
 }
 
 void pool_free(struct pool *p)

@@ -27,8 +27,6 @@ struct pool;
 int pool_new(struct event_base *base, int threads, struct pool **out);
 /* Queues job; false only after pool_free has begun. */
 bool pool_submit(struct pool *p, struct pool_job *job);
-/* Jobs queued or running or finished but not yet done(). */
-int pool_pending(const struct pool *p);
 /* Waits for running jobs, then discards the rest (see pool_job). */
 void pool_free(struct pool *p);
 

@@ -30,11 +30,6 @@ static void leave(struct store *st)
 		pthread_mutex_unlock(&st->lock);
 }
 
-bool store_thread_safe(const struct store *st)
-{
-	return st->ops->thread_safe;
-}
-
 bool store_remote(const struct store *st)
 {
 	return st->ops->remote;

@@ -57,9 +57,6 @@ bool store_is_postgresql(const char *database);
 /* database as it may be logged: a password in a URI shows as "***". */
 void store_describe(const char *database, char *buf, size_t len);
 void store_close(struct store *st);
-/* Whether calls run in parallel (PostgreSQL) or one at a time (SQLite:
- * store.c serialises them, so any thread may call). */
-bool store_thread_safe(const struct store *st);
 /* Whether calls wait on a database server (PostgreSQL) rather than a local
  * file that answers in microseconds (SQLite). */
 bool store_remote(const struct store *st);

@@ -378,26 +378,9 @@ oom:
 	return -ENOMEM;
 }
 
-int share_find(struct share *sh, const char *name, struct shared_file *out)
-{
-	struct shared_file key, *f;
-	int r = -ENOENT;
-
-	if (!valid_filename(name, strlen(name)))
-		return -EINVAL;
-	snprintf(key.name, sizeof(key.name), "%s", name);
-	pthread_mutex_lock(&sh->lock);
-	f = sh->n ? bsearch(&key, sh->files, sh->n, sizeof(*sh->files), by_name) : NULL;
-	if (f) {
-		*out = *f;
-		out->blocks = (struct block_list){ 0, 0, NULL };
-		r = 0;
-	}
-	pthread_mutex_unlock(&sh->lock);
-	return r;
-}
-
-int share_stat(struct share *sh, const char *name, struct shared_file *out)
+/* Copies the shared file called name into out, with its block hashes
+ * (malloc'ed) when blocks is set, without them otherwise. */
+static int share_get(struct share *sh, const char *name, struct shared_file *out, bool blocks)
 {
 	struct shared_file key, *f;
 	int r = -ENOENT;
@@ -410,10 +393,21 @@ int share_stat(struct share *sh, const char *name, struct shared_file *out)
 	f = sh->n ? bsearch(&key, sh->files, sh->n, sizeof(*sh->files), by_name) : NULL;
 	if (f) {
 		*out = *f;
-		r = block_list_copy(&out->blocks, &f->blocks);
+		out->blocks = (struct block_list){ 0, 0, NULL };
+		r = blocks ? block_list_copy(&out->blocks, &f->blocks) : 0;
 	}
 	pthread_mutex_unlock(&sh->lock);
 	return r;
+}
+
+int share_find(struct share *sh, const char *name, struct shared_file *out)
+{
+	return share_get(sh, name, out, false);
+}
+
+int share_stat(struct share *sh, const char *name, struct shared_file *out)
+{
+	return share_get(sh, name, out, true);
 }
 
 int share_open_file(struct share *sh, const char *name, int *fd_out, uint64_t *size_out)
