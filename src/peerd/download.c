@@ -16,12 +16,14 @@
  *     still to fetch (one range = one block, so a fast source simply takes
  *     more of them), reads it with p2p.v1 Read, pwrites the chunks in place
  *     and, with more than one source, hashes them as they arrive (with one
- *     there is no other source to refetch from). A range that does not match its block
- *     hash goes back to be fetched from another source and its source is
- *     dropped; so is a source that fails or stays silent;
- *  4. meanwhile hashes the whole file in order, block by block as blocks
- *     complete (a second core, reading what was just written from the page
- *     cache), so the final check costs no pass of its own. The whole-file
+ *     there is no other source to refetch from). A range that does not
+ *     match its block hash goes back to be fetched from another source and
+ *     its source is dropped; so is a source that fails or stays silent;
+ *  4. meanwhile hashes the whole file in order on a second core, so the
+ *     final check costs no pass of its own: with one source the stream
+ *     hands each chunk over in memory as soon as it is written; otherwise
+ *     (ranges land out of order) and for ranges resumed from disk, it reads
+ *     each range back from the page cache once it is done. The whole-file
  *     SHA-256 from the directory's index stays the authority: the block
  *     hashes come from a source and only steer which ranges to refetch.
  *
@@ -63,6 +65,8 @@
 #define WAIT_SLICE_MS 250     /* how often a waiting stream looks at cancel */
 #define RECV_WINDOW (4 << 20) /* per-stream HTTP/2 receive window: caps memory per source */
 #define MAX_IOV 1024
+#define HASHQ_BYTES (8u << 20) /* chunks waiting for the whole-file hash, at most */
+#define HASHQ_LEN 256
 #define MIN_BLOCK (64u << 10)
 #define MAX_BLOCK (1u << 30)
 
@@ -89,11 +93,22 @@ struct fetch {
 	int fd;
 	struct block_list blocks; /* expected block hashes; n == 0: none known */
 	bool check_ranges;        /* several sources: verify each range as it lands */
+	bool hash_inline;         /* one source: chunks go to the whole-file hash from memory */
 	struct ranges rg;         /* locked */
 	uint32_t alive;           /* locked: sources not dropped */
 	int running;              /* locked: stream threads still running */
 	int io_error;             /* locked: first local write error, -errno */
 	bool bad_range;           /* locked: some range failed its block hash */
+	/* The whole-file hash: bytes before hash_end are hashed or queued
+	 * (in order) in hashq; the rest is read back from the file once its
+	 * range is done. All locked. */
+	uint64_t hash_end, hashq_bytes;
+	struct hashq_entry {
+		grpc_byte_buffer *buf;
+		uint64_t len;
+	} hashq[HASHQ_LEN];
+	unsigned hashq_head, hashq_len;
+	bool hasher_done;
 	struct stream s[MAX_SOURCES];
 };
 
@@ -418,6 +433,32 @@ static void throttle(struct transfer *t, uint64_t n)
 	}
 }
 
+/* Hand a chunk just written at offset pos to the whole-file hash, when it
+ * is the next thing that hash needs, so that its bytes are hashed from
+ * memory instead of read back from the file. Waits while the queue is full
+ * (the hash is the slower side; HTTP/2 flow control then holds the source
+ * back). Returns NULL when the queue took buf, else buf. Only with a
+ * single source (hash_inline): a range is hashed before it is complete,
+ * which is right only when no other source could refetch it. */
+static grpc_byte_buffer *hashq_push(struct fetch *f, grpc_byte_buffer *buf, uint64_t pos, uint64_t len)
+{
+	struct transfer *t = f->t;
+
+	pthread_mutex_lock(&t->lock);
+	while (f->hash_end == pos && !f->hasher_done && !t->cancel &&
+	       (f->hashq_len == HASHQ_LEN || f->hashq_bytes + len > HASHQ_BYTES))
+		pthread_cond_wait(&t->cond, &t->lock);
+	if (f->hash_end == pos && !f->hasher_done && !t->cancel) {
+		f->hashq[(f->hashq_head + f->hashq_len++) % HASHQ_LEN] = (struct hashq_entry){ buf, len };
+		f->hashq_bytes += len;
+		f->hash_end += len;
+		buf = NULL;
+		pthread_cond_broadcast(&t->cond);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return buf;
+}
+
 /* Fetch range i (offset, length) from source s into the partial file and
  * check it against its block hash. 0, -EBADMSG (wrong bytes), -ECANCELED,
  * a local write error (-ENOSPC, ...; *local set) or -EIO. */
@@ -475,7 +516,10 @@ static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t le
 		}
 		if (n)
 			grpc_byte_buffer_reader_destroy(&rd);
-		grpc_byte_buffer_destroy(buf);
+		if (r == 0 && f->hash_inline)
+			buf = hashq_push(f, buf, pos - clen, clen);
+		if (buf)
+			grpc_byte_buffer_destroy(buf);
 		if (r == -EBADMSG || *local) {
 			grpc_call_cancel(rc.call, NULL);
 			rc.gave_up = true;
@@ -680,6 +724,82 @@ static int resume_ranges(struct fetch *f, unsigned char *buf, EVP_MD_CTX *own)
 	return ftruncate(f->fd, (off_t)t->size) < 0 ? -errno : 0;
 }
 
+/* Feed the data of a queued chunk into md. */
+static void hash_chunk(grpc_byte_buffer *buf, EVP_MD_CTX *md)
+{
+	struct iovec iov[MAX_IOV];
+	grpc_byte_buffer_reader rd;
+	grpc_slice *piece;
+	uint64_t off, len;
+	int n = 0, k;
+
+	if (!grpc_byte_buffer_reader_init(&rd, buf))
+		return;
+	while (n < MAX_IOV && grpc_byte_buffer_reader_peek(&rd, &piece))
+		iov[n++] = (struct iovec){ GRPC_SLICE_START_PTR(*piece), GRPC_SLICE_LENGTH(*piece) };
+	/* The stream thread parsed this chunk already: it cannot fail now. */
+	k = chunk_parse(iov, n, &off, &len);
+	for (int j = 0; j < k; j++)
+		EVP_DigestUpdate(md, iov[j].iov_base, iov[j].iov_len);
+	grpc_byte_buffer_reader_destroy(&rd);
+}
+
+/* The whole-file SHA-256, in file order, while the streams fetch: queued
+ * chunks are hashed from memory, the rest read back from the file once
+ * its range is done (ranges resumed from disk, or fetched by several
+ * sources out of order). Returns with f->hash_end == t->size when every
+ * byte went in, earlier when the transfer stops. */
+static void hash_file(struct fetch *f, EVP_MD_CTX *md, unsigned char *buf)
+{
+	struct transfer *t = f->t;
+	uint64_t off, len;
+
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		size_t i;
+
+		if (f->hashq_len) {
+			struct hashq_entry e = f->hashq[f->hashq_head];
+
+			f->hashq_head = (f->hashq_head + 1) % HASHQ_LEN;
+			f->hashq_len--;
+			pthread_mutex_unlock(&t->lock);
+			hash_chunk(e.buf, md);
+			grpc_byte_buffer_destroy(e.buf);
+			pthread_mutex_lock(&t->lock);
+			f->hashq_bytes -= e.len;
+			pthread_cond_broadcast(&t->cond);
+			continue;
+		}
+		if (f->hash_end >= t->size || t->cancel || f->io_error)
+			break;
+		i = (size_t)(f->hash_end / f->rg.block_size);
+		if (f->rg.state[i] != RANGE_DONE) {
+			if (f->running == 0)
+				break;
+			pthread_cond_wait(&t->cond, &t->lock);
+			continue;
+		}
+		/* Range i is done and nothing more of it will be queued: take
+		 * the rest of it from the file. */
+		ranges_span(&f->rg, i, &off, &len);
+		len -= f->hash_end - off;
+		off = f->hash_end;
+		f->hash_end += len;
+		pthread_mutex_unlock(&t->lock);
+		if (hash_span(f->fd, off, len, buf, md, NULL, NULL) < 0) {
+			pthread_mutex_lock(&t->lock);
+			f->io_error = f->io_error ? f->io_error : -EIO;
+			f->hash_end = off; /* not hashed after all */
+			break;
+		}
+		pthread_mutex_lock(&t->lock);
+	}
+	f->hasher_done = true;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+}
+
 static void *worker(void *arg)
 {
 	struct transfer *t = arg;
@@ -689,7 +809,6 @@ static void *worker(void *arg)
 	unsigned int dlen = 0;
 	EVP_MD_CTX *md = EVP_MD_CTX_new(), *own = EVP_MD_CTX_new();
 	struct stat st;
-	size_t hashed = 0;
 	int dirfd = -1, pdirfd = -1, r;
 
 	if (!f || !buf || !md || !own || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
@@ -731,6 +850,7 @@ static void *worker(void *arg)
 	/* With one source there is nowhere else to fetch a bad range from:
 	 * the whole-file SHA-256 decides, and each byte is hashed once. */
 	f->check_ranges = f->blocks.n && __builtin_popcount(f->alive) > 1;
+	f->hash_inline = __builtin_popcount(f->alive) == 1;
 	if (ranges_init(&f->rg, t->size, f->blocks.block_size) < 0) {
 		fail(t, "TransferFailed", "out of memory");
 		goto out;
@@ -751,26 +871,7 @@ static void *worker(void *arg)
 			f->alive &= ~(1u << i);
 	}
 	pthread_mutex_unlock(&t->lock);
-	/* Hash the whole file in order, each block as soon as it is in. */
-	for (; hashed < f->rg.n; hashed++) {
-		uint64_t off, len;
-		bool ready;
-
-		pthread_mutex_lock(&t->lock);
-		while (!(ready = f->rg.state[hashed] == RANGE_DONE) && !t->cancel && !f->io_error && f->running > 0)
-			pthread_cond_wait(&t->cond, &t->lock);
-		pthread_mutex_unlock(&t->lock);
-		if (!ready)
-			break;
-		ranges_span(&f->rg, hashed, &off, &len);
-		if (hash_span(f->fd, off, len, buf, md, NULL, NULL) < 0) {
-			pthread_mutex_lock(&t->lock);
-			f->io_error = f->io_error ? f->io_error : -EIO;
-			pthread_cond_broadcast(&t->cond);
-			pthread_mutex_unlock(&t->lock);
-			break;
-		}
-	}
+	hash_file(f, md, buf);
 	for (int i = 0; i < t->nsrc; i++)
 		if (f->s[i].started) {
 			pthread_join(f->s[i].thread, NULL);
@@ -786,7 +887,7 @@ static void *worker(void *arg)
 		fail(t, "TransferFailed", "cannot write into %s: %s", t->to, strerror(-f->io_error));
 		goto out;
 	}
-	if (hashed < f->rg.n) {
+	if (f->hash_end < t->size || f->rg.done < f->rg.n) {
 		fsync(f->fd);
 		if (f->bad_range && f->rg.done == 0)
 			unlinkat(pdirfd, t->name, 0);
@@ -853,6 +954,8 @@ out:
 				grpc_channel_destroy(s->ch);
 			EVP_MD_CTX_free(s->md);
 		}
+		for (; f->hashq_len; f->hashq_len--, f->hashq_head = (f->hashq_head + 1) % HASHQ_LEN)
+			grpc_byte_buffer_destroy(f->hashq[f->hashq_head].buf);
 		if (f->fd >= 0)
 			close(f->fd);
 		ranges_free(&f->rg);
