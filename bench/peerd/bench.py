@@ -10,21 +10,27 @@
   download      p2pctl-style Download between two p2p-peerd: Read, write,
                 fsync, SHA-256 verify, rename (the whole verified transfer)
 
+and two floors measured on the receiving side's own resources, no network:
+the write alone (the same bytes copied from the page cache into a new file
+where the download lands: what allocating and filling its pages costs) and
+SHA-256 alone (hashlib, i.e. OpenSSL, over the file in memory). A verified
+download can take no less than the larger of the two, and with the sender
+on the same two cores, about their sum spread over both.
+
 plus the 4-source swarm: a file on four peers, each limited to
 --swarm-rate bytes/s upload, fetched from one of them and then from all
 four; and the peak RSS of every peerd.
 
     bench/peerd/bench.py [--size-mib N] [--swarm-mib N] [--swarm-rate B/s] [--builddir DIR]
+                         [--rounds N] [--disk | --dest DIR]
 """
 import argparse
-import concurrent.futures
 import hashlib
-import importlib
 import json
 import os
 import shutil
-import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,6 +81,39 @@ def raw_tcp(rawread, path, size):
     return dt
 
 
+def write_floor(path, dst_dir):
+    """Seconds to copy path (in the page cache) into a new file in dst_dir,
+    fsync included, as a download's write does; the copy is removed."""
+    out = os.path.join(dst_dir, "write-floor.bin")
+    buf = bytearray(1 << 20)
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as src, open(out, "wb", buffering=0) as dst:
+        while True:
+            n = src.readinto(buf)
+            if not n:
+                break
+            dst.write(memoryview(buf)[:n])
+        os.fsync(dst.fileno())
+    dt = time.perf_counter() - t0
+    os.unlink(out)
+    return dt
+
+
+def hash_floor(path):
+    """Seconds to SHA-256 path with OpenSSL (hashlib), reading it from the
+    page cache in 1 MiB blocks."""
+    h = hashlib.sha256()
+    buf = bytearray(1 << 20)
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(memoryview(buf)[:n])
+    return time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -83,6 +122,8 @@ def main():
     ap.add_argument("--swarm-rate", type=int, default=40 * 1000 * 1000, help="upload limit of each swarm source, bytes/s")
     ap.add_argument("--disk", action="store_true",
                     help="receive onto the work directory's disk instead of tmpfs (/dev/shm): adds the disk's write+fsync speed")
+    ap.add_argument("--rounds", type=int, default=3, help="times each path is measured (default 3)")
+    ap.add_argument("--dest", help="receive into a new directory under DEST (default /dev/shm)")
     a = ap.parse_args()
     os.environ["P2P_BUILDDIR"] = os.path.abspath(a.builddir)
     os.environ["P2P_SRCDIR"] = top
@@ -96,7 +137,8 @@ def main():
     size = a.size_mib << 20
     work = p2ptest.tempdir("p2p-bench-peerd-")
     src_dir = os.path.join(work, "src")
-    dst_dir = os.path.join(work, "dst") if a.disk else tempfile.mkdtemp(prefix="p2p-bench-dst-", dir="/dev/shm")
+    dst_dir = os.path.join(work, "dst") if a.disk else tempfile.mkdtemp(prefix="p2p-bench-dst-",
+                                                                           dir=a.dest or "/dev/shm")
     os.mkdir(src_dir)
     if a.disk:
         os.mkdir(dst_dir)
@@ -136,8 +178,16 @@ def main():
         assert "error" not in r, r
         ctl[name] = (v, port)
 
+    # Every path is timed --rounds times; the table shows the median and
+    # the best of each (the machine is shared, and a VM's first touch of
+    # memory it has not used lately is slow and erratic).
     results = {}
-    results["raw TCP (sendfile -> discard)"] = raw_tcp(os.path.join(a.builddir, "bench/peerd/rawread"), path, size)
+
+    def measure(key, fn):
+        results[key] = [fn() for _ in range(a.rounds)]
+    measure("raw TCP (sendfile -> discard)", lambda: raw_tcp(os.path.join(a.builddir, "bench/peerd/rawread"), path, size))
+    measure("floor: write alone (copy into a new file there)", lambda: write_floor(path, dst_dir))
+    measure("floor: SHA-256 alone (OpenSSL, in memory)", lambda: hash_floor(path))
 
     tok = d.login("receiver", "pw")
 
@@ -151,8 +201,7 @@ def main():
                              capture_output=True, text=True, check=True).stdout.split()
         assert int(out[0]) == size, out
         return float(out[1])
-    # Best of three for the short streams: the machine is shared.
-    results["peerd Read stream -> C client, discard"] = min(c_read(ctl["sender"][1]) for _ in range(3))
+    measure("peerd Read stream -> C client, discard", lambda: c_read(ctl["sender"][1]))
 
     def read_stream(target, md):
         ch = grpc.insecure_channel(target, options=opts)
@@ -165,8 +214,8 @@ def main():
         ch.close()
         assert got == size, got
         return dt
-    results["peerd Read stream -> discard"] = read_stream("127.0.0.1:%d" % ctl["sender"][1],
-                                                          [("authorization", "Bearer " + ticket())])
+    measure("peerd Read stream -> grpcio client, discard",
+            lambda: read_stream("127.0.0.1:%d" % ctl["sender"][1], [("authorization", "Bearer " + ticket())]))
 
     # The seed's stack: a Python grpcio server streaming the same file.
     from concurrent import futures
@@ -185,7 +234,7 @@ def main():
     peer_grpc.add_PeerServicer_to_server(Servicer(), server)
     pport = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    results["Python grpcio server -> discard"] = read_stream("127.0.0.1:%d" % pport, [])
+    measure("Python grpcio server -> discard", lambda: read_stream("127.0.0.1:%d" % pport, []))
 
     # The seed's stack doing what a download does: grpcio server -> grpcio
     # client that writes the file, fsyncs and checks its SHA-256.
@@ -205,36 +254,49 @@ def main():
         ch.close()
         os.unlink(out)
         return dt, h.hexdigest()
-    dt, digest = python_download("127.0.0.1:%d" % pport)
     with open(path, "rb") as f:
-        assert digest == hashlib.sha256(f.read()).hexdigest()
-    results["Python grpcio download (write+fsync+SHA-256)"] = dt
+        want = hashlib.sha256(f.read()).hexdigest()
+
+    def checked(r):
+        assert r[1] == want
+        return r[0]
+    measure("Python grpcio download (write+fsync+SHA-256)", lambda: checked(python_download("127.0.0.1:%d" % pport)))
     server.stop(0)
 
     v = ctl["receiver"][0]
-    t0 = time.perf_counter()
-    v.send_raw(json.dumps({"method": "io.p2p.Peer.Download", "parameters": {"name": "big.bin"}}).encode() + b"\0")
-    r = v.recv()
-    dt = time.perf_counter() - t0
-    assert "error" not in r, r
-    results["verified download (Read+write+fsync+SHA-256)"] = dt
-    print("download: %.2f s in the worker, %.2f s end to end" % (r["parameters"]["seconds"], dt))
-    with open(os.path.join(dst_dir, "big.bin"), "rb") as f:
-        assert hashlib.sha256(f.read()).hexdigest() == r["parameters"]["sha256"]
+    landed = os.path.join(dst_dir, "big.bin")
 
-    base = results["raw TCP (sendfile -> discard)"]
+    def download():
+        t0 = time.perf_counter()
+        v.send_raw(json.dumps({"method": "io.p2p.Peer.Download", "parameters": {"name": "big.bin"}}).encode() + b"\0")
+        r = v.recv()
+        dt = time.perf_counter() - t0
+        assert "error" not in r, r
+        assert r["parameters"]["sha256"] == want
+        with open(landed, "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == want
+        os.unlink(landed)
+        return dt
+    measure("verified download (Read+write+fsync+SHA-256)", download)
+
+    def med(k):
+        return statistics.median(results[k])
+
+    def best(k):
+        return min(results[k])
+    raw = "raw TCP (sendfile -> discard)"
     print()
-    print("%-48s %9s %8s %9s" % ("path", "seconds", "MB/s", "vs raw"))
-    for k, dt in results.items():
-        print("%-48s %9.2f %8.0f %9.2f" % (k, dt, size / dt / 1e6, base / dt))
-    print("verified download vs Python grpcio stream: %.2fx; vs Python grpcio download: %.2fx" %
-          (results["Python grpcio server -> discard"] / results["verified download (Read+write+fsync+SHA-256)"],
-           results["Python grpcio download (write+fsync+SHA-256)"] /
-           results["verified download (Read+write+fsync+SHA-256)"]))
-    print("verified download vs raw TCP: %.2fx; Read stream (C client) vs raw TCP: %.2fx" %
-          (base / results["verified download (Read+write+fsync+SHA-256)"],
-           base / results["peerd Read stream -> C client, discard"]))
-    print("receiver folder on %s" % ("disk" if a.disk else "tmpfs (/dev/shm)"))
+    print("%d rounds each; median and best" % a.rounds)
+    print("%-48s %8s %8s %7s %8s %8s %7s" % ("path", "median s", "MB/s", "vs raw", "best s", "MB/s", "vs raw"))
+    for k in results:
+        print("%-48s %8.2f %8.0f %7.2f %8.2f %8.0f %7.2f" % (k, med(k), size / med(k) / 1e6, med(raw) / med(k),
+                                                          best(k), size / best(k) / 1e6, best(raw) / best(k)))
+    dl, pydl = "verified download (Read+write+fsync+SHA-256)", "Python grpcio download (write+fsync+SHA-256)"
+    c = "peerd Read stream -> C client, discard"
+    for label, f in (("median", med), ("best", best)):
+        print("%-6s: verified download vs raw TCP %.2fx, vs Python grpcio download %.2fx; "
+              "Read stream (C client) vs raw TCP %.2fx" % (label, f(raw) / f(dl), f(pydl) / f(dl), f(raw) / f(c)))
+    print("receiver folder on %s" % ("disk" if a.disk else a.dest or "tmpfs (/dev/shm)"))
 
     # The swarm: one source, then four, each limited to --swarm-rate.
     swarm_to = tempfile.mkdtemp(prefix="p2p-bench-swarm-", dir="/dev/shm")

@@ -9,7 +9,7 @@ the same load. For each download it also prints the CPU seconds each
 peerd used (utime + stime from /proc) and the receiver's minor page faults, which says where a transfer's time
 goes when the machine has fewer cores than busy threads.
 
-    bench/peerd/dlloop.py --builddir DIR [--size-mib N] [--rounds N] [--dest DIR] [--pause]
+    bench/peerd/dlloop.py --builddir DIR [--size-mib N] [--rounds N] [--dest DIR] [--chunk-size B] [--pause]
 
 --pause stops after starting the daemons and prints their PIDs (to attach
 perf record -p PID), then runs the rounds when Enter is pressed.
@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--builddir", default=os.path.join(top, "build"))
     ap.add_argument("--pause", action="store_true")
+    ap.add_argument("--chunk-size", type=int, help="the sender's chunk_size (default: its own)")
     ap.add_argument("--dest", default="/dev/shm",
                     help="file system to receive onto (default /dev/shm: tmpfs, so the disk is not measured)")
     a = ap.parse_args()
@@ -73,12 +74,13 @@ def main():
     try:
         d = Dird()
         procs, ctl = {}, {}
+        extra = {"sender": ["--chunk-size", str(a.chunk_size)] if a.chunk_size else [], "receiver": []}
         for name, folder in (("sender", src_dir), ("receiver", dst_dir)):
             port = free_port()
             sock = os.path.join(work, name + ".sock")
             procs[name] = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--folder", folder, "--directory", d.url,
                                            "--listen", "127.0.0.1:%d" % port, "--port", str(port),
-                                           "--ip", "127.0.0.1", "--control-socket", sock])
+                                           "--ip", "127.0.0.1", "--control-socket", sock] + extra[name])
             p2ptest.wait_for(lambda: os.path.exists(sock), timeout=120, what=name)
             v = Varlink(sock)
             v.call("Register", {"username": name, "password": "pw"})
