@@ -103,6 +103,7 @@ struct fetch {
 	 * (in order) in hashq; the rest is read back from the file once its
 	 * range is done. All locked. */
 	uint64_t hash_end, hashq_bytes;
+	uint64_t hashed_in_memory; /* the hasher's own: bytes taken from the queue */
 	struct hashq_entry {
 		grpc_byte_buffer *buf;
 		uint64_t len;
@@ -766,6 +767,7 @@ static void hash_file(struct fetch *f, EVP_MD_CTX *md, unsigned char *buf)
 			pthread_mutex_unlock(&t->lock);
 			hash_chunk(e.buf, md);
 			grpc_byte_buffer_destroy(e.buf);
+			f->hashed_in_memory += e.len;
 			pthread_mutex_lock(&t->lock);
 			f->hashq_bytes -= e.len;
 			pthread_cond_broadcast(&t->cond);
@@ -936,8 +938,9 @@ static void *worker(void *arg)
 	t->state = TRANSFER_DONE;
 	t->seconds = mono_now() - t->started;
 	pthread_mutex_unlock(&t->lock);
-	log_info("downloaded %s (%llu bytes, verified) into %s from %d source(s)", t->name,
-		 (unsigned long long)t->size, t->to, t->sources_used);
+	log_info("downloaded %s (%llu bytes, verified; %llu hashed as they arrived) into %s from %d source(s)",
+		 t->name, (unsigned long long)t->size, (unsigned long long)f->hashed_in_memory, t->to,
+		 t->sources_used);
 out:
 	if (f) {
 		for (int i = 0; i < t->nsrc; i++) {

@@ -4,6 +4,7 @@ progress, verification, re-indexing, resume from a partial file, falling
 back to another source, and a source serving corrupt bytes."""
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -95,7 +96,7 @@ class Download(unittest.TestCase):
     def test_flow_progress_verify_reindex(self):
         data = os.urandom(8 * 1024 * 1024 + 5)
         v1, f1, _ = self.net.peer("peer1", {"movie.mkv": data})
-        v2, f2, _ = self.net.peer("peer2")
+        v2, f2, proc2 = self.net.peer("peer2")
         progress, last = download(v2, "movie.mkv")
         self.assertNotIn("error", last, last)
         p = last["parameters"]
@@ -109,6 +110,9 @@ class Download(unittest.TestCase):
             self.assertEqual(pr["state"], "running")
             self.assertLessEqual(pr["received"], len(data))
         self.assertFalse(os.listdir(os.path.join(f2, ".p2p-partial")))
+        # One source: every chunk went to the whole-file hash from memory,
+        # none was read back from the file.
+        self.assertIn("(%d bytes, verified; %d hashed as they arrived)" % (len(data), len(data)), proc2.output())
         # peer2 shares the new copy.
         hits = p2ptest.wait_for(lambda: len(v1.call("Search", {"exact": "movie.mkv"})["parameters"]["results"]) == 2,
                                 what="re-index")
@@ -141,6 +145,11 @@ class Download(unittest.TestCase):
         with open(os.path.join(f2, "iso.img"), "rb") as f:
             self.assertEqual(f.read(), data)
         self.assertIn("resuming, 1 of 3 ranges verified on disk", proc2.output())
+        # The range kept was read back for the whole-file hash, not taken
+        # as if it had arrived.
+        m = re.search(r"\(%d bytes, verified; (\d+) hashed as they arrived\)" % len(data), proc2.output())
+        self.assertTrue(m, proc2.output())
+        self.assertLessEqual(int(m.group(1)), len(data) - block)
 
     def test_corrupt_source_never_lands(self):
         data = os.urandom(1024 * 1024)
@@ -195,7 +204,7 @@ class Swarm(unittest.TestCase):
         for name in ("src1", "src2", "src3"):
             # Each source is slow on its own, so the work is spread.
             self.net.peer(name, {"big.iso": data}, ["--upload-rate", str(6 * MiB)])
-        v, folder, _ = self.net.peer("getter")
+        v, folder, proc = self.net.peer("getter")
         progress, last = download(v, "big.iso")
         p = self.net.assert_ok(last)
         self.assertEqual(p["state"], "done")
@@ -203,6 +212,9 @@ class Swarm(unittest.TestCase):
         self.assertGreaterEqual(max(x["sources"] for x in progress), 2, progress)
         with open(os.path.join(folder, "big.iso"), "rb") as f:
             self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
+        # Ranges from several sources land out of order and one could be
+        # refetched: the whole-file hash reads each back once it is done.
+        self.assertIn("(%d bytes, verified; 0 hashed as they arrived)" % len(data), proc.output())
 
     def test_a_corrupt_range_is_fetched_elsewhere(self):
         data = os.urandom(5 * BLOCK)
