@@ -277,7 +277,7 @@ void update_status(struct peerd *p)
 /* One round with the directory: log in when we have no session (and can
  * do it ourselves), else heartbeat; re-login when it forgot the session,
  * re-index when it asks or when it has just come back. -EHOSTUNREACH while
- * it cannot be reached. */
+ * it cannot be reached, -EAGAIN when it answers with a server error. */
 static int directory_round(struct peerd *p, bool was_away)
 {
 	char token[SHA256_HEX_LEN + 1];
@@ -302,6 +302,8 @@ static int directory_round(struct peerd *p, bool was_away)
 		r = directory_index(p);
 	} else if (status != 200) {
 		log_warn("heartbeat to %s failed (HTTP %d)", p->set.directory, status);
+		if (status >= 500)
+			r = -EAGAIN;
 	}
 	return r;
 }
@@ -331,8 +333,12 @@ static void directory_away(struct peerd *p)
 static void directory_attempt(struct peerd *p)
 {
 	bool was_away = p->dir_failures > 0;
+	int r = directory_round(p, was_away);
 
-	if (directory_round(p, was_away) == -EHOSTUNREACH) {
+	/* A directory that answers with a server error, or that is back but
+	 * failed to take the re-index, is not back yet: retry with backoff
+	 * (else the re-index would wait for the next 409). */
+	if (r == -EHOSTUNREACH || r == -EAGAIN || (was_away && r == -EIO)) {
 		directory_away(p);
 		return;
 	}

@@ -30,7 +30,7 @@ class DirectoryAway(unittest.TestCase):
                                    ["--heartbeat", "1", "--retry-max", "2"])
         self.net.d.register("watcher")
         self.tok = self.net.d.login("watcher")
-        p2ptest.wait_for(lambda: self.searchable("kept.txt"), what="keeper in search")
+        p2ptest.wait_for(lambda: self.searchable("kept.txt"), timeout=30, what="keeper in search")
         db, port = self.net.d.db, self.net.d.port
         self.net.d.stop()
         p2ptest.wait_for(lambda: "cannot be reached; retrying" in proc.output(), what="the peer noticing")
@@ -38,7 +38,7 @@ class DirectoryAway(unittest.TestCase):
         self.assertTrue(proc.alive())
         self.net.d = Dird("--ttl", "5", db=db, port=port)
         self.tok = self.net.d.login("watcher")
-        p2ptest.wait_for(lambda: self.searchable("kept.txt"), timeout=20, what="keeper back in search")
+        p2ptest.wait_for(lambda: self.searchable("kept.txt"), timeout=30, what="keeper back in search")
         self.assertIn("is back", proc.output())
 
 
