@@ -57,6 +57,24 @@ def rss_peak_mb(pid):
                 return int(line.split()[1]) / 1024
 
 
+def start_peer(d, work, name, folder, extra=()):
+    """Start a p2p-peerd serving folder, register and log it in at dird d;
+    returns (process, control Varlink, gRPC port)."""
+    import p2ptest
+    from test_control import Varlink
+    port = free_port()
+    sock = os.path.join(work, name + ".sock")
+    proc = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--folder", folder, "--directory", d.url,
+                            "--listen", "127.0.0.1:%d" % port, "--port", str(port), "--ip", "127.0.0.1",
+                            "--control-socket", sock] + list(extra))
+    p2ptest.wait_for(lambda: os.path.exists(sock), timeout=120, what=name)
+    v = Varlink(sock)
+    v.call("Register", {"username": name, "password": "pw"})
+    r = v.call("Login", {"username": name, "password": "pw"})
+    assert "error" not in r, r
+    return proc, v, port
+
+
 def raw_tcp(rawread, path, size):
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -81,18 +99,25 @@ def raw_tcp(rawread, path, size):
     return dt
 
 
+def blocks(path):
+    """path's bytes in 1 MiB blocks, read into one reused buffer."""
+    buf = bytearray(1 << 20)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                return
+            yield memoryview(buf)[:n]
+
+
 def write_floor(path, dst_dir):
     """Seconds to copy path (in the page cache) into a new file in dst_dir,
     fsync included, as a download's write does; the copy is removed."""
     out = os.path.join(dst_dir, "write-floor.bin")
-    buf = bytearray(1 << 20)
     t0 = time.perf_counter()
-    with open(path, "rb", buffering=0) as src, open(out, "wb", buffering=0) as dst:
-        while True:
-            n = src.readinto(buf)
-            if not n:
-                break
-            dst.write(memoryview(buf)[:n])
+    with open(out, "wb", buffering=0) as dst:
+        for b in blocks(path):
+            dst.write(b)
         os.fsync(dst.fileno())
     dt = time.perf_counter() - t0
     os.unlink(out)
@@ -103,14 +128,9 @@ def hash_floor(path):
     """Seconds to SHA-256 path with OpenSSL (hashlib), reading it from the
     page cache in 1 MiB blocks."""
     h = hashlib.sha256()
-    buf = bytearray(1 << 20)
     t0 = time.perf_counter()
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(memoryview(buf)[:n])
+    for b in blocks(path):
+        h.update(b)
     return time.perf_counter() - t0
 
 
@@ -130,7 +150,6 @@ def main():
     import grpc
     import p2ptest
     from dirdtest import Dird
-    from test_control import Varlink
     from test_serve import generate_stubs
     _, _, peer_pb2, peer_grpc = generate_stubs()
 
@@ -166,16 +185,7 @@ def main():
     peers = [("sender", src_dir, []), ("receiver", dst_dir, [])]
     peers += [("swarm%d" % i, sd, ["--upload-rate", str(a.swarm_rate)]) for i, sd in enumerate(swarm_dirs)]
     for name, folder, extra in peers:
-        port = free_port()
-        sock = os.path.join(work, name + ".sock")
-        procs[name] = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--folder", folder, "--directory", d.url,
-                                       "--listen", "127.0.0.1:%d" % port, "--port", str(port), "--ip", "127.0.0.1",
-                                       "--control-socket", sock] + extra)
-        p2ptest.wait_for(lambda: os.path.exists(sock), timeout=120, what=name)
-        v = Varlink(sock)
-        v.call("Register", {"username": name, "password": "pw"})
-        r = v.call("Login", {"username": name, "password": "pw"})
-        assert "error" not in r, r
+        procs[name], v, port = start_peer(d, work, name, folder, extra)
         ctl[name] = (v, port)
 
     # Every path is timed --rounds times; the table shows the median and

@@ -52,9 +52,8 @@ def main():
     os.environ["P2P_BUILDDIR"] = os.path.abspath(a.builddir)
     os.environ["P2P_SRCDIR"] = top
     import p2ptest
-    from bench import free_port, raw_tcp
+    from bench import raw_tcp, start_peer
     from dirdtest import Dird
-    from test_control import Varlink
 
     size = a.size_mib << 20
     work = p2ptest.tempdir("p2p-dlloop-")
@@ -76,17 +75,7 @@ def main():
         procs, ctl = {}, {}
         extra = {"sender": ["--chunk-size", str(a.chunk_size)] if a.chunk_size else [], "receiver": []}
         for name, folder in (("sender", src_dir), ("receiver", dst_dir)):
-            port = free_port()
-            sock = os.path.join(work, name + ".sock")
-            procs[name] = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--folder", folder, "--directory", d.url,
-                                           "--listen", "127.0.0.1:%d" % port, "--port", str(port),
-                                           "--ip", "127.0.0.1", "--control-socket", sock] + extra[name])
-            p2ptest.wait_for(lambda: os.path.exists(sock), timeout=120, what=name)
-            v = Varlink(sock)
-            v.call("Register", {"username": name, "password": "pw"})
-            r = v.call("Login", {"username": name, "password": "pw"})
-            assert "error" not in r, r
-            ctl[name] = v
+            procs[name], ctl[name], _ = start_peer(d, work, name, folder, extra[name])
         # The sender hashes its folder after login; wait until it is indexed.
         p2ptest.wait_for(lambda: ctl["receiver"].call("Search", {"exact": "big.bin"})
                                  .get("parameters", {}).get("results"), timeout=120, what="index")

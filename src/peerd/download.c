@@ -446,15 +446,17 @@ static grpc_byte_buffer *hashq_push(struct fetch *f, grpc_byte_buffer *buf, uint
 	struct transfer *t = f->t;
 
 	pthread_mutex_lock(&t->lock);
-	while (f->hash_end == pos && !f->hasher_done && !t->cancel &&
-	       (f->hashq_len == HASHQ_LEN || f->hashq_bytes + len > HASHQ_BYTES))
+	/* Only the next bytes the hash needs, and only while it runs. */
+	while (f->hash_end == pos && !f->hasher_done && !t->cancel) {
+		if (f->hashq_len < HASHQ_LEN && f->hashq_bytes + len <= HASHQ_BYTES) {
+			f->hashq[(f->hashq_head + f->hashq_len++) % HASHQ_LEN] = (struct hashq_entry){ buf, len };
+			f->hashq_bytes += len;
+			f->hash_end += len;
+			buf = NULL;
+			pthread_cond_broadcast(&t->cond);
+			break;
+		}
 		pthread_cond_wait(&t->cond, &t->lock);
-	if (f->hash_end == pos && !f->hasher_done && !t->cancel) {
-		f->hashq[(f->hashq_head + f->hashq_len++) % HASHQ_LEN] = (struct hashq_entry){ buf, len };
-		f->hashq_bytes += len;
-		f->hash_end += len;
-		buf = NULL;
-		pthread_cond_broadcast(&t->cond);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return buf;

@@ -3,6 +3,7 @@
 progress, verification, re-indexing, resume from a partial file, falling
 back to another source, and a source serving corrupt bytes."""
 import hashlib
+import json
 import os
 import re
 import signal
@@ -75,8 +76,7 @@ def download(v, name, **kw):
     """Call Download with more=true; return (progress replies, last message)."""
     params = {"name": name}
     params.update(kw)
-    v.send_raw(__import__("json").dumps({"method": "io.p2p.Peer.Download", "parameters": params,
-                                         "more": True}).encode() + b"\0")
+    v.send_raw(json.dumps({"method": "io.p2p.Peer.Download", "parameters": params, "more": True}).encode() + b"\0")
     progress = []
     while True:
         m = v.recv()

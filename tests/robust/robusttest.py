@@ -2,7 +2,6 @@
 in by themselves, a throttling and delaying TCP proxy, memory readings,
 and checks for what a test needs from the machine (root, tmpfs, network
 namespaces, nftables, tc tbf)."""
-import json
 import os
 import resource
 import shutil
@@ -21,6 +20,7 @@ for sub in ("../blackbox", "../dird", "../peerd"):
 import p2ptest  # noqa: E402
 from dirdtest import Dird  # noqa: E402
 from test_control import Varlink  # noqa: E402
+from test_download import download as peerd_download  # noqa: E402
 
 __all__ = ["p2ptest", "Dird", "Varlink", "Peer", "Proxy", "Background", "download", "rss_kib", "peak_rss_kib",
            "raise_nofile", "need_root", "run_quiet", "memory_env", "sanitized"]
@@ -150,18 +150,9 @@ class Peer:
 
 
 def download(v, name, timeout=60, **kw):
-    """Download with more=true over a Varlink; returns (progress, last message)."""
-    params = {"name": name}
-    params.update(kw)
+    """test_download's download() with a socket timeout; returns (progress, last message)."""
     v.s.settimeout(timeout)
-    v.send_raw(json.dumps({"method": "io.p2p.Peer.Download", "parameters": params, "more": True}).encode() + b"\0")
-    progress = []
-    while True:
-        m = v.recv()
-        if m.get("continues"):
-            progress.append(m["parameters"])
-            continue
-        return progress, m
+    return peerd_download(v, name, **kw)
 
 
 class Background:
