@@ -2,7 +2,7 @@
  *
  * Every request goes through one function, api_dispatch(), which validates
  * in a fixed order before any handler runs: route (404), method (405 with
- * Allow), URI (no NUL, valid UTF-8), authentication (401), body (size 413,
+ * Allow; HEAD is answered as GET without the body), URI (no NUL, valid UTF-8), authentication (401), body (size 413,
  * JSON object, UTF-8: 400). Handlers then check their own fields. Every
  * answer is JSON {"error": "..."} on failure; nothing here ever answers HTML.
  */
@@ -28,6 +28,8 @@
 #include "crypto.h"
 #include "dird.h"
 #include "log.h"
+#include "openapi.h"
+#include "procmetrics.h"
 #include "validate.h"
 
 #define PASSWORD_MAX 1024
@@ -37,7 +39,7 @@
 
 struct route_def {
 	const char *path;
-	enum evhttp_cmd_type method;
+	enum evhttp_cmd_type method; /* GET routes also answer HEAD */
 	const char *allow;
 	bool auth;    /* needs a Bearer session token */
 	bool body;    /* expects a JSON object body */
@@ -52,11 +54,12 @@ static const struct route_def routes[R_COUNT] = {
 	[R_VERIFY_LOGIN] = { "/verifyLogin", EVHTTP_REQ_POST, "POST", true, false, "verifyLogin", false },
 	[R_INDEX] = { "/index", EVHTTP_REQ_POST, "POST", true, true, "index", false },
 	[R_HEARTBEAT] = { "/heartbeat", EVHTTP_REQ_POST, "POST", true, false, "heartbeat", false },
-	[R_SEARCH] = { "/search", EVHTTP_REQ_GET, "GET", true, false, "search", false },
+	[R_SEARCH] = { "/search", EVHTTP_REQ_GET, "GET, HEAD", true, false, "search", false },
 	[R_TICKETS] = { "/tickets", EVHTTP_REQ_POST, "POST", true, true, "tickets", false },
 	[R_TICKETS_VERIFY] = { "/tickets/verify", EVHTTP_REQ_POST, "POST", true, true, "tickets_verify", false },
-	[R_HEALTHZ] = { "/healthz", EVHTTP_REQ_GET, "GET", false, false, "healthz", false },
-	[R_METRICS] = { "/metrics", EVHTTP_REQ_GET, "GET", false, false, "metrics", false },
+	[R_HEALTHZ] = { "/healthz", EVHTTP_REQ_GET, "GET, HEAD", false, false, "healthz", false },
+	[R_METRICS] = { "/metrics", EVHTTP_REQ_GET, "GET, HEAD", false, false, "metrics", false },
+	[R_OPENAPI] = { "/openapi.json", EVHTTP_REQ_GET, "GET, HEAD", false, false, "openapi", false },
 	[R_OTHER] = { NULL, 0, NULL, false, false, "other", false },
 };
 
@@ -453,6 +456,7 @@ static void handle_verify_login(struct call *c)
 	int64_t expires = 0;
 
 	if (store_session_lookup(c->d->store, c->token_hash, dird_now(), user, &expires) < 0) {
+		reply_header(c, "WWW-Authenticate", "Bearer");
 		reply_error(c, 401, "invalid or expired token");
 		return;
 	}
@@ -867,6 +871,7 @@ static void render_metrics(struct call *c)
 			    (long long)d->counts.users, (long long)d->counts.sessions,
 			    (long long)d->counts.peers_online, (long long)d->counts.files_online,
 			    d->connections);
+	procmetrics_write(b, "p2p-dird");
 	len = evbuffer_get_length(b);
 	text = (char *)evbuffer_pullup(b, -1);
 	send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0);
@@ -879,6 +884,12 @@ static void handle_metrics(struct call *c)
 	c->counts = c->d->counts;
 	store_counts(c->d->store, dird_now() - c->set.ttl, &c->counts);
 	c->render = render_metrics;
+}
+
+/* The OpenAPI document, compiled in from docs/openapi.json (openapi.h). */
+static void handle_openapi(struct call *c)
+{
+	send_text(c, 200, "application/json", (const char *)dird_openapi, dird_openapi_len);
 }
 
 typedef void (*handler_fn)(struct call *c);
@@ -895,6 +906,7 @@ static const handler_fn handlers[R_COUNT] = {
 	[R_TICKETS_VERIFY] = handle_tickets_verify,
 	[R_HEALTHZ] = handle_healthz,
 	[R_METRICS] = handle_metrics,
+	[R_OPENAPI] = handle_openapi,
 };
 
 /* ---- dispatch ----------------------------------------------------------- */
@@ -968,7 +980,16 @@ static void finish(struct call *c)
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	if (d->stopping)
 		evhttp_add_header(h, "Connection", "close");
-	evbuffer_add(out, c->text, c->len);
+	/* A HEAD answer has the headers of the GET one and no body; evhttp
+	 * leaves out Content-Length for HEAD, so it is set here. */
+	if (evhttp_request_get_command(c->req) == EVHTTP_REQ_HEAD) {
+		char clen[24];
+
+		snprintf(clen, sizeof(clen), "%zu", c->len);
+		evhttp_add_header(h, "Content-Length", clen);
+	} else {
+		evbuffer_add(out, c->text, c->len);
+	}
 	/* If the client went away meanwhile, evhttp has detached the request
 	 * and this frees it. */
 	evhttp_send_reply(c->req, c->code, reason_phrase(c->code), NULL);
@@ -1028,6 +1049,7 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	const char *path = parsed ? evhttp_uri_get_path(parsed) : NULL;
 	const char *query = parsed ? evhttp_uri_get_query(parsed) : NULL;
 	const struct route_def *rt;
+	enum evhttp_cmd_type cmd;
 	char *addr = NULL;
 	ev_uint16_t port;
 
@@ -1059,7 +1081,8 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 		goto answer;
 	}
 	rt = &routes[c->route];
-	if (evhttp_request_get_command(req) != rt->method) {
+	cmd = evhttp_request_get_command(req);
+	if (cmd != rt->method && !(cmd == EVHTTP_REQ_HEAD && rt->method == EVHTTP_REQ_GET)) {
 		reply_header(c, "Allow", rt->allow);
 		reply_error(c, 405, "method not allowed; use %s", rt->allow);
 		goto answer;

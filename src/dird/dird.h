@@ -45,7 +45,7 @@ int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
 
 enum route {
 	R_REGISTER, R_LOGIN, R_LOGOUT, R_VERIFY_LOGIN, R_INDEX, R_HEARTBEAT,
-	R_SEARCH, R_TICKETS, R_TICKETS_VERIFY, R_HEALTHZ, R_METRICS,
+	R_SEARCH, R_TICKETS, R_TICKETS_VERIFY, R_HEALTHZ, R_METRICS, R_OPENAPI,
 	R_OTHER, /* unknown paths, and errors before routing */
 	R_COUNT
 };

@@ -26,6 +26,7 @@
 #include "dird.h"
 #include "log.h"
 #include "notify.h"
+#include "procmetrics.h"
 #include "tls.h"
 #include "validate.h"
 
@@ -659,6 +660,7 @@ int main(int argc, char **argv)
 	int r;
 
 	log_init(argv[0]);
+	procmetrics_init();
 	signal(SIGPIPE, SIG_IGN);
 	r = parse_args(argc, argv, &a);
 	if (r)

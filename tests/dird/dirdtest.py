@@ -1,11 +1,15 @@
 """Shared pieces of the p2p-dird black-box tests: start a real p2p-dird on
-127.0.0.1 with a free port and a temporary database, and a small client."""
+127.0.0.1 with a free port and a temporary database, and a small client.
+Every answer the client (Dird.req, Dird.healthy, get) receives is checked
+against docs/openapi.json (openapi_check.py): an undocumented status, header
+or body fails the test."""
 import json
 import os
 import socket
 
 import requests
 
+import openapi_check
 import p2ptest
 import pgtest
 
@@ -43,6 +47,7 @@ class Dird:
         argv += list(extra)
         self.proc = p2ptest.Process(argv, env=env)
         self.session = requests.Session()
+        self.session.hooks["response"].append(openapi_check.check_response)
         if wait:
             self.wait_healthy()
 
@@ -53,7 +58,7 @@ class Dird:
         if not self.proc.alive():
             raise RuntimeError("p2p-dird exited:\n" + self.proc.output())
         try:
-            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+            return get(self.url + "/healthz", timeout=1).status_code == 200
         except requests.RequestException:
             return False
 
@@ -84,6 +89,11 @@ class Dird:
                                                    "files": [{"name": f, "size": 3, "sha256": SHA} for f in files]})
         assert r.status_code == 200, r.text
         return tok
+
+
+def get(url, **kw):
+    """requests.get, with the answer checked against docs/openapi.json."""
+    return requests.get(url, hooks={"response": openapi_check.check_response}, **kw)
 
 
 def raw_http(port, data, timeout=5):

@@ -8,6 +8,7 @@ import unittest
 import requests
 
 import p2ptest
+import dirdtest
 from dirdtest import Dird, raw_http
 
 SQLI = "x'); DROP TABLE users; --"
@@ -141,7 +142,7 @@ class BadInput(unittest.TestCase):
         self.assertEqual(r.headers["Allow"], "POST")
         r = self.d.req("DELETE", "/search")
         self.assertJsonError(r, 405)
-        self.assertEqual(r.headers["Allow"], "GET")
+        self.assertEqual(r.headers["Allow"], "GET, HEAD")
         r = self.d.req("PUT", "/healthz")
         self.assertJsonError(r, 405)
 
@@ -190,10 +191,10 @@ class Limits(unittest.TestCase):
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
         with self.assertRaises(requests.exceptions.ReadTimeout):
-            requests.get(d.url + "/healthz", timeout=1)
+            dirdtest.get(d.url + "/healthz", timeout=1)
         for s in idle:
             s.close()
-        r = p2ptest.wait_for(lambda: requests.get(d.url + "/healthz", timeout=5), what="accepting again")
+        r = p2ptest.wait_for(lambda: dirdtest.get(d.url + "/healthz", timeout=5), what="accepting again")
         self.assertEqual(r.status_code, 200)
         d.stop()
 

@@ -9,16 +9,13 @@ import subprocess
 import time
 import unittest
 
-import requests
-
 import p2ptest
+import dirdtest
 from dirdtest import SHA, Dird, new_database, on_postgresql
-
 
 def dird_cmd(*args, stdin=None):
     return subprocess.run([p2ptest.binary("p2p-dird")] + list(args), input=stdin,
                           capture_output=True, text=True, timeout=30)
-
 
 class Config(unittest.TestCase):
     def write(self, text):
@@ -75,7 +72,6 @@ class Config(unittest.TestCase):
         self.assertIn("--session-lifetime", r.stdout)
         r = dird_cmd("--version")
         self.assertRegex(r.stdout, r"^p2p-dird \d+\.\d+")
-
 
 class Lifecycle(unittest.TestCase):
     def test_restart_keeps_everything(self):
@@ -146,7 +142,6 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(d.req("GET", "/search", cli, params={"file": "ttl.txt"}).status_code, 200)
         d.stop()
 
-
 class Systemd(unittest.TestCase):
     def test_socket_activation(self):
         port = p2ptest.free_port()
@@ -154,7 +149,7 @@ class Systemd(unittest.TestCase):
         p = p2ptest.Process(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port,
                              p2ptest.binary("p2p-dird"), "--database", db, "--listen", "127.0.0.1:1"])
         p2ptest.wait_for(lambda: p2ptest.port_open(port), what="socket")
-        r = requests.get("http://127.0.0.1:%d/healthz" % port, timeout=10)
+        r = dirdtest.get("http://127.0.0.1:%d/healthz" % port, timeout=10)
         self.assertEqual(r.status_code, 200)
         self.assertIn("socket passed by systemd", p.output())
         p.stop()
@@ -182,7 +177,6 @@ class Systemd(unittest.TestCase):
         d.stop()
         s.close()
 
-
 class OperatorCli(unittest.TestCase):
     def test_user_add_list_del_and_peers(self):
         db = new_database()
@@ -203,7 +197,6 @@ class OperatorCli(unittest.TestCase):
         self.assertEqual(d.req("POST", "/verifyLogin", tok).status_code, 401)
         self.assertEqual(dird_cmd("--database", db, "user", "frobnicate").returncode, 2)
         d.stop()
-
 
 if __name__ == "__main__":
     p2ptest.run()

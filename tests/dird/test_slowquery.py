@@ -14,6 +14,7 @@ import requests
 
 import p2ptest
 import pgtest
+import dirdtest
 from dirdtest import Dird
 
 
@@ -63,7 +64,7 @@ class SlowQuery(unittest.TestCase):
                 "SELECT wait_event_type FROM pg_stat_activity WHERE wait_event_type = 'Lock'"),
                 timeout=10, what="the login to wait for the lock")
             try:
-                healthz = requests.get(d.url + "/healthz", timeout=2).status_code
+                healthz = dirdtest.get(d.url + "/healthz", timeout=2).status_code
             except requests.Timeout:
                 healthz = "timeout"
         finally:
