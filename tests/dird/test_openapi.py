@@ -260,6 +260,14 @@ class Checker(unittest.TestCase):
         openapi_check.check("HEAD", "/healthz", 200, json_h, b"")
         hit = {"peer": "p", "ip": "127.0.0.1", "port": 1, "folder": "", "name": "a", "size": None, "sha256": SHA}
         openapi_check.check("GET", "/search", 200, json_h, json.dumps({"peers_with_file": [hit]}).encode())
+        # What the other backends and limits answer (PostgreSQL replicas,
+        # throttles, max_files), as their code writes it.
+        openapi_check.check("GET", "/healthz", 503, json_h, json.dumps(
+            {"status": "unavailable", "staleness_seconds": 7.5, "max_staleness_seconds": 5.0,
+             "change": 41, "database_change": 42}).encode())
+        openapi_check.check("GET", "/search", 503, dict(json_h, **{"Retry-After": "1"}), b'{"error":"lags"}')
+        openapi_check.check("POST", "/login", 503, dict(json_h, **{"Retry-After": "1"}), b'{"error":"x"}')
+        openapi_check.check("POST", "/index", 413, json_h, b'{"error":"too many files"}')
 
     def test_refuses_what_is_not(self):
         json_h = {"Content-Type": "application/json"}
@@ -275,6 +283,9 @@ class Checker(unittest.TestCase):
         self.refused("PUT", "/healthz", 405, dict(json_h, Allow="GET"), b'{"error":"x"}')  # wrong Allow
         self.refused("HEAD", "/healthz", 200, json_h, b'{"status":"ok"}')            # HEAD with a body
         self.refused("GET", "/healthz", 200, json_h, b'{"status":"fine"}')
+        self.refused("GET", "/healthz", 200, json_h, b'{"status":"ok","change":"41"}')
+        self.refused("GET", "/search", 503, json_h, b'{"error":"x"}')                # no Retry-After
+        self.refused("GET", "/metrics", 503, json_h, b'{"error":"x"}')               # never 503
         hit = {"peer": "p", "ip": "127.0.0.1", "port": 1, "folder": "", "name": "a", "size": None, "sha256": "XY"}
         self.refused("GET", "/search", 200, json_h, json.dumps({"peers_with_file": [hit]}).encode())
 
