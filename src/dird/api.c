@@ -833,6 +833,7 @@ static void render_metrics(struct call *c)
 		return;
 	}
 	d->counts = c->counts;
+	procmetrics_write(b, "p2p-dird");
 	evbuffer_add_printf(b, "# HELP p2p_dird_requests_total HTTP requests answered, by route and status code.\n"
 			    "# TYPE p2p_dird_requests_total counter\n");
 	for (int r = 0; r < R_COUNT; r++)
@@ -871,7 +872,6 @@ static void render_metrics(struct call *c)
 			    (long long)d->counts.users, (long long)d->counts.sessions,
 			    (long long)d->counts.peers_online, (long long)d->counts.files_online,
 			    d->connections);
-	procmetrics_write(b, "p2p-dird");
 	len = evbuffer_get_length(b);
 	text = (char *)evbuffer_pullup(b, -1);
 	send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0);
