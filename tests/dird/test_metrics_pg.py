@@ -1,0 +1,6 @@
+#!/usr/bin/python3
+"""test_metrics.py with the directory on PostgreSQL (see pgtest.py): the
+replica metrics pass promtool too."""
+import pgtest
+
+pgtest.run_module("test_metrics")
