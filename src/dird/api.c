@@ -2,9 +2,10 @@
  *
  * Every request goes through one function, api_dispatch(), which validates
  * in a fixed order before any handler runs: route (404), method (405 with
- * Allow; HEAD is answered as GET without the body), URI (no NUL, valid UTF-8), authentication (401), body (size 413,
- * JSON object, UTF-8: 400). Handlers then check their own fields. Every
- * answer is JSON {"error": "..."} on failure; nothing here ever answers HTML.
+ * Allow; HEAD is answered as GET without the body), URI (no NUL, valid
+ * UTF-8), authentication (401), body (size 413, JSON object, UTF-8: 400).
+ * Handlers then check their own fields. Every answer is JSON
+ * {"error": "..."} on failure; nothing here ever answers HTML.
  */
 #include "config.h"
 
