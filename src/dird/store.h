@@ -61,6 +61,14 @@ void store_close(struct store *st);
  * file that answers in microseconds (SQLite). */
 bool store_remote(const struct store *st);
 
+/* For a caller that must not wait (the event loop): take the lock that
+ * serialises calls into a backend that is not thread-safe, or say it is
+ * taken (false). While held, this thread's calls go straight in. A
+ * thread-safe backend has no such lock: always true. */
+bool store_try_hold(struct store *st);
+void store_hold(struct store *st);
+void store_release(struct store *st);
+
 /* Users. hash is a crypt(5) string. */
 int store_user_create(struct store *st, const char *username, const char *hash, int64_t now);
 int store_user_hash(struct store *st, const char *username, char **hash_out);
@@ -109,7 +117,8 @@ int store_ticket_verify(struct store *st, const char *ticket_hash, const char *p
 /* Delete expired sessions and tickets. */
 int store_sweep(struct store *st, int64_t now);
 int store_counts(struct store *st, int64_t alive_since, struct store_counts *out);
-/* A cheap query proving the database answers. */
+/* A cheap query proving the database answers; never waits for the lock of
+ * store_try_hold (a long write in progress does not delay it). */
 int store_ping(struct store *st);
 
 #endif

@@ -89,7 +89,7 @@ enum stmt {
 	S_TICKET_CREATE, S_TICKET_VERIFY,
 	S_SWEEP_SESSIONS, S_SWEEP_TICKETS,
 	S_COUNT_USERS, S_COUNT_SESSIONS,
-	S_PING, S_DATA_VERSION,
+	S_DATA_VERSION,
 	S_N
 };
 
@@ -135,7 +135,6 @@ static const char *const stmt_sql[S_N] = {
 	[S_SWEEP_TICKETS] = "DELETE FROM tickets WHERE expires <= ?1",
 	[S_COUNT_USERS] = "SELECT count(*) FROM users",
 	[S_COUNT_SESSIONS] = "SELECT count(*) FROM sessions WHERE expires > strftime('%s','now')",
-	[S_PING] = "SELECT 1",
 	[S_DATA_VERSION] = "PRAGMA data_version",
 };
 
@@ -164,6 +163,9 @@ struct session_entry {
 
 struct store_backend {
 	sqlite3 *db;
+	/* store_ping's own read-only connection (SQLite serialises its use):
+	 * WAL lets it read while a long write holds db and store.c's lock. */
+	sqlite3 *ping_db;
 	struct session_entry sessions[SESSION_CACHE_SIZE];
 	int watch_fd;           /* inotify on the database's directory, or -1 */
 	int64_t data_version;   /* when there is no watch */
@@ -381,6 +383,12 @@ static int sqlite_open(const char *path, unsigned connections, struct store_back
 	r = names_load(st);
 	if (r < 0)
 		goto fail;
+	if (sqlite3_open_v2(path, &st->ping_db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		log_err("cannot open database %s: %s", path, st->ping_db ? sqlite3_errmsg(st->ping_db) : "out of memory");
+		r = -EIO;
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->ping_db, 5000);
 	watch_open(st, path);
 	*out = st;
 	return 0;
@@ -397,6 +405,7 @@ static void sqlite_close(struct store_backend *st)
 		sqlite3_finalize(st->stmt[i]);
 	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
 		log_err("database close: %s", sqlite3_errmsg(st->db));
+	sqlite3_close(st->ping_db);
 	nameindex_free(st->names);
 	free(st->peers);
 	if (st->watch_fd >= 0)
@@ -892,11 +901,17 @@ static int sqlite_counts(struct store_backend *st, int64_t alive_since, struct s
 	return 0;
 }
 
+/* Reads the schema on ping_db: proves the file is there and readable
+ * without waiting for a write in progress. */
 static int sqlite_ping(struct store_backend *st)
 {
-	int64_t one;
+	int rc = sqlite3_exec(st->ping_db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL);
 
-	return count(st, S_PING, 0, &one);
+	if (rc != SQLITE_OK) {
+		log_err("database: ping: %s", sqlite3_errmsg(st->ping_db));
+		return -EIO;
+	}
+	return 0;
 }
 
 const struct store_ops store_sqlite_ops = {
