@@ -376,7 +376,7 @@ static void handle_register(struct call *c)
 	r = store_user_create(c->d->store, user, hash, dird_now());
 	free(hash);
 	if (r == -EEXIST) {
-		reply_error(c, 409, "user \"%s\" already exists", user);
+		reply_error(c, 409, "user \"%s\" already exists (user names are compared without case)", user);
 		return;
 	}
 	if (r < 0) {
@@ -776,7 +776,8 @@ static int check_peer_has(const struct store_hit *h, void *ctx)
 {
 	struct peer_has *ph = ctx;
 
-	if (strcmp(h->peer, ph->peer) == 0)
+	/* User names are compared without ASCII case, as the store does. */
+	if (strcasecmp(h->peer, ph->peer) == 0)
 		ph->found = true;
 	return 0;
 }

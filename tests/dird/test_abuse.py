@@ -16,7 +16,8 @@ import unicodedata
 import requests
 
 import p2ptest
-from dirdtest import Dird
+import pgtest
+from dirdtest import Dird, on_postgresql
 
 PW = "pw-" + "x" * 8
 
@@ -194,6 +195,117 @@ class Floods(unittest.TestCase):
             section = man[man.index(".It Cm " + key):]
             section = section[:section.index("\n.It ")]
             self.assertIn("Default " + default + ".", section, key)
+
+
+NFC = unicodedata.normalize("NFC", "Café Crème.mp3")
+NFD = unicodedata.normalize("NFD", "Café Crème.mp3")
+
+
+class Names(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Dird()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def test_user_names_are_unique_without_case(self):
+        d = self.d
+        self.assertEqual(d.register("alice").status_code, 201)
+        for other in ("Alice", "ALICE", "aLiCe"):
+            r = d.register(other, password="another password")
+            self.assertEqual(r.status_code, 409, r.text)
+            self.assertIn("without case", r.json()["error"])
+        # Login does not care about case either; the name stays as typed.
+        tok = d.login("ALICE")
+        self.assertEqual(d.req("POST", "/verifyLogin", tok).json()["username"], "alice")
+        r = d.req("POST", "/login", json={"username": "Alice", "password": "another password"})
+        self.assertEqual(r.status_code, 401)
+        # A peer named in another case is the same peer.
+        d.req("POST", "/index", tok, json={"port": 50001, "files": ["shared.txt"]})
+        self.assertEqual(d.register("bob").status_code, 201)
+        bob = d.login("bob")
+        r = d.req("POST", "/tickets", bob, json={"peer": "ALICE", "file": "shared.txt"})
+        self.assertEqual(r.status_code, 201, r.text)
+        r = d.req("POST", "/tickets/verify", tok, json={"ticket": r.json()["ticket"]})
+        self.assertEqual(r.json(), {"username": "bob", "file": "shared.txt"})
+        # A mixed-case name keeps its case.
+        self.assertEqual(d.register("CamelCase").status_code, 201)
+        self.assertEqual(d.req("POST", "/verifyLogin", d.login("camelcase")).json()["username"], "CamelCase")
+
+    def test_file_names_compare_in_nfc(self):
+        d = self.d
+        self.assertNotEqual(NFC, NFD)
+        nfd_peer = d.user("nfdpeer", files=(NFD, "x" + unicodedata.normalize("NFD", "ÅNGSTRÖM") + ".txt"),
+                          port=50002)
+        d.user("nfcpeer", files=(NFC,), port=50003)
+        for form in (NFC, NFD):
+            r = d.req("GET", "/search", nfd_peer, params={"file": form})
+            self.assertEqual(r.status_code, 200, r.text)
+            hits = r.json()["peers_with_file"]
+            # Each peer's name comes back as it indexed it.
+            self.assertEqual(sorted((h["peer"], h["name"]) for h in hits),
+                             [("nfcpeer", NFC), ("nfdpeer", NFD)])
+            for q in ("é Cr", "CAFé", "crème"):
+                r = d.req("GET", "/search", nfd_peer,
+                          params={"q": unicodedata.normalize("NFC" if form == NFC else "NFD", q)})
+                self.assertEqual(r.json()["total"], 2, (q, form, r.text))
+        # NFC first, then ASCII case: the NFC query finds the NFD name.
+        r = d.req("GET", "/search", nfd_peer, params={"q": "ångström"})
+        self.assertEqual(r.json()["total"], 0, r.text)  # Å and å are not ASCII
+        r = d.req("GET", "/search", nfd_peer, params={"q": "ÅNGSTRÖM"})
+        self.assertEqual(r.json()["total"], 1, r.text)
+        # Exact search keeps case.
+        r = d.req("GET", "/search", nfd_peer, params={"file": NFC.upper()})
+        self.assertEqual(r.status_code, 404, r.text)
+
+    def test_invalid_utf8_stays_refused(self):
+        tok = self.d.user("badutf8")
+        r = self.d.req("POST", "/index", tok, data=b'{"port": 1, "files": ["caf\xc3"]}',
+                       headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status_code, 400, r.text)
+        r = self.d.req("GET", "/search?q=caf%C3", tok)
+        self.assertEqual(r.status_code, 400, r.text)
+
+
+class Migration(unittest.TestCase):
+    """A database of schema 2 whose user names collide without case is not
+    upgraded: p2p-dird refuses to start and names them."""
+
+    def sql(self, d, statements):
+        if on_postgresql():
+            pgtest.server().psql(statements, db=d.db.rsplit("/", 1)[1])
+        else:
+            import sqlite3
+            con = sqlite3.connect(d.db)
+            con.executescript(statements)
+            con.close()
+
+    def test_colliding_user_names_stop_the_upgrade(self):
+        d = Dird()
+        d.register("alice")
+        d.user("carol", files=(NFD,))
+        self.assertEqual(d.stop(), 0)
+        # Back to schema 2 with two more spellings of alice.
+        if on_postgresql():
+            downgrade = ("DROP INDEX users_name_lower; UPDATE p2p_schema SET version = 2;")
+        else:
+            downgrade = "DROP INDEX users_name_nocase; PRAGMA user_version = 2;"
+        self.sql(d, downgrade + "INSERT INTO users(name, hash, created) VALUES ('ALICE', 'x', 0), ('Alice', 'x', 0);")
+        d2 = Dird(db=d.db, wait=False)
+        self.assertNotEqual(d2.proc.wait(30), 0)
+        self.assertIn("these users differ only in case: ALICE, Alice, alice", d2.proc.output())
+        # Once one spelling is left, the upgrade goes through.
+        self.sql(d, "DELETE FROM users WHERE name IN ('ALICE', 'Alice');")
+        d3 = Dird(db=d.db)
+        try:
+            self.assertIn("migrated to version 3", d3.proc.output())
+            self.assertEqual(d3.register("Alice").status_code, 409)
+            tok = d3.login("Carol")
+            self.assertEqual(d3.req("GET", "/search", tok, params={"file": NFC}).status_code, 200)
+        finally:
+            d3.stop()
 
 
 if __name__ == "__main__":
