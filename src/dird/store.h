@@ -69,7 +69,9 @@ bool store_try_hold(struct store *st);
 void store_hold(struct store *st);
 void store_release(struct store *st);
 
-/* Users. hash is a crypt(5) string. */
+/* Users. hash is a crypt(5) string. A name is stored as given and found in
+ * any ASCII case; creating one that differs from another only in case is
+ * -EEXIST. */
 int store_user_create(struct store *st, const char *username, const char *hash, int64_t now);
 int store_user_hash(struct store *st, const char *username, char **hash_out);
 int store_user_delete(struct store *st, const char *username);
@@ -91,10 +93,13 @@ int store_index(struct store *st, const char *username, const char *ip, int port
 /* -ENOENT if the user has not indexed yet. */
 int store_heartbeat(struct store *st, const char *username, int64_t now);
 
-/* Search among peers online and seen at or after alive_since. */
+/* Search among peers online and seen at or after alive_since. File names
+ * compare in Unicode NFC (nfc.h), user names without ASCII case; names are
+ * returned as they were stored. */
 int store_search_exact(struct store *st, const char *name, int64_t alive_since,
 		       store_hit_cb cb, void *ctx);
-/* Case-insensitive (ASCII letters) substring, matches in indexing order.
+/* Case-insensitive (ASCII letters, after NFC) substring, matches in
+ * indexing order.
  * total gets the number of matches ignoring limit/offset, counted up to
  * max(STORE_TOTAL_CAP, offset + limit); *exact is false when there are
  * more than that. */

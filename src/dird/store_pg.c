@@ -12,11 +12,14 @@
  * transaction-scoped advisory lock, so replicas starting at once migrate
  * exactly once; the sweep of expired sessions and tickets takes another
  * advisory lock without waiting, so only one replica sweeps at a time.
- * Substring search is LIKE on the name with ASCII letters folded (the
- * SQLite backend's rule: other characters match exactly), served by a
- * pg_trgm GIN index on that folded name from three characters on (shorter
- * patterns scan, as trigrams cannot match them); total is counted up to a
- * cap, as store.h says.
+ * File names compare in NFC: the column side through normalize(name, NFC)
+ * (so the database must be UTF-8), the query side through nfc.h. Substring
+ * search is LIKE on that NFC name with ASCII letters folded (the SQLite
+ * backend's rule: other characters match exactly), served by a pg_trgm GIN
+ * index on that folded name from three characters on (shorter patterns
+ * scan, as trigrams cannot match them); total is counted up to a cap, as
+ * store.h says. User names compare as lower(name), which a unique index
+ * serves.
  *
  * A connection found broken is reset before its next use; a read-only call
  * that fails because its connection broke is tried once more on a fresh one

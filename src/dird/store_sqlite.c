@@ -6,7 +6,9 @@
  * are answered by an in-memory index of the names (nameindex.c: a hash of
  * whole names and a trigram index), loaded at open and updated after each
  * committed write, with the peers' liveness beside it; only the rows found
- * are then read from the database, by id. Without an SQL index on names,
+ * are then read from the database, by id (exact search confirms the name
+ * in NFC with the SQL function p2p_nfc). User names compare with COLLATE
+ * NOCASE (they are ASCII), served by a unique index. Without an SQL index on names,
  * indexing a file is an append (2.5x less CPU than with one).
  * (An FTS5 trigram table was measured first: 1.8 s for a selective query
  * over 1M names and a 6x slower index; see docs/PERFORMANCE.md.)

@@ -7,6 +7,7 @@ names). test_abuse_pg.py runs the same on PostgreSQL."""
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -175,6 +176,34 @@ class Floods(unittest.TestCase):
             self.assertEqual(codes, [201, 201, 429])
             self.assertIn("registration of d2 from 127.0.0.2 throttled", d.proc.output())
         finally:
+            d.stop()
+
+    @unittest.skipIf(not (shutil.which("haproxy") or os.path.exists("/usr/sbin/haproxy")), "haproxy not installed")
+    def test_behind_haproxy(self):
+        # haproxy adds X-Forwarded-For and talks to p2p-dird from 127.0.0.3.
+        d = Dird("--register-burst", "2", "--register-interval", "3600", "--trusted-proxies", "127.0.0.3")
+        lb_port = p2ptest.free_port()
+        cfg = os.path.join(p2ptest.tempdir("p2p-haproxy-"), "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("global\n    maxconn 64\ndefaults\n    mode http\n    timeout connect 1s\n"
+                    "    timeout client 10s\n    timeout server 10s\n    option forwardfor\n"
+                    "listen dird\n    bind 127.0.0.1:%d\n    server r0 127.0.0.1:%d source 127.0.0.3\n"
+                    % (lb_port, d.port))
+        lb = p2ptest.Process([shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", cfg])
+        try:
+            p2ptest.wait_for(lambda: p2ptest.port_open(lb_port), what="haproxy")
+
+            class Via:
+                port = lb_port
+            codes = [register_from(Via, "127.0.0.1", "h%d" % i)[0] for i in range(3)]
+            self.assertEqual(codes, [201, 201, 429])
+            self.assertIn("registration of h2 from 127.0.0.1 throttled", d.proc.output())
+            # Another client of the same balancer has its own bucket.
+            self.assertEqual(register_from(Via, "127.0.0.4", "h3")[0], 201)
+            # The balancer itself, connecting directly, is one more client.
+            self.assertEqual(register_from(d, "127.0.0.3", "h4")[0], 201)
+        finally:
+            lb.stop()
             d.stop()
 
     def test_bad_trusted_proxies_is_refused(self):
