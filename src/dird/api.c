@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <sys/queue.h>
 
 #include <event2/keyvalq_struct.h>
@@ -1046,6 +1047,8 @@ static void finish(struct call *c)
 	struct dird *d = c->d;
 	struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
 	struct evbuffer *out = evhttp_request_get_output_buffer(c->req);
+	struct evhttp_connection *evcon;
+	struct bufferevent *bev;
 
 	if (c->render)
 		c->render(c);
@@ -1058,9 +1061,16 @@ static void finish(struct call *c)
 	if (d->stopping)
 		evhttp_add_header(h, "Connection", "close");
 	evbuffer_add(out, c->text, c->len);
+	evcon = evhttp_request_get_connection(c->req);
+	bev = d->set.proxy_protocol && evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 	/* If the client went away meanwhile, evhttp has detached the request
 	 * and this frees it. */
 	evhttp_send_reply(c->req, c->code, reason_phrase(c->code), NULL);
+	/* A filtering bufferevent (PROXY protocol) passes on what evhttp wrote
+	 * before enabling writes only when told, or not at all when the answer
+	 * comes from a worker's hand-off rather than from its read callback. */
+	if (bev)
+		bufferevent_flush(bev, EV_WRITE, BEV_NORMAL);
 	metrics_record(d, c->route, c->code, elapsed(&c->start));
 	if (c->have_query)
 		evhttp_clear_headers(&c->query);
@@ -1186,6 +1196,13 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	conn_track(d, req);
 	evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
 	snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "?");
+	if (d->set.proxy_protocol) {
+		const char *client = proxyproto_client(d, evhttp_connection_get_bufferevent(
+							  evhttp_request_get_connection(req)));
+
+		if (client)
+			snprintf(c->addr, sizeof(c->addr), "%s", client);
+	}
 	if (d->nproxies && dird_cidr_match(d->proxies, d->nproxies, c->addr))
 		forwarded_client(d, req, c->addr, sizeof(c->addr));
 	if (!path || !uri) {

@@ -43,6 +43,7 @@ struct dird_settings {
 	long long register_burst;    /* registrations per address before throttling */
 	long long register_interval; /* s per registration regained */
 	struct conf_strlist trusted_proxies; /* addresses/CIDRs whose X-Forwarded-For counts */
+	bool proxy_protocol;         /* connections start with a PROXY header */
 	long long sweep_interval;    /* s */
 	char *tls_certificate;       /* PEM chain; with tls_key: serve HTTPS */
 	char *tls_key;               /* PEM private key */
@@ -87,6 +88,8 @@ struct dird {
 	pthread_mutex_t login_lock;  /* the limiters, taken by workers */
 	struct dird_cidr *proxies;   /* trusted_proxies, parsed (loop thread) */
 	size_t nproxies;
+	struct proxyproto_conn **pp; /* connections behind the PROXY protocol */
+	size_t npp, pp_cap;
 	struct pool *pool;           /* NULL: handlers run on the loop */
 	bool status_busy;            /* a sweep and count is under way */
 	struct dird_metrics metrics;
@@ -106,6 +109,13 @@ void api_free(struct dird *d);
 /* Called by the connection-count wrapper. */
 void api_connection_opened(struct dird *d);
 void api_connection_closed(struct dird *d);
+
+/* proxyproto.c: evhttp's bufferevent for a connection that starts with a
+ * PROXY protocol header; the client's address it gave (NULL: none yet, or
+ * the proxy's own connection). Loop thread only. */
+struct proxyproto_conn;
+struct bufferevent *proxyproto_bufferevent(struct event_base *base, struct dird *d);
+const char *proxyproto_client(struct dird *d, struct bufferevent *bev);
 
 /* auth.c: yescrypt through libcrypt. 0, -EINVAL, -ENOMEM or -EIO. */
 int auth_hash_password(const char *password, char **hash_out);

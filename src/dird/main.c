@@ -52,6 +52,7 @@ static const struct conf_help key_help[] = {
 	{ "login_interval", "seconds per login attempt regained after the burst (6)" },
 	{ "register_burst", "registrations per source address before throttling (100)" },
 	{ "register_interval", "seconds per registration regained after the burst (36)" },
+	{ "proxy_protocol", "yes/no: connections start with a PROXY protocol v1/v2 header from trusted_proxies (no)" },
 	{ "trusted_proxies", "addresses or ADDR/BITS blocks of proxies whose X-Forwarded-For is believed (none)" },
 	{ "sweep_interval", "seconds between sweeps of expired sessions and tickets (60)" },
 	{ "tls_certificate", "PEM certificate chain: serve HTTPS instead of HTTP (with tls_key)" },
@@ -293,6 +294,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	if (strcmp(fresh.listen, d->set.listen) != 0)
 		log_warn("listen changed to %s: takes effect at restart", fresh.listen);
+	if (fresh.proxy_protocol != d->set.proxy_protocol)
+		log_warn("proxy_protocol changed: takes effect at restart");
 	if (strcmp(fresh.database, d->set.database) != 0 ||
 	    fresh.database_connections != d->set.database_connections || fresh.workers != d->set.workers)
 		log_warn("database, database_connections or workers changed: takes effect at restart");
@@ -303,6 +306,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	fresh.database = strdup(d->set.database);
 	fresh.database_connections = d->set.database_connections;
 	fresh.workers = d->set.workers;
+	fresh.proxy_protocol = d->set.proxy_protocol;
 	conf_free(dird_keys, &d->set);
 	d->set = fresh;
 	log_set_level(log_level_from_name(d->set.log_level));
@@ -369,6 +373,11 @@ static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
 	return bev;
 }
 
+static struct bufferevent *proxy_bufferevent(struct event_base *base, void *arg)
+{
+	return proxyproto_bufferevent(base, arg);
+}
+
 static int open_listener(struct dird *d)
 {
 	int n = sd_listen_fds(1);
@@ -407,6 +416,10 @@ static int open_listener(struct dird *d)
 	if (!evhttp_bind_listener(d->http, d->listener)) {
 		log_err("evhttp_bind_listener failed");
 		return -EIO;
+	}
+	if (d->set.proxy_protocol) {
+		evhttp_set_bevcb(d->http, proxy_bufferevent, d);
+		log_info("expecting the PROXY protocol from trusted_proxies");
 	}
 	if (d->tls_ctx) {
 		int one = 1;

@@ -38,6 +38,7 @@ const struct conf_key dird_keys[] = {
 	KEY("register_burst", CONF_INT, register_burst, 1, 1000000),
 	KEY("register_interval", CONF_INT, register_interval, 1, 86400),
 	KEY("trusted_proxies", CONF_STRLIST, trusted_proxies, 0, 0),
+	KEY("proxy_protocol", CONF_BOOL, proxy_protocol, 0, 0),
 	KEY("sweep_interval", CONF_INT, sweep_interval, 1, 3600),
 	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
 	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
@@ -97,6 +98,14 @@ int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
 				 s->trusted_proxies.v[i]);
 			return -EINVAL;
 		}
+	}
+	if (s->proxy_protocol && !s->trusted_proxies.n) {
+		snprintf(err, errlen, "proxy_protocol: list the proxies that send it in trusted_proxies");
+		return -EINVAL;
+	}
+	if (s->proxy_protocol && s->tls_certificate) {
+		snprintf(err, errlen, "proxy_protocol: not supported with tls_certificate; terminate TLS at the proxy");
+		return -EINVAL;
 	}
 	/* The files themselves are read by main.c (tls_server_ctx_new), not here:
 	 * this file is also built into the REST fuzz target, which has no libssl. */

@@ -206,12 +206,67 @@ class Floods(unittest.TestCase):
             lb.stop()
             d.stop()
 
+    @unittest.skipIf(not (shutil.which("haproxy") or os.path.exists("/usr/sbin/haproxy")), "haproxy not installed")
+    def test_proxy_protocol_behind_haproxy(self):
+        # haproxy in TCP mode, sending PROXY v1 on one port and v2 on another.
+        d = Dird("--register-burst", "2", "--register-interval", "3600", "--trusted-proxies", "127.0.0.3",
+                 "--proxy-protocol", "yes", wait=False)
+        p2ptest.wait_for(lambda: p2ptest.port_open(d.port), what="p2p-dird")
+        v1, v2 = p2ptest.free_port(), p2ptest.free_port()
+        cfg = os.path.join(p2ptest.tempdir("p2p-haproxy-"), "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("global\n    maxconn 64\ndefaults\n    mode tcp\n    timeout connect 1s\n"
+                    "    timeout client 10s\n    timeout server 10s\n"
+                    "listen v1\n    bind 127.0.0.1:%d\n    server r0 127.0.0.1:%d source 127.0.0.3 send-proxy\n"
+                    "listen v2\n    bind 127.0.0.1:%d\n    server r0 127.0.0.1:%d source 127.0.0.3 send-proxy-v2\n"
+                    % (v1, d.port, v2, d.port))
+        lb = p2ptest.Process([shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", cfg])
+        try:
+            p2ptest.wait_for(lambda: p2ptest.port_open(v1) and p2ptest.port_open(v2), what="haproxy")
+
+            class V1:
+                port = v1
+
+            class V2:
+                port = v2
+            # One client through both: one bucket, its own address.
+            codes = [register_from(V1 if i % 2 else V2, "127.0.0.1", "p%d" % i)[0] for i in range(3)]
+            self.assertEqual(codes, [201, 201, 429])
+            self.assertIn("registration of p2 from 127.0.0.1 throttled", d.proc.output())
+            self.assertEqual(register_from(V1, "127.0.0.4", "p3")[0], 201)
+            self.assertEqual(register_from(V2, "127.0.0.5", "p4")[0], 201)
+            # Search still works over the same connections (the header is
+            # read once, the rest passes through).
+            s = requests.Session()
+            r = s.post("http://127.0.0.1:%d/login" % v2, json={"username": "p3", "password": PW}, timeout=10)
+            self.assertEqual(r.status_code, 200, r.text)
+            tok = r.json()["token"]
+            for _ in range(3):
+                r = s.post("http://127.0.0.1:%d/verifyLogin" % v2, headers={"Authorization": "Bearer " + tok},
+                           timeout=10)
+                self.assertEqual(r.json()["username"], "p3")
+            # Directly, from an address that is not a trusted proxy, or
+            # without a header: closed.
+            with self.assertRaises(requests.ConnectionError):
+                requests.get(d.url + "/healthz", timeout=5)
+            with self.assertRaises((http.client.HTTPException, OSError)):
+                register_from(d, "127.0.0.3", "p5")
+            self.assertIn("not one of trusted_proxies", d.proc.output())
+            self.assertIn("no valid header from 127.0.0.3", d.proc.output())
+        finally:
+            lb.stop()
+            d.stop()
+
     def test_bad_trusted_proxies_is_refused(self):
         for bad in ("10.0.0.0/33", "example.com", "::1/129", "10.0.0.1/"):
             r = subprocess.run([p2ptest.binary("p2p-dird"), "--trusted-proxies", bad, "-n"],
                                capture_output=True, text=True)
             self.assertNotEqual(r.returncode, 0, bad)
             self.assertIn("trusted_proxies", r.stderr, bad)
+        r = subprocess.run([p2ptest.binary("p2p-dird"), "--proxy-protocol", "yes", "-n"],
+                           capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("proxy_protocol: list the proxies that send it in trusted_proxies", r.stderr)
 
     def test_defaults_are_documented(self):
         out = subprocess.run([p2ptest.binary("p2p-dird"), "--help"], capture_output=True, text=True).stdout
