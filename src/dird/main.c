@@ -193,6 +193,7 @@ static void status_discard(struct pool_job *job)
 static void refresh_status(struct dird *d)
 {
 	struct status_job *s;
+	bool held = false;
 
 	if (d->status_busy)
 		return; /* the last one has not finished yet */
@@ -202,9 +203,16 @@ static void refresh_status(struct dird *d)
 	*s = (struct status_job){ .job = { status_run, status_done, status_discard, NULL },
 				  .d = d, .now = dird_now(), .ttl = d->set.ttl };
 	d->status_busy = true;
-	if (d->pool && store_remote(d->store) && pool_submit(d->pool, &s->job))
-		return;
+	/* On SQLite it runs here unless a worker holds the store (storing a
+	 * large index): then it waits on a worker, not on the loop. */
+	if (d->pool) {
+		held = !store_remote(d->store) && store_try_hold(d->store);
+		if (!held && pool_submit(d->pool, &s->job))
+			return;
+	}
 	status_run(&s->job);
+	if (held)
+		store_release(d->store);
 	status_done(&s->job);
 }
 

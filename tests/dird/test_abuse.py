@@ -25,7 +25,9 @@ PW = "pw-" + "x" * 8
 
 class Loop(unittest.TestCase):
     def test_healthz_answers_while_a_maximum_index_is_stored(self):
-        d = Dird()  # defaults: max_files 100000, max_body 8 MiB
+        # Defaults (max_files 100000, max_body 8 MiB), but a sweep of expired
+        # sessions every second: it must not wait for the store on the loop.
+        d = Dird("--sweep-interval", "1")
         try:
             d.register("big")
             tok = d.login("big")
