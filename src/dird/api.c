@@ -1406,6 +1406,10 @@ void api_free(struct dird *d)
 	if (d->http)
 		evhttp_free(d->http);
 	d->http = NULL;
+	/* Emptied by evhttp_free (proxyproto.c's conn_free). */
+	free(d->pp);
+	d->pp = NULL;
+	d->npp = d->pp_cap = 0;
 	ratelimit_free(d->login_by_user);
 	ratelimit_free(d->login_by_addr);
 	ratelimit_free(d->register_by_addr);
