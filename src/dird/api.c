@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <sys/queue.h>
 
 #include <event2/keyvalq_struct.h>
@@ -37,6 +38,8 @@
 #define FOLDER_MAX 4096
 #define SEARCH_LIMIT_DEFAULT 50
 #define SEARCH_LIMIT_MAX 1000
+/* Bodies up to this size may be parsed on the event loop (~1 ms at most). */
+#define INLINE_BODY_MAX 65536
 
 struct route_def {
 	const char *path;
@@ -45,7 +48,8 @@ struct route_def {
 	bool auth;    /* needs a Bearer session token */
 	bool body;    /* expects a JSON object body */
 	const char *name; /* metrics label */
-	bool slow;    /* hashes a password (yescrypt, ~40 ms): never on the loop */
+	bool slow;    /* hashes a password (yescrypt, ~40 ms) or parses and
+		       * stores a whole file list: never on the loop */
 };
 
 static const struct route_def routes[R_COUNT] = {
@@ -53,7 +57,7 @@ static const struct route_def routes[R_COUNT] = {
 	[R_LOGIN] = { "/login", EVHTTP_REQ_POST, "POST", false, true, "login", true },
 	[R_LOGOUT] = { "/logout", EVHTTP_REQ_POST, "POST", true, false, "logout", false },
 	[R_VERIFY_LOGIN] = { "/verifyLogin", EVHTTP_REQ_POST, "POST", true, false, "verifyLogin", false },
-	[R_INDEX] = { "/index", EVHTTP_REQ_POST, "POST", true, true, "index", false },
+	[R_INDEX] = { "/index", EVHTTP_REQ_POST, "POST", true, true, "index", true },
 	[R_HEARTBEAT] = { "/heartbeat", EVHTTP_REQ_POST, "POST", true, false, "heartbeat", false },
 	[R_SEARCH] = { "/search", EVHTTP_REQ_GET, "GET, HEAD", true, false, "search", false },
 	[R_TICKETS] = { "/tickets", EVHTTP_REQ_POST, "POST", true, true, "tickets", false },
@@ -86,6 +90,7 @@ struct call {
 	char addr[INET6_ADDRSTRLEN + 8];  /* the client's address */
 	char token_hash[SHA256_HEX_LEN + 1]; /* of the Bearer token, "" if none */
 	char user[USERNAME_MAX + 1];      /* from the session, when auth */
+	struct evbuffer *in;              /* the body, moved out of req for a worker */
 	struct json_object *body;         /* parsed body, when expected */
 	struct evkeyvalq query;
 	bool have_query;
@@ -318,6 +323,41 @@ static bool parse_uint(const char *s, long long max, long long *out)
 
 /* ---- handlers ----------------------------------------------------------- */
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Answers 429 with Retry-After (wait_ms rounded up to seconds). */
+static void reply_throttled(struct call *c, uint64_t wait_ms, const char *what)
+{
+	char retry[32];
+
+	snprintf(retry, sizeof(retry), "%llu", (unsigned long long)(wait_ms + 999) / 1000);
+	reply_header(c, "Retry-After", retry);
+	reply_error(c, 429, "too many %s; retry in %s s", what, retry);
+}
+
+/* One registration per token of the source address's bucket: each costs a
+ * yescrypt run and a row. */
+static bool register_allowed(struct call *c, const char *user)
+{
+	uint64_t wait = 0;
+	bool ok;
+
+	pthread_mutex_lock(&c->d->login_lock);
+	ok = ratelimit_take(c->d->register_by_addr, c->addr, now_ms(), &wait);
+	pthread_mutex_unlock(&c->d->login_lock);
+	if (ok)
+		return true;
+	log_notice("registration of %s from %s throttled", user, c->addr);
+	reply_throttled(c, wait, "registrations from this address");
+	return false;
+}
+
 static void handle_register(struct call *c)
 {
 	const char *user, *password;
@@ -331,6 +371,8 @@ static void handle_register(struct call *c)
 	}
 	if (!(user = field_username(c, "username")) || !(password = field_password(c)))
 		return;
+	if (!register_allowed(c, user))
+		return;
 	r = auth_hash_password(password, &hash);
 	if (r < 0) {
 		reply_error(c, 500, "cannot hash the password");
@@ -339,7 +381,7 @@ static void handle_register(struct call *c)
 	r = store_user_create(c->d->store, user, hash, dird_now());
 	free(hash);
 	if (r == -EEXIST) {
-		reply_error(c, 409, "user \"%s\" already exists", user);
+		reply_error(c, 409, "user \"%s\" already exists (user names are compared without case)", user);
 		return;
 	}
 	if (r < 0) {
@@ -354,24 +396,24 @@ static void handle_register(struct call *c)
 
 static bool login_allowed(struct call *c, const char *user)
 {
-	struct timespec ts;
-	uint64_t now_ms, wait_user = 0, wait_addr = 0, wait;
-	char retry[32];
+	uint64_t wait_user = 0, wait_addr = 0, wait, now = now_ms();
+	char key[USERNAME_MAX + 1];
 	bool ok_user, ok_addr;
+	size_t i;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	/* Names compare without ASCII case: Alice and alice share a bucket. */
+	for (i = 0; user[i] && i < USERNAME_MAX; i++)
+		key[i] = user[i] >= 'A' && user[i] <= 'Z' ? (char)(user[i] - 'A' + 'a') : user[i];
+	key[i] = '\0';
 	pthread_mutex_lock(&c->d->login_lock);
-	ok_addr = ratelimit_take(c->d->login_by_addr, c->addr, now_ms, &wait_addr);
-	ok_user = ratelimit_take(c->d->login_by_user, user, now_ms, &wait_user);
+	ok_addr = ratelimit_take(c->d->login_by_addr, c->addr, now, &wait_addr);
+	ok_user = ratelimit_take(c->d->login_by_user, key, now, &wait_user);
 	pthread_mutex_unlock(&c->d->login_lock);
 	if (ok_user && ok_addr)
 		return true;
 	wait = wait_user > wait_addr ? wait_user : wait_addr;
-	snprintf(retry, sizeof(retry), "%llu", (unsigned long long)(wait + 999) / 1000);
-	reply_header(c, "Retry-After", retry);
 	log_notice("login for %s from %s throttled", user, c->addr);
-	reply_error(c, 429, "too many login attempts; retry in %s s", retry);
+	reply_throttled(c, wait, "login attempts");
 	return false;
 }
 
@@ -539,6 +581,11 @@ static void handle_index(struct call *c)
 		return;
 	}
 	n = json_object_array_length(files);
+	if ((long long)n > c->set.max_files) {
+		reply_error(c, 413, "%zu files are more than this directory takes from one peer (max_files %lld)",
+			    n, c->set.max_files);
+		return;
+	}
 	list = calloc(n ? n : 1, sizeof(*list));
 	seen = json_object_new_object();
 	if (!list || !seen) {
@@ -735,7 +782,8 @@ static int check_peer_has(const struct store_hit *h, void *ctx)
 {
 	struct peer_has *ph = ctx;
 
-	if (strcmp(h->peer, ph->peer) == 0)
+	/* User names are compared without ASCII case, as the store does. */
+	if (strcasecmp(h->peer, ph->peer) == 0)
 		ph->found = true;
 	return 0;
 }
@@ -920,23 +968,63 @@ static bool has_encoded_nul(const char *uri)
 	return false;
 }
 
-/* Parse the body as one JSON object; answers and returns false otherwise. */
+/* Bounds what parsing may allocate before json-c builds a single object:
+ * counts the objects and the values (commas) outside strings. json-c
+ * spends ~600 bytes on an empty object and ~80 on a number, so 8 MiB of
+ * "{}," would cost 2 GB and "0," 300 MB; a file list needs at most one
+ * object and four values per file, any other body a handful. */
+static bool body_within_bounds(struct call *c, const char *text, size_t len)
+{
+	long long objects = 0, values = 0, max_objects = 16, max_values = 64;
+	bool in_string = false;
+
+	if (c->route == R_INDEX) {
+		max_objects += c->set.max_files;
+		max_values += 4 * c->set.max_files;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char ch = text[i];
+
+		if (in_string) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_string = false;
+		} else if (ch == '"') {
+			in_string = true;
+		} else if (ch == '{') {
+			objects++;
+		} else if (ch == ',') {
+			values++;
+		}
+	}
+	if (objects > max_objects || values > max_values) {
+		reply_error(c, 413, "the body holds more JSON values than this request may (%lld objects, %lld values at most)",
+			    max_objects, max_values);
+		return false;
+	}
+	return true;
+}
+
+/* Parse the body (in c->in) as one JSON object; answers and returns false
+ * otherwise. May run on a worker: it touches only the call. */
 static bool parse_body(struct call *c)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
-	size_t len = evbuffer_get_length(in);
+	size_t len = evbuffer_get_length(c->in);
 	struct json_tokener *tok;
 	const char *text;
 
-	if ((long long)len > c->d->set.max_body) {
-		reply_error(c, 413, "request body larger than %lld bytes", c->d->set.max_body);
-		return false;
-	}
 	if (len == 0) {
 		reply_error(c, 400, "a JSON object body is required");
 		return false;
 	}
-	text = (const char *)evbuffer_pullup(in, -1);
+	text = (const char *)evbuffer_pullup(c->in, -1);
+	if (!text) {
+		reply_error(c, 500, "out of memory");
+		return false;
+	}
+	if (!body_within_bounds(c, text, len))
+		return false;
 	tok = json_tokener_new_ex(64);
 	if (!tok) {
 		reply_error(c, 500, "out of memory");
@@ -955,6 +1043,8 @@ static bool parse_body(struct call *c)
 		return false;
 	}
 	json_tokener_free(tok);
+	/* The text is no longer needed: free it before the handler runs. */
+	evbuffer_drain(c->in, len);
 	if (!json_object_is_type(c->body, json_type_object)) {
 		reply_error(c, 400, "the body must be a JSON object");
 		return false;
@@ -970,6 +1060,8 @@ static void finish(struct call *c)
 	struct dird *d = c->d;
 	struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
 	struct evbuffer *out = evhttp_request_get_output_buffer(c->req);
+	struct evhttp_connection *evcon;
+	struct bufferevent *bev;
 
 	if (c->render)
 		c->render(c);
@@ -991,21 +1083,33 @@ static void finish(struct call *c)
 	} else {
 		evbuffer_add(out, c->text, c->len);
 	}
+	evcon = evhttp_request_get_connection(c->req);
+	bev = d->set.proxy_protocol && evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 	/* If the client went away meanwhile, evhttp has detached the request
 	 * and this frees it. */
 	evhttp_send_reply(c->req, c->code, reason_phrase(c->code), NULL);
+	/* A filtering bufferevent (PROXY protocol) passes on what evhttp wrote
+	 * before enabling writes only when told, or not at all when the answer
+	 * comes from a worker's hand-off rather than from its read callback. */
+	if (bev)
+		bufferevent_flush(bev, EV_WRITE, BEV_NORMAL);
 	metrics_record(d, c->route, c->code, elapsed(&c->start));
 	if (c->have_query)
 		evhttp_clear_headers(&c->query);
 	json_object_put(c->body);
+	if (c->in)
+		evbuffer_free(c->in);
 	free(c->text);
 	free(c);
 	d->inflight--;
 }
 
-/* The part of a request that may wait: the session, then the handler. */
+/* The part of a request that may wait: the body, the session, then the
+ * handler. */
 static void call_run(struct call *c)
 {
+	if (routes[c->route].body && !c->body && !parse_body(c))
+		return;
 	if (routes[c->route].auth &&
 	    store_session_lookup(c->d->store, c->token_hash, dird_now(), c->user, NULL) < 0) {
 		reply_header(c, "WWW-Authenticate", "Bearer");
@@ -1034,8 +1138,51 @@ static void job_discard(struct pool_job *job)
 	if (c->have_query)
 		evhttp_clear_headers(&c->query);
 	json_object_put(c->body);
+	if (c->in)
+		evbuffer_free(c->in);
 	free(c->text);
 	free(c);
+}
+
+/* The request came through a trusted proxy: the client is the right-most
+ * address of X-Forwarded-For (all its lines, in order) that is not itself
+ * a trusted proxy; the ones left of it were written by whoever sent the
+ * request and prove nothing. addr is left alone (the proxy's address) when
+ * there is no header or that entry is not an address. */
+static void forwarded_client(struct dird *d, struct evhttp_request *req, char *addr, size_t len)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	struct evbuffer *all = evbuffer_new();
+	char *list, *end, *p, *e;
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	if (!all)
+		return;
+	TAILQ_FOREACH(kv, h, next)
+		if (strcasecmp(kv->key, "X-Forwarded-For") == 0)
+			evbuffer_add_printf(all, "%s%s", evbuffer_get_length(all) ? "," : "", kv->value);
+	evbuffer_add(all, "", 1);
+	list = (char *)evbuffer_pullup(all, -1);
+	for (end = list ? list + strlen(list) : NULL; end && end > list;) {
+		for (p = end; p > list && p[-1] != ','; p--)
+			;
+		e = end;
+		end = p > list ? p - 1 : list;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		*e = '\0';
+		if (inet_pton(AF_INET, p, buf) != 1 && inet_pton(AF_INET6, p, buf) != 1) {
+			log_debug("X-Forwarded-For from %s: \"%.64s\" is not an address; using %s", addr, p, addr);
+			break;
+		}
+		snprintf(addr, len, "%s", p);
+		if (!dird_cidr_match(d->proxies, d->nproxies, p))
+			break;
+	}
+	evbuffer_free(all);
 }
 
 /* Reads what the handler needs out of the request and answers what can be
@@ -1053,6 +1200,7 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type cmd;
 	char *addr = NULL;
 	ev_uint16_t port;
+	size_t body_len;
 
 	if (!c) {
 		evhttp_send_error(req, 500, "out of memory");
@@ -1062,12 +1210,24 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	c->req = req;
 	c->route = R_OTHER;
 	c->set = d->set;
-	c->set.listen = c->set.database = c->set.log_level = NULL; /* may be freed by a reload */
+	/* Strings may be freed by a reload. */
+	c->set.listen = c->set.database = c->set.log_level = NULL;
+	c->set.tls_certificate = c->set.tls_key = NULL;
+	memset(&c->set.trusted_proxies, 0, sizeof(c->set.trusted_proxies));
 	clock_gettime(CLOCK_MONOTONIC, &c->start);
 	d->inflight++;
 	conn_track(d, req);
 	evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
 	snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "?");
+	if (d->set.proxy_protocol) {
+		const char *client = proxyproto_client(d, evhttp_connection_get_bufferevent(
+							  evhttp_request_get_connection(req)));
+
+		if (client)
+			snprintf(c->addr, sizeof(c->addr), "%s", client);
+	}
+	if (d->nproxies && dird_cidr_match(d->proxies, d->nproxies, c->addr))
+		forwarded_client(d, req, c->addr, sizeof(c->addr));
 	if (!path || !uri) {
 		reply_error(c, 400, "malformed request URI");
 		goto answer;
@@ -1108,22 +1268,44 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 		reply_error(c, 401, "missing or malformed Authorization: Bearer token");
 		goto answer;
 	}
-	if (rt->body) {
-		if (!parse_body(c))
-			goto answer;
-	} else if ((long long)evbuffer_get_length(evhttp_request_get_input_buffer(req)) > d->set.max_body) {
+	body_len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+	if ((long long)body_len > d->set.max_body) {
 		reply_error(c, 413, "request body larger than %lld bytes", d->set.max_body);
 		goto answer;
+	}
+	if (rt->body) {
+		/* Chains move, nothing is copied: the worker or the code below
+		 * parses it. */
+		c->in = evbuffer_new();
+		if (!c->in || evbuffer_add_buffer(c->in, evhttp_request_get_input_buffer(req)) < 0) {
+			reply_error(c, 500, "out of memory");
+			goto answer;
+		}
 	}
 	c->job.run = job_run;
 	c->job.done = job_done;
 	c->job.discard = job_discard;
-	/* What may wait goes to a worker: password hashing, and every call
-	 * into a database server. A local SQLite call takes microseconds and
-	 * a hand-off would cost more than it saves (exact search: ~50k req/s
-	 * on the loop, ~43k through 4 workers, bench/dird). */
-	if (d->pool && (rt->slow || store_remote(d->store)) && pool_submit(d->pool, &c->job))
+	/* What may wait goes to a worker: password hashing, parsing and
+	 * storing a file list, any body larger than INLINE_BODY_MAX, and every
+	 * call into a database server. A local SQLite call takes microseconds
+	 * and a hand-off would cost more than it saves (exact search: ~50k
+	 * req/s on the loop, ~43k through 4 workers, bench/dird), so it runs
+	 * here, holding the store's lock; when a worker holds that lock (a
+	 * large index being stored), the call goes to a worker rather than
+	 * wait for it. /healthz needs no lock (store_ping). */
+	if (d->pool && (rt->slow || store_remote(d->store) || body_len > INLINE_BODY_MAX) &&
+	    pool_submit(d->pool, &c->job))
 		return;
+	if (d->pool && c->route != R_HEALTHZ) {
+		if (!store_try_hold(d->store)) {
+			if (pool_submit(d->pool, &c->job))
+				return;
+			store_hold(d->store);
+		}
+		call_run(c);
+		store_release(d->store);
+		goto answer;
+	}
 	call_run(c);
 answer:
 	finish(c);
@@ -1202,7 +1384,16 @@ void api_apply_settings(struct dird *d)
 	pthread_mutex_lock(&d->login_lock);
 	ratelimit_configure(d->login_by_user, (unsigned)d->set.login_burst, (unsigned)(d->set.login_interval * 1000));
 	ratelimit_configure(d->login_by_addr, (unsigned)d->set.login_burst * 4, (unsigned)(d->set.login_interval * 1000 / 4));
+	ratelimit_configure(d->register_by_addr, (unsigned)d->set.register_burst,
+			    (unsigned)(d->set.register_interval * 1000));
 	pthread_mutex_unlock(&d->login_lock);
+	/* Checked by dird_settings_check; an entry that fails now is skipped. */
+	free(d->proxies);
+	d->nproxies = 0;
+	d->proxies = calloc(d->set.trusted_proxies.n ? d->set.trusted_proxies.n : 1, sizeof(*d->proxies));
+	for (size_t i = 0; d->proxies && i < d->set.trusted_proxies.n; i++)
+		if (dird_cidr_parse(d->set.trusted_proxies.v[i], &d->proxies[d->nproxies]))
+			d->nproxies++;
 }
 
 int api_init(struct dird *d)
@@ -1218,7 +1409,8 @@ int api_init(struct dird *d)
 	d->http = evhttp_new(d->base);
 	d->login_by_user = ratelimit_new(1, 1, 65536);
 	d->login_by_addr = ratelimit_new(1, 1, 65536);
-	if (!d->http || !d->login_by_user || !d->login_by_addr)
+	d->register_by_addr = ratelimit_new(1, 1, 65536);
+	if (!d->http || !d->login_by_user || !d->login_by_addr || !d->register_by_addr)
 		return -ENOMEM;
 	/* Let every method reach api_dispatch so wrong ones get a JSON 405. */
 	evhttp_set_allowed_methods(d->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -1238,8 +1430,15 @@ void api_free(struct dird *d)
 	if (d->http)
 		evhttp_free(d->http);
 	d->http = NULL;
+	/* Emptied by evhttp_free (proxyproto.c's conn_free). */
+	free(d->pp);
+	d->pp = NULL;
+	d->npp = d->pp_cap = 0;
 	ratelimit_free(d->login_by_user);
 	ratelimit_free(d->login_by_addr);
+	ratelimit_free(d->register_by_addr);
+	free(d->proxies);
+	d->proxies = NULL;
 	free(d->conns);
 	d->conns = NULL;
 	pthread_mutex_destroy(&d->login_lock);

@@ -17,6 +17,12 @@
 
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
+/* An address block: IPv4 addresses are kept as IPv4-mapped IPv6. */
+struct dird_cidr {
+	unsigned char addr[16];
+	int bits;                    /* prefix length, 0-128 */
+};
+
 struct dird_settings {
 	char *listen;                /* ADDR:PORT */
 	char *database;              /* SQLite file or postgresql:// URI */
@@ -28,11 +34,16 @@ struct dird_settings {
 	long long session_lifetime;  /* s */
 	long long ticket_lifetime;   /* s */
 	long long max_body;          /* bytes */
+	long long max_files;         /* files in one peer's index */
 	long long max_headers;       /* bytes */
 	long long max_connections;
 	long long timeout;           /* s: idle/slow client */
 	long long login_burst;       /* attempts before throttling */
 	long long login_interval;    /* s per attempt regained */
+	long long register_burst;    /* registrations per address before throttling */
+	long long register_interval; /* s per registration regained */
+	struct conf_strlist trusted_proxies; /* addresses/CIDRs whose X-Forwarded-For counts */
+	bool proxy_protocol;         /* connections start with a PROXY header */
 	long long sweep_interval;    /* s */
 	char *tls_certificate;       /* PEM chain; with tls_key: serve HTTPS */
 	char *tls_key;               /* PEM private key */
@@ -42,6 +53,10 @@ extern const struct conf_key dird_keys[];
 void dird_settings_defaults(struct dird_settings *s);
 /* Semantic checks beyond types and ranges; 0 or -EINVAL with err filled. */
 int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen);
+/* "ADDR" or "ADDR/BITS", IPv4 or IPv6; false if malformed. */
+bool dird_cidr_parse(const char *s, struct dird_cidr *out);
+/* Whether addr (an IPv4 or IPv6 address as text) is in one of the blocks. */
+bool dird_cidr_match(const struct dird_cidr *v, size_t n, const char *addr);
 
 enum route {
 	R_REGISTER, R_LOGIN, R_LOGOUT, R_VERIFY_LOGIN, R_INDEX, R_HEARTBEAT,
@@ -69,8 +84,12 @@ struct dird {
 	struct dird_settings set;
 	const char *config_path;     /* NULL: none */
 	bool config_required;
-	struct ratelimit *login_by_user, *login_by_addr;
-	pthread_mutex_t login_lock;  /* the two limiters, taken by workers */
+	struct ratelimit *login_by_user, *login_by_addr, *register_by_addr;
+	pthread_mutex_t login_lock;  /* the limiters, taken by workers */
+	struct dird_cidr *proxies;   /* trusted_proxies, parsed (loop thread) */
+	size_t nproxies;
+	struct proxyproto_conn **pp; /* connections behind the PROXY protocol */
+	size_t npp, pp_cap;
 	struct pool *pool;           /* NULL: handlers run on the loop */
 	bool status_busy;            /* a sweep and count is under way */
 	struct dird_metrics metrics;
@@ -90,6 +109,13 @@ void api_free(struct dird *d);
 /* Called by the connection-count wrapper. */
 void api_connection_opened(struct dird *d);
 void api_connection_closed(struct dird *d);
+
+/* proxyproto.c: evhttp's bufferevent for a connection that starts with a
+ * PROXY protocol header; the client's address it gave (NULL: none yet, or
+ * the proxy's own connection). Loop thread only. */
+struct proxyproto_conn;
+struct bufferevent *proxyproto_bufferevent(struct event_base *base, struct dird *d);
+const char *proxyproto_client(struct dird *d, struct bufferevent *bev);
 
 /* auth.c: yescrypt through libcrypt. 0, -EINVAL, -ENOMEM or -EIO. */
 int auth_hash_password(const char *password, char **hash_out);

@@ -45,11 +45,16 @@ static const struct conf_help key_help[] = {
 	{ "session_lifetime", "seconds a login token is valid (86400)" },
 	{ "ticket_lifetime", "seconds a download ticket is valid (60)" },
 	{ "max_body", "largest request body in bytes (8388608)" },
+	{ "max_files", "files one peer may index at most; more: 413 (100000)" },
 	{ "max_headers", "largest request line + headers in bytes (16384)" },
 	{ "max_connections", "open client connections at most; more wait to be accepted (1024)" },
 	{ "timeout", "seconds an idle or slow client connection is kept (30)" },
 	{ "login_burst", "login attempts per user name before throttling (10)" },
 	{ "login_interval", "seconds per login attempt regained after the burst (6)" },
+	{ "register_burst", "registrations per source address before throttling (100)" },
+	{ "register_interval", "seconds per registration regained after the burst (36)" },
+	{ "proxy_protocol", "yes/no: connections start with a PROXY protocol v1/v2 header from trusted_proxies (no)" },
+	{ "trusted_proxies", "addresses or ADDR/BITS blocks of proxies whose X-Forwarded-For is believed (none)" },
 	{ "sweep_interval", "seconds between sweeps of expired sessions and tickets (60)" },
 	{ "tls_certificate", "PEM certificate chain: serve HTTPS instead of HTTP (with tls_key)" },
 	{ "tls_key", "PEM private key of tls_certificate" },
@@ -189,6 +194,7 @@ static void status_discard(struct pool_job *job)
 static void refresh_status(struct dird *d)
 {
 	struct status_job *s;
+	bool held = false;
 
 	if (d->status_busy)
 		return; /* the last one has not finished yet */
@@ -198,9 +204,16 @@ static void refresh_status(struct dird *d)
 	*s = (struct status_job){ .job = { status_run, status_done, status_discard, NULL },
 				  .d = d, .now = dird_now(), .ttl = d->set.ttl };
 	d->status_busy = true;
-	if (d->pool && store_remote(d->store) && pool_submit(d->pool, &s->job))
-		return;
+	/* On SQLite it runs here unless a worker holds the store (storing a
+	 * large index): then it waits on a worker, not on the loop. */
+	if (d->pool) {
+		held = !store_remote(d->store) && store_try_hold(d->store);
+		if (!held && pool_submit(d->pool, &s->job))
+			return;
+	}
 	status_run(&s->job);
+	if (held)
+		store_release(d->store);
 	status_done(&s->job);
 }
 
@@ -290,6 +303,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	if (strcmp(fresh.listen, d->set.listen) != 0)
 		log_warn("listen changed to %s: takes effect at restart", fresh.listen);
+	if (fresh.proxy_protocol != d->set.proxy_protocol)
+		log_warn("proxy_protocol changed: takes effect at restart");
 	if (strcmp(fresh.database, d->set.database) != 0 ||
 	    fresh.database_connections != d->set.database_connections || fresh.workers != d->set.workers)
 		log_warn("database, database_connections or workers changed: takes effect at restart");
@@ -300,6 +315,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	fresh.database = strdup(d->set.database);
 	fresh.database_connections = d->set.database_connections;
 	fresh.workers = d->set.workers;
+	fresh.proxy_protocol = d->set.proxy_protocol;
 	conf_free(dird_keys, &d->set);
 	d->set = fresh;
 	log_set_level(log_level_from_name(d->set.log_level));
@@ -366,6 +382,11 @@ static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg)
 	return bev;
 }
 
+static struct bufferevent *proxy_bufferevent(struct event_base *base, void *arg)
+{
+	return proxyproto_bufferevent(base, arg);
+}
+
 static int open_listener(struct dird *d)
 {
 	int n = sd_listen_fds(1);
@@ -404,6 +425,10 @@ static int open_listener(struct dird *d)
 	if (!evhttp_bind_listener(d->http, d->listener)) {
 		log_err("evhttp_bind_listener failed");
 		return -EIO;
+	}
+	if (d->set.proxy_protocol) {
+		evhttp_set_bevcb(d->http, proxy_bufferevent, d);
+		log_info("expecting the PROXY protocol from trusted_proxies");
 	}
 	if (d->tls_ctx) {
 		int one = 1;

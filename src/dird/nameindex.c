@@ -6,9 +6,12 @@
 #include <string.h>
 
 #include "nameindex.h"
+#include "nfc.h"
 
 #define DEAD UINT32_MAX
 #define NAME_MAX_BYTES 255
+/* A key: a name in NFC with ASCII letters folded. */
+#define KEY_MAX_BYTES NFC_MAX_BYTES(NAME_MAX_BYTES)
 /* Peer ids index an array; the directory's user ids are small and dense. */
 #define PEER_MAX (1u << 26)
 /* Rebuild once dead slots outnumber live ones and there are this many. */
@@ -73,6 +76,24 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 static char fold(char c)
 {
 	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* The key of a name (1..255 bytes of UTF-8) into key; its length, or
+ * -EINVAL, -ENOMEM. NFC first: folding first would let "A" + U+030A
+ * compose to U+00E5 while the name "\u00C5" stays U+00C5. */
+static long make_key(const char *name, char key[KEY_MAX_BYTES + 1])
+{
+	size_t len = strlen(name);
+	long n;
+
+	if (len == 0 || len > NAME_MAX_BYTES)
+		return -EINVAL;
+	n = nfc(name, key, KEY_MAX_BYTES + 1);
+	if (n < 0)
+		return n == -ENOMEM ? -ENOMEM : -EINVAL;
+	for (long i = 0; i < n; i++)
+		key[i] = fold(key[i]);
+	return n;
 }
 
 /* FNV-1a of a folded name. */
@@ -269,13 +290,14 @@ static int peer_add_slot(struct nameindex *ni, uint32_t peer, uint32_t slot)
 	return 0;
 }
 
-int nameindex_add(struct nameindex *ni, uint32_t peer, int64_t rowid, const char *name)
+/* Adds a slot for key (len bytes, from make_key). */
+static int add_key(struct nameindex *ni, uint32_t peer, int64_t rowid, const char *key, size_t len)
 {
-	size_t len = strlen(name), cap;
+	size_t cap;
 	uint32_t slot;
 	char *folded;
 
-	if (peer >= PEER_MAX || len == 0 || len > NAME_MAX_BYTES || ni->nslots >= DEAD - 1)
+	if (peer >= PEER_MAX || ni->nslots >= DEAD - 1)
 		return -EINVAL;
 	cap = ni->slot_cap;
 	if (grow((void **)&ni->slot_peer, &cap, ni->nslots + 1, sizeof(uint32_t)) < 0)
@@ -298,9 +320,7 @@ int nameindex_add(struct nameindex *ni, uint32_t peer, int64_t rowid, const char
 
 	slot = (uint32_t)ni->nslots;
 	folded = ni->arena + ni->arena_len;
-	for (size_t i = 0; i < len; i++)
-		folded[i] = fold(name[i]);
-	folded[len] = '\0';
+	memcpy(folded, key, len + 1);
 	ni->slot_name[slot] = (uint32_t)ni->arena_len;
 	ni->slot_rowid[slot] = rowid;
 	ni->slot_peer[slot] = DEAD;
@@ -328,6 +348,14 @@ int nameindex_add(struct nameindex *ni, uint32_t peer, int64_t rowid, const char
 	return 0;
 }
 
+int nameindex_add(struct nameindex *ni, uint32_t peer, int64_t rowid, const char *name)
+{
+	char key[KEY_MAX_BYTES + 1];
+	long len = make_key(name, key);
+
+	return len < 0 ? (int)len : add_key(ni, peer, rowid, key, (size_t)len);
+}
+
 /* Renumbers the live slots into a fresh index; on failure the old stays. */
 static void compact(struct nameindex *ni)
 {
@@ -336,8 +364,9 @@ static void compact(struct nameindex *ni)
 	for (size_t s = 0; s < ni->nslots; s++) {
 		if (ni->slot_peer[s] == DEAD)
 			continue;
-		if (nameindex_add(&fresh, ni->slot_peer[s], ni->slot_rowid[s],
-				  ni->arena + ni->slot_name[s]) < 0) {
+		const char *key = ni->arena + ni->slot_name[s];
+
+		if (add_key(&fresh, ni->slot_peer[s], ni->slot_rowid[s], key, strlen(key)) < 0) {
 			release(&fresh);
 			return;
 		}
@@ -415,18 +444,21 @@ static bool visit(struct scan *sc, uint32_t slot)
 int nameindex_search(struct nameindex *ni, const struct nameindex_query *q,
 		     struct nameindex_result *res)
 {
-	char text[NAME_MAX_BYTES + 1];
-	size_t len = strlen(q->text);
+	char text[KEY_MAX_BYTES + 1];
+	long klen;
+	size_t len;
 	struct postings *best = NULL;
 	struct scan sc = { .ni = ni, .q = q, .res = res, .text = text };
 
 	res->n = 0;
 	res->total = 0;
 	res->exact = true;
-	if (len == 0 || len > NAME_MAX_BYTES || q->limit < 0 || q->offset < 0)
+	if (q->limit < 0 || q->offset < 0)
 		return -EINVAL;
-	for (size_t i = 0; i <= len; i++)
-		text[i] = fold(q->text[i]);
+	klen = make_key(q->text, text);
+	if (klen < 0)
+		return (int)klen;
+	len = (size_t)klen;
 	sc.stop = q->offset + q->limit > q->cap ? q->offset + q->limit : q->cap;
 
 	/* The rarest trigram of the query bounds the candidates. */
@@ -464,19 +496,18 @@ int nameindex_search(struct nameindex *ni, const struct nameindex_query *q,
 int nameindex_exact(struct nameindex *ni, const char *name, nameindex_alive_fn alive,
 		    void *alive_ctx, int64_t **rowids, size_t *n)
 {
-	char folded[NAME_MAX_BYTES + 1];
-	size_t len = strlen(name), cap = 0, k = 0;
+	char folded[KEY_MAX_BYTES + 1];
+	long klen = make_key(name, folded);
+	size_t cap = 0, k = 0;
 	int64_t *out = NULL;
 	uint32_t *chain;
 
 	*rowids = NULL;
 	*n = 0;
-	if (len == 0 || len > NAME_MAX_BYTES)
-		return -EINVAL;
+	if (klen < 0)
+		return (int)klen;
 	if (!ni->nbuckets)
 		return 0;
-	for (size_t i = 0; i <= len; i++)
-		folded[i] = fold(name[i]);
 	chain = &ni->buckets[name_hash(folded) & (uint32_t)(ni->nbuckets - 1)];
 	/* Chains run newest first; collect, then reverse into insertion order. */
 	for (uint32_t s = *chain; s; s = ni->slot_next[s - 1]) {

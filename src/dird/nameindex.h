@@ -11,7 +11,9 @@
  *
  * A hash of the whole folded names answers exact lookups the same way.
  *
- * Case folding covers ASCII letters only; other bytes must match exactly.
+ * Names are compared in Unicode NFC (nfc.h): an NFD spelling finds the NFC
+ * one and the reverse. Case folding covers ASCII letters only (applied after
+ * NFC); other characters must match exactly.
  * Not thread-safe: the caller serialises access.
  */
 #ifndef P2P_DIRD_NAMEINDEX_H
@@ -44,7 +46,8 @@ struct nameindex_result {
 struct nameindex *nameindex_new(void);
 void nameindex_free(struct nameindex *ni);
 
-/* Adds one file; 0 or -ENOMEM (the index is then unchanged). */
+/* Adds one file; 0, -EINVAL (not 1..255 bytes of UTF-8) or -ENOMEM (the
+ * index is then unchanged). */
 int nameindex_add(struct nameindex *ni, uint32_t peer, int64_t rowid, const char *name);
 /* Forgets every file of peer. */
 void nameindex_drop_peer(struct nameindex *ni, uint32_t peer);
@@ -59,7 +62,7 @@ int nameindex_search(struct nameindex *ni, const struct nameindex_query *q,
 		     struct nameindex_result *res);
 
 /* Row ids of the live files of alive peers whose name equals name but for
- * ASCII case, in insertion order, into a malloc'ed *rowids (caller frees);
+ * ASCII case and normalisation, in insertion order, into a malloc'ed *rowids (caller frees);
  * 0 or -ENOMEM. */
 int nameindex_exact(struct nameindex *ni, const char *name, nameindex_alive_fn alive,
 		    void *alive_ctx, int64_t **rowids, size_t *n);

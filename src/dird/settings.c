@@ -3,7 +3,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +29,16 @@ const struct conf_key dird_keys[] = {
 	KEY("session_lifetime", CONF_INT, session_lifetime, 60, 365LL * 86400),
 	KEY("ticket_lifetime", CONF_INT, ticket_lifetime, 5, 86400),
 	KEY("max_body", CONF_INT, max_body, 1024, 256LL << 20),
+	KEY("max_files", CONF_INT, max_files, 1, 10000000),
 	KEY("max_headers", CONF_INT, max_headers, 1024, 1 << 20),
 	KEY("max_connections", CONF_INT, max_connections, 1, 100000),
 	KEY("timeout", CONF_INT, timeout, 1, 3600),
 	KEY("login_burst", CONF_INT, login_burst, 1, 10000),
 	KEY("login_interval", CONF_INT, login_interval, 1, 3600),
+	KEY("register_burst", CONF_INT, register_burst, 1, 1000000),
+	KEY("register_interval", CONF_INT, register_interval, 1, 86400),
+	KEY("trusted_proxies", CONF_STRLIST, trusted_proxies, 0, 0),
+	KEY("proxy_protocol", CONF_BOOL, proxy_protocol, 0, 0),
 	KEY("sweep_interval", CONF_INT, sweep_interval, 1, 3600),
 	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
 	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
@@ -51,11 +58,14 @@ void dird_settings_defaults(struct dird_settings *s)
 	s->session_lifetime = 86400;
 	s->ticket_lifetime = 60;
 	s->max_body = 8 << 20;
+	s->max_files = 100000;
 	s->max_headers = 16384;
 	s->max_connections = 1024;
 	s->timeout = 30;
 	s->login_burst = 10;
 	s->login_interval = 6;
+	s->register_burst = 100;
+	s->register_interval = 36;
 	s->sweep_interval = 60;
 }
 
@@ -80,6 +90,23 @@ int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
 			 s->log_level ? s->log_level : "");
 		return -EINVAL;
 	}
+	for (size_t i = 0; i < s->trusted_proxies.n; i++) {
+		struct dird_cidr c;
+
+		if (!dird_cidr_parse(s->trusted_proxies.v[i], &c)) {
+			snprintf(err, errlen, "trusted_proxies: \"%s\" is not an address or ADDR/BITS block",
+				 s->trusted_proxies.v[i]);
+			return -EINVAL;
+		}
+	}
+	if (s->proxy_protocol && !s->trusted_proxies.n) {
+		snprintf(err, errlen, "proxy_protocol: list the proxies that send it in trusted_proxies");
+		return -EINVAL;
+	}
+	if (s->proxy_protocol && s->tls_certificate) {
+		snprintf(err, errlen, "proxy_protocol: not supported with tls_certificate; terminate TLS at the proxy");
+		return -EINVAL;
+	}
 	/* The files themselves are read by main.c (tls_server_ctx_new), not here:
 	 * this file is also built into the REST fuzz target, which has no libssl. */
 	if (!s->tls_certificate != !s->tls_key) {
@@ -90,3 +117,63 @@ int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)
 	return 0;
 }
 
+
+/* addr as 16 bytes, IPv4 mapped into IPv6 (::ffff:a.b.c.d). */
+static bool addr_bytes(const char *s, unsigned char out[16])
+{
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET6, s, out) == 1)
+		return true;
+	if (inet_pton(AF_INET, s, &a4) != 1)
+		return false;
+	memset(out, 0, 10);
+	out[10] = out[11] = 0xff;
+	memcpy(out + 12, &a4, 4);
+	return true;
+}
+
+bool dird_cidr_parse(const char *s, struct dird_cidr *out)
+{
+	const char *slash = strchr(s, '/');
+	char addr[INET6_ADDRSTRLEN];
+	bool v4;
+	long bits;
+	char *end;
+
+	if ((size_t)(slash ? slash - s : (ptrdiff_t)strlen(s)) >= sizeof(addr))
+		return false;
+	snprintf(addr, sizeof(addr), "%.*s", (int)(slash ? slash - s : (ptrdiff_t)strlen(s)), s);
+	if (!addr_bytes(addr, out->addr))
+		return false;
+	v4 = strchr(addr, ':') == NULL;
+	out->bits = 128;
+	if (slash) {
+		if (slash[1] < '0' || slash[1] > '9')
+			return false;
+		errno = 0;
+		bits = strtol(slash + 1, &end, 10);
+		if (errno || *end || bits > (v4 ? 32 : 128))
+			return false;
+		out->bits = (int)bits + (v4 ? 96 : 0);
+	}
+	return true;
+}
+
+bool dird_cidr_match(const struct dird_cidr *v, size_t n, const char *addr)
+{
+	unsigned char a[16];
+
+	if (!n || !addr_bytes(addr, a))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		int full = v[i].bits / 8, rest = v[i].bits % 8;
+
+		if (memcmp(a, v[i].addr, (size_t)full) != 0)
+			continue;
+		if (rest && ((a[full] ^ v[i].addr[full]) & (0xff << (8 - rest))))
+			continue;
+		return true;
+	}
+	return false;
+}

@@ -14,7 +14,8 @@
 struct store {
 	const struct store_ops *ops;
 	struct store_backend *b;
-	/* Serialises the calls into a backend that is not thread-safe. */
+	/* Serialises the calls into a backend that is not thread-safe;
+	 * recursive, so that a thread holding it (store_hold) can call in. */
 	pthread_mutex_t lock;
 };
 
@@ -28,6 +29,21 @@ static void leave(struct store *st)
 {
 	if (!st->ops->thread_safe)
 		pthread_mutex_unlock(&st->lock);
+}
+
+bool store_try_hold(struct store *st)
+{
+	return st->ops->thread_safe || pthread_mutex_trylock(&st->lock) == 0;
+}
+
+void store_hold(struct store *st)
+{
+	enter(st);
+}
+
+void store_release(struct store *st)
+{
+	leave(st);
 }
 
 bool store_remote(const struct store *st)
@@ -81,7 +97,14 @@ int store_open_pool(const char *database, unsigned connections, struct store **o
 	if (!st)
 		return -ENOMEM;
 	st->ops = ops;
-	pthread_mutex_init(&st->lock, NULL);
+	{
+		pthread_mutexattr_t attr;
+
+		pthread_mutexattr_init(&attr);
+		pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&st->lock, &attr);
+		pthread_mutexattr_destroy(&attr);
+	}
 	r = ops->open(database, connections ? connections : 1, &st->b);
 	if (r < 0) {
 		free(st);
@@ -275,10 +298,6 @@ int store_counts(struct store *st, int64_t alive_since, struct store_counts *out
 
 int store_ping(struct store *st)
 {
-	int r;
-
-	enter(st);
-	r = st->ops->ping(st->b);
-	leave(st);
-	return r;
+	/* Never waits for the lock (store_ops.ping). */
+	return st->ops->ping(st->b);
 }

@@ -61,7 +61,17 @@ void store_close(struct store *st);
  * file that answers in microseconds (SQLite). */
 bool store_remote(const struct store *st);
 
-/* Users. hash is a crypt(5) string. */
+/* For a caller that must not wait (the event loop): take the lock that
+ * serialises calls into a backend that is not thread-safe, or say it is
+ * taken (false). While held, this thread's calls go straight in. A
+ * thread-safe backend has no such lock: always true. */
+bool store_try_hold(struct store *st);
+void store_hold(struct store *st);
+void store_release(struct store *st);
+
+/* Users. hash is a crypt(5) string. A name is stored as given and found in
+ * any ASCII case; creating one that differs from another only in case is
+ * -EEXIST. */
 int store_user_create(struct store *st, const char *username, const char *hash, int64_t now);
 int store_user_hash(struct store *st, const char *username, char **hash_out);
 int store_user_delete(struct store *st, const char *username);
@@ -83,10 +93,13 @@ int store_index(struct store *st, const char *username, const char *ip, int port
 /* -ENOENT if the user has not indexed yet. */
 int store_heartbeat(struct store *st, const char *username, int64_t now);
 
-/* Search among peers online and seen at or after alive_since. */
+/* Search among peers online and seen at or after alive_since. File names
+ * compare in Unicode NFC (nfc.h), user names without ASCII case; names are
+ * returned as they were stored. */
 int store_search_exact(struct store *st, const char *name, int64_t alive_since,
 		       store_hit_cb cb, void *ctx);
-/* Case-insensitive (ASCII letters) substring, matches in indexing order.
+/* Case-insensitive (ASCII letters, after NFC) substring, matches in
+ * indexing order.
  * total gets the number of matches ignoring limit/offset, counted up to
  * max(STORE_TOTAL_CAP, offset + limit); *exact is false when there are
  * more than that. */
@@ -109,7 +122,8 @@ int store_ticket_verify(struct store *st, const char *ticket_hash, const char *p
 /* Delete expired sessions and tickets. */
 int store_sweep(struct store *st, int64_t now);
 int store_counts(struct store *st, int64_t alive_since, struct store_counts *out);
-/* A cheap query proving the database answers. */
+/* A cheap query proving the database answers; never waits for the lock of
+ * store_try_hold (a long write in progress does not delay it). */
 int store_ping(struct store *st);
 
 #endif

@@ -46,6 +46,8 @@ struct store_ops {
 			     int64_t now, char *username, char *file);
 	int (*sweep)(struct store_backend *b, int64_t now);
 	int (*counts)(struct store_backend *b, int64_t alive_since, struct store_counts *out);
+	/* Called without store.c's lock, from any thread: a backend that is
+	 * not thread-safe serialises it itself, apart from its other calls. */
 	int (*ping)(struct store_backend *b);
 };
 

@@ -12,11 +12,14 @@
  * transaction-scoped advisory lock, so replicas starting at once migrate
  * exactly once; the sweep of expired sessions and tickets takes another
  * advisory lock without waiting, so only one replica sweeps at a time.
- * Substring search is LIKE on the name with ASCII letters folded (the
- * SQLite backend's rule: other characters match exactly), served by a
- * pg_trgm GIN index on that folded name from three characters on (shorter
- * patterns scan, as trigrams cannot match them); total is counted up to a
- * cap, as store.h says.
+ * File names compare in NFC: the column side through normalize(name, NFC)
+ * (so the database must be UTF-8), the query side through nfc.h. Substring
+ * search is LIKE on that NFC name with ASCII letters folded (the SQLite
+ * backend's rule: other characters match exactly), served by a pg_trgm GIN
+ * index on that folded name from three characters on (shorter patterns
+ * scan, as trigrams cannot match them); total is counted up to a cap, as
+ * store.h says. User names compare as lower(name), which a unique index
+ * serves.
  *
  * A connection found broken is reset before its next use; a read-only call
  * that fails because its connection broke is tried once more on a fresh one
@@ -34,11 +37,16 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "nfc.h"
 #include "store_backend.h"
 
 #define LOCK_MIGRATE STORE_PG_LOCK_MIGRATE
 #define LOCK_SWEEP STORE_PG_LOCK_SWEEP
 
+/* A name in Unicode NFC (needs a UTF-8 database; immutable, so indexable). */
+#define NFC(x) "normalize(" x ", NFC)"
+/* Compares user names without case (they are ASCII); the index of schema 3. */
+#define USER_IS(col, param) " lower(" col ") = lower(" param ")"
 /* A name with ASCII letters folded to lower case (immutable, so indexable). */
 #define FOLD(x) "translate(" x ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
 
@@ -84,18 +92,32 @@ static const char *const migrations[] = {
 	/* 1 -> 2: substring search folds ASCII letters only, like SQLite's. */
 	"DROP INDEX files_name_trgm;"
 	"CREATE INDEX files_name_fold_trgm ON files USING gin (" FOLD("name") " gin_trgm_ops);",
+	/* 2 -> 3: user names unique without case (they are ASCII);
+	 * user_collisions() refuses first if existing names collide. File
+	 * names compared in NFC (nfc.h): the indexes are on the NFC form. */
+	"CREATE UNIQUE INDEX IF NOT EXISTS users_name_lower ON users (lower(name));"
+	"DROP INDEX IF EXISTS files_name;"
+	"DROP INDEX IF EXISTS files_name_fold_trgm;"
+	"CREATE INDEX IF NOT EXISTS files_name_nfc ON files (" NFC("name") ");"
+	"CREATE INDEX IF NOT EXISTS files_name_nfc_fold_trgm ON files USING gin ("
+	FOLD(NFC("name")) " gin_trgm_ops);",
 };
+
+/* The user names that differ only in case, which schema 3 cannot take. */
+static const char SQL_USER_COLLISIONS[] =
+	"SELECT string_agg(name, ', ' ORDER BY lower(name), name) FROM users WHERE lower(name) IN"
+	" (SELECT lower(name) FROM users GROUP BY lower(name) HAVING count(*) > 1)";
 
 #define HIT_COLUMNS "u.name, p.ip, p.port, p.folder, f.name, f.size, f.sha256"
 #define HIT_JOIN " JOIN peers p ON p.user_id = f.peer_id JOIN users u ON u.id = p.user_id "
 #define ALIVE " p.online AND p.last_seen >= "
 
 static const char SQL_USER_CREATE[] = "INSERT INTO users(name, hash, created) VALUES ($1, $2, $3)";
-static const char SQL_USER_HASH[] = "SELECT hash FROM users WHERE name = $1";
-static const char SQL_USER_DELETE[] = "DELETE FROM users WHERE name = $1";
+static const char SQL_USER_HASH[] = "SELECT hash FROM users WHERE" USER_IS("name", "$1");
+static const char SQL_USER_DELETE[] = "DELETE FROM users WHERE" USER_IS("name", "$1");
 static const char SQL_USER_LIST[] = "SELECT name, created FROM users ORDER BY name";
 static const char SQL_SESSION_CREATE[] =
-	"INSERT INTO sessions(token_hash, user_id, expires) SELECT $1, id, $3 FROM users WHERE name = $2";
+	"INSERT INTO sessions(token_hash, user_id, expires) SELECT $1, id, $3 FROM users WHERE" USER_IS("name", "$2");
 static const char SQL_SESSION_LOOKUP[] =
 	"SELECT u.name, s.expires FROM sessions s JOIN users u ON u.id = s.user_id"
 	" WHERE s.token_hash = $1 AND s.expires > $2";
@@ -106,7 +128,7 @@ static const char SQL_SESSION_DELETE[] =
 	" SELECT count(*) FROM s";
 static const char SQL_PEER_UPSERT[] =
 	"INSERT INTO peers(user_id, ip, port, folder, last_seen, online)"
-	" SELECT id, $2, $3, $4, $5, true FROM users WHERE name = $1"
+	" SELECT id, $2, $3, $4, $5, true FROM users WHERE" USER_IS("name", "$1")
 	" ON CONFLICT(user_id) DO UPDATE SET ip = excluded.ip, port = excluded.port,"
 	" folder = excluded.folder, last_seen = excluded.last_seen, online = true"
 	" RETURNING user_id";
@@ -117,27 +139,28 @@ static const char SQL_FILES_REPLACE[] =
 	" INSERT INTO files(peer_id, name, size, sha256)"
 	" SELECT $1, n, s, h FROM unnest($2::text[], $3::bigint[], $4::text[]) AS x(n, s, h)";
 static const char SQL_HEARTBEAT[] =
-	"UPDATE peers SET last_seen = $2, online = true WHERE user_id = (SELECT id FROM users WHERE name = $1)";
+	"UPDATE peers SET last_seen = $2, online = true WHERE user_id = (SELECT id FROM users WHERE"
+	USER_IS("name", "$1") ")";
 static const char SQL_SEARCH_EXACT[] =
-	"SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN "WHERE f.name = $1 AND" ALIVE "$2 ORDER BY u.name";
+	"SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN "WHERE " NFC("f.name") " = $1 AND" ALIVE "$2 ORDER BY u.name";
 /* $1: the folded pattern; counts at most $3 rows. */
 static const char SQL_COUNT_LIKE[] =
-	"SELECT count(*) FROM (SELECT 1 FROM files f" HIT_JOIN "WHERE " FOLD("f.name") " LIKE $1 AND"
+	"SELECT count(*) FROM (SELECT 1 FROM files f" HIT_JOIN "WHERE " FOLD(NFC("f.name")) " LIKE $1 AND"
 	ALIVE "$2 LIMIT $3) m";
 static const char SQL_SEARCH_LIKE[] =
 	"SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
-	"WHERE " FOLD("f.name") " LIKE $1 AND" ALIVE "$2 ORDER BY f.id LIMIT $3 OFFSET $4";
+	"WHERE " FOLD(NFC("f.name")) " LIKE $1 AND" ALIVE "$2 ORDER BY f.id LIMIT $3 OFFSET $4";
 static const char SQL_PEERS_ONLINE[] =
 	"SELECT u.name, p.last_seen, (SELECT count(*) FROM files f WHERE f.peer_id = p.user_id)"
 	" FROM peers p JOIN users u ON u.id = p.user_id WHERE" ALIVE "$1 ORDER BY u.name";
 static const char SQL_TICKET_CREATE[] =
 	"INSERT INTO tickets(ticket_hash, user_id, peer_id, file, expires)"
 	" SELECT $1, u.id, p.user_id, $4, $5 FROM users u, peers p"
-	" JOIN users pu ON pu.id = p.user_id WHERE u.name = $2 AND pu.name = $3";
+	" JOIN users pu ON pu.id = p.user_id WHERE" USER_IS("u.name", "$2") " AND" USER_IS("pu.name", "$3");
 static const char SQL_TICKET_VERIFY[] =
 	"SELECT u.name, t.file FROM tickets t JOIN users u ON u.id = t.user_id"
 	" JOIN users pu ON pu.id = t.peer_id"
-	" WHERE t.ticket_hash = $1 AND pu.name = $2 AND t.expires > $3";
+	" WHERE t.ticket_hash = $1 AND" USER_IS("pu.name", "$2") " AND t.expires > $3";
 static const char SQL_COUNTS[] =
 	"SELECT (SELECT count(*) FROM users),"
 	" (SELECT count(*) FROM sessions WHERE expires > extract(epoch FROM now())::bigint),"
@@ -364,6 +387,20 @@ static int migrate(struct store_backend *b, PGconn *c)
 	for (int v = version; v < latest; v++) {
 		char sql[64];
 
+		if (v + 1 == 3) {
+			if (!(res = run(c, SQL_USER_COLLISIONS, 0, NULL, "migrate: check user names", &err)))
+				goto fail;
+			if (!PQgetisnull(res, 0, 0)) {
+				log_err("database: cannot upgrade to schema 3, where user names are unique without"
+					" case: these users differ only in case: %s. Delete or rename all but one of"
+					" each (psql: DELETE FROM users WHERE name = 'NAME') and start again",
+					PQgetvalue(res, 0, 0));
+				PQclear(res);
+				err = -EEXIST;
+				goto fail;
+			}
+			PQclear(res);
+		}
 		snprintf(sql, sizeof(sql), "UPDATE p2p_schema SET version = %d", v + 1);
 		/* A multi-statement string must go through the simple protocol. */
 		res = PQexec(c, migrations[v]);
@@ -680,12 +717,15 @@ static int emit_hits(const PGresult *res, store_hit_cb cb, void *ctx)
 static int pg_search_exact(struct store_backend *b, const char *name, int64_t alive_since,
 			   store_hit_cb cb, void *ctx)
 {
+	char key[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
 	INT64_TEXT(alive, alive_since);
-	const char *p[] = { name, alive };
+	const char *p[] = { key, alive };
 	PGconn *c;
 	PGresult *res;
 	int r;
 
+	if (nfc(name, key, sizeof(key)) < 0)
+		return -EINVAL;
 	res = query(b, &c, SQL_SEARCH_EXACT, 2, p, RETRY, "search", &r);
 	if (!res)
 		return r;
@@ -703,13 +743,20 @@ static int pg_search_substring(struct store_backend *b, const char *text, int64_
 	INT64_TEXT(limit_text, limit);
 	INT64_TEXT(offset_text, offset);
 	INT64_TEXT(count_limit, stop + 1);
-	size_t len = strlen(text), j = 0;
-	/* %text% with LIKE's metacharacters (\ % _) escaped. */
-	char *pattern = malloc(2 * len + 3);
+	char key[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
+	long n = nfc(text, key, sizeof(key));
+	size_t len, j = 0;
+	/* %text% of the NFC text with LIKE's metacharacters (\ % _) escaped. */
+	char *pattern;
 	PGconn *c;
 	PGresult *res;
 	int r;
 
+	if (n < 0)
+		return n == -ENOMEM ? -ENOMEM : -EINVAL;
+	text = key;
+	len = (size_t)n;
+	pattern = malloc(2 * len + 3);
 	if (!pattern)
 		return -ENOMEM;
 	pattern[j++] = '%';

@@ -6,7 +6,9 @@
  * are answered by an in-memory index of the names (nameindex.c: a hash of
  * whole names and a trigram index), loaded at open and updated after each
  * committed write, with the peers' liveness beside it; only the rows found
- * are then read from the database, by id. Without an SQL index on names,
+ * are then read from the database, by id (exact search confirms the name
+ * in NFC with the SQL function p2p_nfc). User names compare with COLLATE
+ * NOCASE (they are ASCII), served by a unique index. Without an SQL index on names,
  * indexing a file is an append (2.5x less CPU than with one).
  * (An FTS5 trigram table was measured first: 1.8 s for a selective query
  * over 1M names and a 6x slower index; see docs/PERFORMANCE.md.)
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -24,6 +27,7 @@
 
 #include "log.h"
 #include "nameindex.h"
+#include "nfc.h"
 #include "store_backend.h"
 
 /* Each entry upgrades the schema from version i to i + 1. */
@@ -73,7 +77,19 @@ static const char *const migrations[] = {
 	"DROP TRIGGER files_ad;"
 	"DROP TABLE files_fts;"
 	"DROP INDEX files_name;",
+	/* 2 -> 3: user names unique without ASCII case (they are ASCII);
+	 * user_collisions() refuses first if existing names collide. */
+	"CREATE UNIQUE INDEX users_name_nocase ON users(name COLLATE NOCASE);",
 };
+
+/* Compares user names without ASCII case: the index of schema 3 serves it. */
+#define USER_IS(col, param) " " col " = " param " COLLATE NOCASE"
+
+/* The user names that differ only in case, which schema 3 cannot take. */
+static const char SQL_USER_COLLISIONS[] =
+	"SELECT group_concat(name, ', ') FROM (SELECT name FROM users WHERE lower(name) IN"
+	" (SELECT lower(name) FROM users GROUP BY lower(name) HAVING count(*) > 1)"
+	" ORDER BY lower(name), name)";
 
 #define HIT_COLUMNS "u.name, p.ip, p.port, p.folder, f.name, f.size, f.sha256"
 #define HIT_JOIN " JOIN peers p ON p.user_id = f.peer_id JOIN users u ON u.id = p.user_id "
@@ -89,7 +105,7 @@ enum stmt {
 	S_TICKET_CREATE, S_TICKET_VERIFY,
 	S_SWEEP_SESSIONS, S_SWEEP_TICKETS,
 	S_COUNT_USERS, S_COUNT_SESSIONS,
-	S_PING, S_DATA_VERSION,
+	S_DATA_VERSION,
 	S_N
 };
 
@@ -98,27 +114,27 @@ static const char *const stmt_sql[S_N] = {
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
 	[S_USER_CREATE] = "INSERT INTO users(name, hash, created) VALUES (?1, ?2, ?3)",
-	[S_USER_HASH] = "SELECT hash FROM users WHERE name = ?1",
-	[S_USER_DELETE] = "DELETE FROM users WHERE name = ?1 RETURNING id",
+	[S_USER_HASH] = "SELECT hash FROM users WHERE" USER_IS("name", "?1"),
+	[S_USER_DELETE] = "DELETE FROM users WHERE" USER_IS("name", "?1") " RETURNING id",
 	[S_USER_LIST] = "SELECT name, created FROM users ORDER BY name",
 	[S_SESSION_CREATE] = "INSERT INTO sessions(token_hash, user_id, expires)"
-			     " SELECT ?1, id, ?3 FROM users WHERE name = ?2",
+			     " SELECT ?1, id, ?3 FROM users WHERE" USER_IS("name", "?2"),
 	[S_SESSION_LOOKUP] = "SELECT u.name, s.expires FROM sessions s JOIN users u ON u.id = s.user_id"
 			     " WHERE s.token_hash = ?1 AND s.expires > ?2",
 	[S_SESSION_DELETE] = "DELETE FROM sessions WHERE token_hash = ?1 RETURNING user_id",
 	[S_SESSION_PEER_OFFLINE] = "UPDATE peers SET online = 0 WHERE user_id = ?1",
 	[S_PEER_UPSERT] = "INSERT INTO peers(user_id, ip, port, folder, last_seen, online)"
-			  " SELECT id, ?2, ?3, ?4, ?5, 1 FROM users WHERE name = ?1"
+			  " SELECT id, ?2, ?3, ?4, ?5, 1 FROM users WHERE" USER_IS("name", "?1")
 			  " ON CONFLICT(user_id) DO UPDATE SET ip = excluded.ip, port = excluded.port,"
 			  " folder = excluded.folder, last_seen = excluded.last_seen, online = 1"
 			  " RETURNING user_id",
 	[S_FILES_CLEAR] = "DELETE FROM files WHERE peer_id = ?1",
 	[S_FILE_INSERT] = "INSERT INTO files(peer_id, name, size, sha256) VALUES (?1, ?2, ?3, ?4)",
 	[S_HEARTBEAT] = "UPDATE peers SET last_seen = ?2, online = 1"
-			" WHERE user_id = (SELECT id FROM users WHERE name = ?1) RETURNING user_id",
+			" WHERE user_id = (SELECT id FROM users WHERE" USER_IS("name", "?1") ") RETURNING user_id",
 	/* ?1: a JSON array of file ids from the name index. */
 	[S_EXACT_BY_IDS] = "SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
-			   "WHERE f.id IN (SELECT value FROM json_each(?1)) AND f.name = ?2 ORDER BY u.name, f.id",
+			   "WHERE f.id IN (SELECT value FROM json_each(?1)) AND p2p_nfc(f.name) = ?2 ORDER BY u.name, f.id",
 	[S_FILES_BY_IDS] = "SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
 			   "WHERE f.id IN (SELECT value FROM json_each(?1)) ORDER BY f.id",
 	[S_LOAD_PEERS] = "SELECT user_id, last_seen, online FROM peers",
@@ -127,15 +143,14 @@ static const char *const stmt_sql[S_N] = {
 			   " FROM peers p JOIN users u ON u.id = p.user_id WHERE" ALIVE "?1 ORDER BY u.name",
 	[S_TICKET_CREATE] = "INSERT INTO tickets(ticket_hash, user_id, peer_id, file, expires)"
 			    " SELECT ?1, u.id, p.user_id, ?4, ?5 FROM users u, peers p"
-			    " JOIN users pu ON pu.id = p.user_id WHERE u.name = ?2 AND pu.name = ?3",
+			    " JOIN users pu ON pu.id = p.user_id WHERE" USER_IS("u.name", "?2") " AND" USER_IS("pu.name", "?3"),
 	[S_TICKET_VERIFY] = "SELECT u.name, t.file FROM tickets t JOIN users u ON u.id = t.user_id"
 			    " JOIN users pu ON pu.id = t.peer_id"
-			    " WHERE t.ticket_hash = ?1 AND pu.name = ?2 AND t.expires > ?3",
+			    " WHERE t.ticket_hash = ?1 AND" USER_IS("pu.name", "?2") " AND t.expires > ?3",
 	[S_SWEEP_SESSIONS] = "DELETE FROM sessions WHERE expires <= ?1",
 	[S_SWEEP_TICKETS] = "DELETE FROM tickets WHERE expires <= ?1",
 	[S_COUNT_USERS] = "SELECT count(*) FROM users",
 	[S_COUNT_SESSIONS] = "SELECT count(*) FROM sessions WHERE expires > strftime('%s','now')",
-	[S_PING] = "SELECT 1",
 	[S_DATA_VERSION] = "PRAGMA data_version",
 };
 
@@ -164,6 +179,9 @@ struct session_entry {
 
 struct store_backend {
 	sqlite3 *db;
+	/* store_ping's own read-only connection (SQLite serialises its use):
+	 * WAL lets it read while a long write holds db and store.c's lock. */
+	sqlite3 *ping_db;
 	struct session_entry sessions[SESSION_CACHE_SIZE];
 	int watch_fd;           /* inotify on the database's directory, or -1 */
 	int64_t data_version;   /* when there is no watch */
@@ -304,6 +322,25 @@ static void names_failed(struct store_backend *st, int r)
 	st->names_stale = true;
 }
 
+/* Before schema 3: -EEXIST, naming them, if user names collide. */
+static int user_collisions(struct store_backend *st)
+{
+	sqlite3_stmt *q;
+	int r = 0;
+
+	if (sqlite3_prepare_v2(st->db, SQL_USER_COLLISIONS, -1, &q, NULL) != SQLITE_OK)
+		return db_error(st, "check user names");
+	if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0)) {
+		log_err("database: cannot upgrade to schema 3, where user names are unique without case:"
+			" these users differ only in case: %s. Delete or rename all but one of each"
+			" (sqlite3 FILE \"DELETE FROM users WHERE name = 'NAME'\") and start again",
+			(const char *)sqlite3_column_text(q, 0));
+		r = -EEXIST;
+	}
+	sqlite3_finalize(q);
+	return r;
+}
+
 static int migrate(struct store_backend *st)
 {
 	sqlite3_stmt *q;
@@ -325,6 +362,9 @@ static int migrate(struct store_backend *st)
 	for (; version < latest; version++) {
 		char sql[64];
 
+		if (version + 1 == 3 && (rc = user_collisions(st)) < 0)
+			return rc;
+
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
 		if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, &err) != SQLITE_OK ||
 		    sqlite3_exec(st->db, migrations[version], NULL, NULL, &err) != SQLITE_OK ||
@@ -342,6 +382,26 @@ static int migrate(struct store_backend *st)
 
 static void sqlite_close(struct store_backend *st);
 static void watch_open(struct store_backend *st, const char *path);
+
+/* SQL p2p_nfc(name): name in NFC, for exact search (nfc.h); a value that
+ * cannot be normalised compares as it is. */
+static void sql_nfc(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const char *s = (const char *)sqlite3_value_text(argv[0]);
+	char buf[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
+	long n;
+
+	(void)argc;
+	if (!s) {
+		sqlite3_result_null(ctx);
+		return;
+	}
+	n = nfc(s, buf, sizeof(buf));
+	if (n < 0)
+		sqlite3_result_value(ctx, argv[0]);
+	else
+		sqlite3_result_text(ctx, buf, (int)n, SQLITE_TRANSIENT);
+}
 
 static int sqlite_open(const char *path, unsigned connections, struct store_backend **out)
 {
@@ -367,6 +427,11 @@ static int sqlite_open(const char *path, unsigned connections, struct store_back
 		r = -EIO;
 		goto fail;
 	}
+	if (sqlite3_create_function(st->db, "p2p_nfc", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+				    sql_nfc, NULL, NULL) != SQLITE_OK) {
+		r = db_error(st, "define p2p_nfc");
+		goto fail;
+	}
 	r = migrate(st);
 	if (r < 0)
 		goto fail;
@@ -381,6 +446,12 @@ static int sqlite_open(const char *path, unsigned connections, struct store_back
 	r = names_load(st);
 	if (r < 0)
 		goto fail;
+	if (sqlite3_open_v2(path, &st->ping_db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		log_err("cannot open database %s: %s", path, st->ping_db ? sqlite3_errmsg(st->ping_db) : "out of memory");
+		r = -EIO;
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->ping_db, 5000);
 	watch_open(st, path);
 	*out = st;
 	return 0;
@@ -397,6 +468,7 @@ static void sqlite_close(struct store_backend *st)
 		sqlite3_finalize(st->stmt[i]);
 	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
 		log_err("database close: %s", sqlite3_errmsg(st->db));
+	sqlite3_close(st->ping_db);
 	nameindex_free(st->names);
 	free(st->peers);
 	if (st->watch_fd >= 0)
@@ -447,7 +519,7 @@ static int sqlite_user_delete(struct store_backend *st, const char *username)
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < SESSION_CACHE_SIZE; i++)
-		if (strcmp(st->sessions[i].username, username) == 0)
+		if (strcasecmp(st->sessions[i].username, username) == 0)
 			memset(&st->sessions[i], 0, sizeof(st->sessions[i]));
 	/* Its peer row, files and sessions went with it (ON DELETE CASCADE). */
 	nameindex_drop_peer(st->names, (uint32_t)id);
@@ -739,10 +811,13 @@ static int emit_ids(struct store_backend *st, enum stmt s, const int64_t *ids, s
 static int sqlite_search_exact(struct store_backend *st, const char *name, int64_t alive_since,
 		       store_hit_cb cb, void *ctx)
 {
+	char key[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
 	int64_t *ids;
 	size_t n;
 	int r;
 
+	if (nfc(name, key, sizeof(key)) < 0)
+		return -EINVAL;
 	if (st->names_stale && (r = names_load(st)) < 0)
 		return r;
 	st->alive_since = alive_since;
@@ -750,7 +825,7 @@ static int sqlite_search_exact(struct store_backend *st, const char *name, int64
 	if (r < 0)
 		return r;
 	if (n)
-		r = emit_ids(st, S_EXACT_BY_IDS, ids, n, name, cb, ctx);
+		r = emit_ids(st, S_EXACT_BY_IDS, ids, n, key, cb, ctx);
 	free(ids);
 	return r;
 }
@@ -892,11 +967,17 @@ static int sqlite_counts(struct store_backend *st, int64_t alive_since, struct s
 	return 0;
 }
 
+/* Reads the schema on ping_db: proves the file is there and readable
+ * without waiting for a write in progress. */
 static int sqlite_ping(struct store_backend *st)
 {
-	int64_t one;
+	int rc = sqlite3_exec(st->ping_db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL);
 
-	return count(st, S_PING, 0, &one);
+	if (rc != SQLITE_OK) {
+		log_err("database: ping: %s", sqlite3_errmsg(st->ping_db));
+		return -EIO;
+	}
+	return 0;
 }
 
 const struct store_ops store_sqlite_ops = {

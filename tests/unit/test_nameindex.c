@@ -230,12 +230,53 @@ static void test_bad_input(void **state)
 	nameindex_free(ni);
 }
 
+static bool all_alive(uint32_t peer, void *ctx)
+{
+	(void)peer;
+	(void)ctx;
+	return true;
+}
+
+/* NFD and NFC spellings are one name; NFC first, then ASCII case, so that
+ * "A" + U+030A (NFC: U+00C5) is not folded to U+00E5. */
+static void test_nfc(void **state)
+{
+	struct nameindex *ni = nameindex_new();
+	int64_t got[10], *ids;
+	size_t n;
+	struct nameindex_result r = { .rowids = got };
+	struct nameindex_query q = { .limit = 10, .cap = 10, .alive = all_alive };
+
+	(void)state;
+	assert_int_equal(nameindex_add(ni, 1, 10, "Cafe\xcc\x81.txt"), 0);       /* NFD */
+	assert_int_equal(nameindex_add(ni, 2, 20, "caf\xc3\xa9.txt"), 0);        /* NFC */
+	assert_int_equal(nameindex_add(ni, 3, 30, "A\xcc\x8angstr.txt"), 0);     /* NFD A-ring */
+	assert_int_equal(nameindex_add(ni, 4, 40, "bad\xc3"), -EINVAL);           /* not UTF-8 */
+	assert_int_equal(nameindex_exact(ni, "CAF\xc3\xa9.TXT", all_alive, NULL, &ids, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], 10);
+	assert_int_equal(ids[1], 20);
+	free(ids);
+	q.text = "fe\xcc\x81";
+	assert_int_equal(nameindex_search(ni, &q, &r), 0);
+	assert_int_equal(r.total, 2);
+	q.text = "\xc3\x85NG";                  /* U+00C5 */
+	assert_int_equal(nameindex_search(ni, &q, &r), 0);
+	assert_int_equal(r.total, 1);
+	assert_int_equal(got[0], 30);
+	q.text = "\xc3\xa5ng";                  /* U+00E5: another letter to ASCII folding */
+	assert_int_equal(nameindex_search(ni, &q, &r), 0);
+	assert_int_equal(r.total, 0);
+	nameindex_free(ni);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_matches_brute_force),
 		cmocka_unit_test(test_compaction),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_nfc),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,5 @@
+#!/usr/bin/python3
+"""test_abuse.py with the directory on PostgreSQL (see pgtest.py)."""
+import pgtest
+
+pgtest.run_module("test_abuse")
