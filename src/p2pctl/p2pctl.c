@@ -835,9 +835,10 @@ static int cmd_index(struct ctl *c, int argc, char **argv)
 static int cmd_status(struct ctl *c, int argc, char **argv)
 {
 	struct varlink_reply r;
-	struct json_object *p, *dir = NULL;
+	struct json_object *p, *dir = NULL, *adv;
 	char size[32];
 	int s = simple(c, "status", "io.p2p.Peer.Status", &r, argc, argv);
+	const char *state;
 	bool in, reach;
 	char *t;
 
@@ -860,12 +861,23 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 		printf("User:       %s (%snot logged in%s)\n", t, color(c, C_YELLOW), color(c, C_RESET));
 	free(t);
 	t = safe_text(dir ? jstr(dir, "url", "?") : "?");
+	/* "not answering": it accepts connections but answers nothing. */
+	state = dir && !strcmp(jstr(dir, "state", ""), "not answering") ? "not answering" : "unreachable";
 	printf("Directory:  %s (%s%s%s)\n", t, color(c, reach ? C_GREEN : C_RED),
-	       reach ? "reachable" : "unreachable", color(c, C_RESET));
+	       reach ? "reachable" : state, color(c, C_RESET));
 	free(t);
 	t = safe_text(jstr(p, "listen", "?"));
 	printf("Listening:  %s\n", t);
 	free(t);
+	if (json_object_object_get_ex(p, "advertised", &adv) && json_object_is_type(adv, json_type_object)) {
+		t = safe_text(jstr(adv, "ip", ""));
+		if (*t)
+			printf("Advertised: %s%s%s:%lld\n", strchr(t, ':') ? "[" : "", t, strchr(t, ':') ? "]" : "",
+			       (long long)jint(adv, "port"));
+		else
+			printf("Advertised: port %lld (at the address the directory sees)\n", (long long)jint(adv, "port"));
+		free(t);
+	}
 	t = safe_text(jstr(p, "folder", "?"));
 	printf("Folder:     %s\n", t);
 	free(t);

@@ -62,11 +62,7 @@ const char *session_user(const struct session *s)
 void session_notify_status(const struct session *s)
 {
 	struct peerd *p = s->p;
-	const char *hashing = p->watch ? watch_progress(p->watch) : NULL;
-	char extra[160] = "";
-
-	if (hashing)
-		snprintf(extra, sizeof(extra), "; %s", hashing);
+	const char *extra = ""; /* watch.c says how far hashing is, itself */
 	if (s->failures)
 		notify_status("the directory %s is unreachable; retrying; sharing %zu file(s), gRPC port %d%s",
 			      dirclient_url(s->dc), p->share.n, p->grpc_port, extra);

@@ -379,6 +379,7 @@ static void cache_take_remembered(struct share *sh)
 
 struct todo {
 	char name[FILENAME_MAX_BYTES + 1];
+	uint64_t size;
 };
 
 int share_scan(struct share *sh, const struct conf_strlist *allow)
@@ -464,6 +465,7 @@ int share_scan_ex(struct share *sh, const struct conf_strlist *allow, const stru
 						goto oom;
 					todo = g;
 				}
+				todo[ntodo].size = (uint64_t)st.st_size;
 				snprintf(todo[ntodo++].name, sizeof(todo[0].name), "%s", name);
 				ss.files_todo++;
 				ss.bytes_todo += (uint64_t)st.st_size;
@@ -507,8 +509,10 @@ int share_scan_ex(struct share *sh, const struct conf_strlist *allow, const stru
 			bl = (struct block_list){ 0, 0, NULL };
 			memcpy(seen[n].sha256, f.sha256, sizeof(f.sha256));
 			list[n++] = f;
-			/* Share each newly hashed file soon, not after the whole scan. */
-			if (pass == 2 && next < ntodo && scan_clock() - published >= 1.0) {
+			/* Share each newly hashed file soon, not after the whole scan:
+			 * at least once a second, and before a big file. */
+			if (pass == 2 && next < ntodo &&
+			    (scan_clock() - published >= 1.0 || todo[next].size >= (64u << 20))) {
 				publish(sh, list, n, hashed);
 				published = scan_clock();
 				scan_progress(&ss);
