@@ -1,10 +1,5 @@
-/* p2pctl — drive one p2p-peerd over its control socket (docs/CONTROL.md).
- *
- * One call per command: parse the command line, connect, send one varlink
- * call, print the reply as a table (terminal), plain text or JSON (--json).
- * Every failure maps to one documented exit status and one message that
- * names the cause and the fix.
- */
+/* commands.c — one function per p2pctl command, the option parsing they
+ * share, and the command table with its help texts. */
 #include "config.h"
 
 #include <dirent.h>
@@ -29,590 +24,15 @@
 
 #include <json-c/json.h>
 
-#include "validate.h"
-#include "varlink.h"
-
-/* Exit statuses: documented in p2pctl(1); never renumber. */
-enum {
-	EXIT_OK = 0,
-	EXIT_FAIL = 1,
-	EXIT_USAGE = 2,
-	EXIT_NOT_LOGGED_IN = 3,
-	EXIT_NOT_FOUND = 4,
-	EXIT_UNREACHABLE = 5,
-	EXIT_VERIFICATION = 6,
-};
-
-#define DEFAULT_TIMEOUT_S 30
-#define SLOW_TIMEOUT_S 600
-#define PASSWORD_MAX 1024
-#define RUNDIR RUNSTATEDIR "/p2p"
-
-struct ctl {
-	const char *socket;   /* resolved socket path */
-	char *socket_owned;
-	char peer[USERNAME_MAX + 1]; /* for messages: the NAME in p2p-peerd@NAME */
-	int timeout_ms;
-	bool timeout_set;     /* --timeout given */
-	bool json;
-	bool quiet;
-	bool color;
-	bool tty_out;         /* stdout is a terminal */
-	struct varlink_conn *conn;
-};
-
-static const char *prog = "p2pctl";
-
-static void errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void errmsg(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-/* ---- output helpers --------------------------------------------------- */
-
-static const char *color(const struct ctl *c, const char *code)
-{
-	return c->color ? code : "";
-}
-#define C_RESET "\033[0m"
-#define C_BOLD  "\033[1m"
-#define C_GREEN "\033[32m"
-#define C_RED   "\033[31m"
-#define C_YELLOW "\033[33m"
-
-static void human_size(uint64_t n, char *out, size_t outlen)
-{
-	static const char *units[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
-	double v = (double)n;
-	int u = -1;
-
-	if (n < 1024) {
-		snprintf(out, outlen, "%llu B", (unsigned long long)n);
-		return;
-	}
-	while (v >= 1024 && u < 4) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(out, outlen, v < 10 ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
-static void human_duration(double s, char *out, size_t outlen)
-{
-	unsigned long long t = s < 0 ? 0 : (unsigned long long)(s + 0.5);
-
-	if (t >= 3600)
-		snprintf(out, outlen, "%lluh%02llum", t / 3600, t / 60 % 60);
-	else if (t >= 60)
-		snprintf(out, outlen, "%llum%02llus", t / 60, t % 60);
-	else
-		snprintf(out, outlen, "%llus", t);
-}
-
-/* Text from the network made safe for a terminal: control characters and
- * invalid UTF-8 become '?'. Returns a malloc'd copy. */
-static char *safe_text(const char *s)
-{
-	size_t n = strlen(s);
-	char *o = malloc(n + 1);
-
-	if (!o)
-		abort();
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		o[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-	}
-	o[n] = '\0';
-	if (!valid_utf8(o, n))
-		for (size_t i = 0; i < n; i++)
-			if ((unsigned char)o[i] >= 0x80)
-				o[i] = '?';
-	return o;
-}
-
-/* Columns a UTF-8 string takes (one per code point: good enough for names). */
-static size_t text_width(const char *s)
-{
-	size_t w = 0;
-
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			w++;
-	return w;
-}
-
-/* A table: rows of cells, printed with aligned columns. right[] marks
- * right-aligned (numeric) columns. */
-#define TABLE_MAX_COLS 8
-struct table {
-	size_t ncols, nrows, cap;
-	const char *head[TABLE_MAX_COLS];
-	bool right[TABLE_MAX_COLS];
-	char **cells; /* nrows * ncols, owned */
-};
-
-static void table_add(struct table *t, ...)
-{
-	va_list ap;
-
-	if (t->nrows == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 16;
-		t->cells = realloc(t->cells, t->cap * t->ncols * sizeof(char *));
-		if (!t->cells)
-			abort();
-	}
-	va_start(ap, t);
-	for (size_t i = 0; i < t->ncols; i++)
-		t->cells[t->nrows * t->ncols + i] = safe_text(va_arg(ap, const char *));
-	va_end(ap);
-	t->nrows++;
-}
-
-static void table_print(const struct ctl *c, struct table *t)
-{
-	size_t w[TABLE_MAX_COLS];
-
-	for (size_t i = 0; i < t->ncols; i++) {
-		w[i] = text_width(t->head[i]);
-		for (size_t r = 0; r < t->nrows; r++) {
-			size_t x = text_width(t->cells[r * t->ncols + i]);
-
-			if (x > w[i])
-				w[i] = x;
-		}
-	}
-	for (size_t r = 0; r <= t->nrows; r++) {
-		bool head = r == 0;
-
-		if (head && c->quiet)
-			continue;
-		if (head)
-			fputs(color(c, C_BOLD), stdout);
-		for (size_t i = 0; i < t->ncols; i++) {
-			const char *s = head ? t->head[i] : t->cells[(r - 1) * t->ncols + i];
-			size_t pad = w[i] - text_width(s);
-			bool last = i + 1 == t->ncols;
-
-			if (t->right[i])
-				printf("%*s%s", (int)pad, "", s);
-			else
-				printf("%s%*s", s, last ? 0 : (int)pad, "");
-			if (!last)
-				fputs("  ", stdout);
-		}
-		if (head)
-			fputs(color(c, C_RESET), stdout);
-		fputc('\n', stdout);
-	}
-	for (size_t i = 0; i < t->nrows * t->ncols; i++)
-		free(t->cells[i]);
-	free(t->cells);
-	t->cells = NULL;
-	t->nrows = t->cap = 0;
-}
-
-static void print_json(struct json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-}
-
-/* Field accessors that tolerate a missing or mistyped field. */
-static const char *jstr(struct json_object *o, const char *key, const char *dflt)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
-		return dflt;
-	return json_object_get_string(v);
-}
-
-static int64_t jint(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v))
-		return 0;
-	return json_object_get_int64(v);
-}
-
-static double jdouble(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v))
-		return 0;
-	return json_object_get_double(v);
-}
-
-static bool jbool(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
-}
-
-static struct json_object *jarray(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_array))
-		return NULL;
-	return v;
-}
-
-/* ---- talking to peerd ------------------------------------------------- */
-
-/* "cannot reach peerd at PATH: ..." with the systemd hint. */
-static int unreachable(const struct ctl *c, int err)
-{
-	const char *p = c->peer[0] ? c->peer : "NAME";
-
-	switch (err) {
-	case -ENOENT:
-	case -ECONNREFUSED:
-		errmsg("cannot reach peerd at %s: %s; is p2p-peerd@%s running? systemctl start p2p-peerd@%s",
-		       c->socket, strerror(-err), p, p);
-		break;
-	case -EACCES:
-	case -EPERM:
-		errmsg("cannot reach peerd at %s: %s; join the group p2p (usermod -aG p2p $USER, then log in again) or use sudo",
-		       c->socket, strerror(-err));
-		break;
-	case -ETIMEDOUT:
-		errmsg("peerd at %s did not answer within %d s: is it stuck? see journalctl -u p2p-peerd@%s, or raise --timeout",
-		       c->socket, c->timeout_ms / 1000, p);
-		break;
-	case -ECONNRESET:
-	case -EPIPE:
-		errmsg("peerd at %s closed the connection: see journalctl -u p2p-peerd@%s", c->socket, p);
-		break;
-	default:
-		errmsg("cannot reach peerd at %s: %s", c->socket, strerror(-err));
-		break;
-	}
-	return EXIT_UNREACHABLE;
-}
-
-static int ctl_connect(struct ctl *c)
-{
-	int r = varlink_connect(c->socket, c->timeout_ms, &c->conn);
-
-	if (r == -ENAMETOOLONG) {
-		errmsg("socket path %s is too long for a UNIX socket (at most 107 bytes)", c->socket);
-		return EXIT_USAGE;
-	}
-	return r < 0 ? unreachable(c, r) : EXIT_OK;
-}
-
-/* Explain a varlink error reply: message on stderr (and a JSON document on
- * stdout with --json); returns the exit status. */
-static int explain_error(const struct ctl *c, const char *method, struct varlink_reply *r)
-{
-	struct json_object *p = r->parameters;
-	const char *e = r->error;
-	const char *peer = c->peer[0] ? c->peer : "NAME";
-	int status = EXIT_FAIL;
-
-	if (c->json) {
-		struct json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "error", json_object_new_string(e));
-		json_object_object_add(o, "parameters", json_object_get(p));
-		print_json(o);
-		json_object_put(o);
-	}
-	if (!strcmp(e, "io.p2p.Peer.NotLoggedIn")) {
-		errmsg("not logged in: run 'p2pctl login USER' first");
-		status = EXIT_NOT_LOGGED_IN;
-	} else if (!strcmp(e, "io.p2p.Peer.AuthenticationFailed")) {
-		errmsg("login failed: wrong user name or password (%s); register first with 'p2pctl register USER'",
-		       jstr(p, "message", "rejected by the directory"));
-	} else if (!strcmp(e, "io.p2p.Peer.UserExists")) {
-		errmsg("user %s already exists at the directory: choose another name, or log in with 'p2pctl login %s'",
-		       jstr(p, "username", "?"), jstr(p, "username", "USER"));
-	} else if (!strcmp(e, "io.p2p.Peer.RegistrationClosed")) {
-		errmsg("the directory does not accept new users: ask its operator for an account");
-	} else if (!strcmp(e, "io.p2p.Peer.RateLimited")) {
-		errmsg("the directory is limiting requests: try again in %lld s", (long long)jint(p, "retry_after"));
-	} else if (!strcmp(e, "io.p2p.Peer.DirectoryUnreachable")) {
-		errmsg("peerd cannot reach the directory at %s: %s; is p2p-dird running there? check \"directory\" in /etc/p2p/peers/%s.json",
-		       jstr(p, "url", "?"), jstr(p, "message", "no answer"), peer);
-	} else if (!strcmp(e, "io.p2p.Peer.NotFound")) {
-		if (!strcmp(method, "io.p2p.Peer.Cancel"))
-			errmsg("no running transfer %s: see 'p2pctl transfers'", jstr(p, "id", jstr(p, "name", "?")));
-		else
-			errmsg("no online peer shares %s: check the exact name with 'p2pctl search'", jstr(p, "name", "that file"));
-		status = EXIT_NOT_FOUND;
-	} else if (!strcmp(e, "io.p2p.Peer.VerificationFailed")) {
-		errmsg("%s failed verification (%s): nothing was saved; try again, or pick another source with --from",
-		       jstr(p, "name", "the file"), jstr(p, "message", "size or SHA-256 mismatch"));
-		status = EXIT_VERIFICATION;
-	} else if (!strcmp(e, "io.p2p.Peer.TransferFailed")) {
-		errmsg("download of %s failed after %lld bytes (%s): run the same command again to resume",
-		       jstr(p, "name", "the file"), (long long)jint(p, "received"), jstr(p, "message", "no source could complete it"));
-	} else if (!strcmp(e, "io.p2p.Peer.Cancelled")) {
-		errmsg("transfer %s was cancelled", jstr(p, "id", "?"));
-	} else if (!strcmp(e, "io.p2p.Peer.PermissionDenied")) {
-		errmsg("peerd refused this user: join the group p2p (usermod -aG p2p $USER, then log in again) or use sudo");
-	} else if (!strcmp(e, "org.varlink.service.MethodNotFound")) {
-		errmsg("peerd does not know %s: are p2pctl %s and p2p-peerd the same version?",
-		       jstr(p, "method", method), PACKAGE_VERSION);
-	} else if (!strcmp(e, "org.varlink.service.InvalidParameter")) {
-		errmsg("peerd refused the parameter \"%s\" of %s: check the value given", jstr(p, "parameter", "?"), method);
-		status = EXIT_USAGE;
-	} else {
-		errmsg("peerd answered %s: %s", e,
-		       json_object_to_json_string_ext(p, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	}
-	return status;
-}
-
-/* Turn what varlink_receive() returned into an exit status, printing why on
- * failure. A varlink error is explained and freed. */
-static int received(struct ctl *c, const char *method, int e, struct varlink_reply *r,
-		    enum varlink_fault fault)
-{
-	if (e == -EBADMSG || e == -EMSGSIZE || e == -EILSEQ) {
-		errmsg("peerd at %s sent a malformed reply (%s): are p2pctl and p2p-peerd the same version?",
-		       c->socket, varlink_fault_str(fault));
-		return EXIT_FAIL;
-	}
-	if (e < 0)
-		return unreachable(c, e);
-	if (r->error) {
-		int s = explain_error(c, method, r);
-
-		varlink_reply_free(r);
-		return s;
-	}
-	return EXIT_OK;
-}
-
-/* Receive one reply; on failure print why and return the exit status
- * (> 0). A varlink error is returned as EXIT_* too, already explained. */
-static int receive(struct ctl *c, const char *method, int timeout_ms, struct varlink_reply *r)
-{
-	enum varlink_fault fault;
-	int e = varlink_receive(c->conn, timeout_ms, r, &fault);
-
-	return received(c, method, e, r, fault);
-}
-
-/* Connect, send one call, wait for its single reply. */
-static int call(struct ctl *c, const char *method, struct json_object *params, struct varlink_reply *r)
-{
-	int s, e;
-
-	memset(r, 0, sizeof(*r));
-	s = ctl_connect(c);
-	if (s)
-		return s;
-	e = varlink_send_call(c->conn, method, params, 0, c->timeout_ms);
-	if (e < 0)
-		return unreachable(c, e);
-	/* Login and Index hash the whole folder: allow them minutes unless the
-	 * user chose a limit. */
-	if (!c->timeout_set && (!strcmp(method, "io.p2p.Peer.Login") || !strcmp(method, "io.p2p.Peer.Index")))
-		return receive(c, method, SLOW_TIMEOUT_S * 1000, r);
-	return receive(c, method, c->timeout_ms, r);
-}
-
-/* ---- passwords -------------------------------------------------------- */
-
-/* The first line of fd, without its line ending. */
-static int read_line_fd(int fd, char *buf, size_t size)
-{
-	size_t n = 0;
-
-	for (;;) {
-		char ch;
-		ssize_t k = read(fd, &ch, 1);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0 || ch == '\n')
-			break;
-		if (ch == '\x03' || ch == '\x04')
-			return -ECANCELED; /* ^C / ^D typed with ISIG off */
-		if (n + 1 >= size)
-			return -E2BIG;
-		buf[n++] = ch;
-	}
-	if (n > 0 && buf[n - 1] == '\r')
-		n--;
-	buf[n] = '\0';
-	return (int)n;
-}
-
-/* A line typed with echo and line editing off: we do the editing (erase,
- * kill) and see ^C and ^D ourselves, so the terminal is always restored. */
-static int read_secret(int fd, char *buf, size_t size)
-{
-	size_t n = 0;
-
-	for (;;) {
-		unsigned char ch;
-		ssize_t k = read(fd, &ch, 1);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0 || ch == '\n' || ch == '\r')
-			break;
-		if (ch == 0x03 || (ch == 0x04 && n == 0))
-			return -ECANCELED;
-		if (ch == 0x7f || ch == 0x08) {
-			if (n > 0)
-				n--;
-			continue;
-		}
-		if (ch == 0x15) { /* ^U */
-			n = 0;
-			continue;
-		}
-		if (n + 1 >= size)
-			return -E2BIG;
-		buf[n++] = (char)ch;
-	}
-	buf[n] = '\0';
-	return (int)n;
-}
-
-/* Prompt on the controlling terminal; without echo for passwords. */
-static int prompt_tty(const char *prompt, char *buf, size_t size, bool echo)
-{
-	struct termios old, quiet;
-	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
-	int r;
-
-	if (fd < 0)
-		return -ENOTTY;
-	if (tcgetattr(fd, &old) < 0) {
-		close(fd);
-		return -ENOTTY;
-	}
-	if (echo) {
-		if (write(fd, prompt, strlen(prompt)) < 0) {
-			close(fd);
-			return -ENOTTY;
-		}
-		r = read_line_fd(fd, buf, size);
-		close(fd);
-		return r;
-	}
-	quiet = old;
-	quiet.c_lflag &= ~(tcflag_t)(ECHO | ICANON | ISIG);
-	quiet.c_cc[VMIN] = 1;
-	quiet.c_cc[VTIME] = 0;
-	/* Echo goes off (dropping anything typed ahead) before the prompt
-	 * shows, so nothing typed after it can be flushed or echoed. */
-	if (tcsetattr(fd, TCSAFLUSH, &quiet) < 0 || write(fd, prompt, strlen(prompt)) < 0) {
-		tcsetattr(fd, TCSANOW, &old);
-		close(fd);
-		return -ENOTTY;
-	}
-	r = read_secret(fd, buf, size);
-	tcsetattr(fd, TCSANOW, &old);
-	if (write(fd, "\n", 1) < 0 && r >= 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-struct pw_opts {
-	bool from_stdin;
-	const char *file;
-};
-
-/* The password from --password-stdin, --password-file or the terminal.
- * Returns 0 or an exit status, with the message printed. */
-static int get_password(const struct pw_opts *o, const char *user, bool twice, char *pw, size_t size)
-{
-	int r;
-
-	if (o->from_stdin) {
-		r = read_line_fd(0, pw, size);
-	} else if (o->file) {
-		int fd = open(o->file, O_RDONLY | O_CLOEXEC);
-
-		if (fd < 0) {
-			errmsg("cannot read the password file %s: %s", o->file, strerror(errno));
-			return EXIT_USAGE;
-		}
-		r = read_line_fd(fd, pw, size);
-		close(fd);
-	} else {
-		char prompt[128], again[PASSWORD_MAX];
-
-		snprintf(prompt, sizeof(prompt), "Password for %s: ", user);
-		r = prompt_tty(prompt, pw, size, false);
-		if (r == -ENOTTY) {
-			errmsg("no terminal to ask the password on: use --password-stdin or --password-file FILE");
-			return EXIT_USAGE;
-		}
-		if (r >= 0 && twice) {
-			int r2 = prompt_tty("Repeat password: ", again, sizeof(again), false);
-
-			if (r2 < 0) {
-				r = r2;
-			} else if (strcmp(pw, again) != 0) {
-				explicit_bzero(again, sizeof(again));
-				errmsg("the passwords do not match: nothing was changed");
-				return EXIT_USAGE;
-			}
-			explicit_bzero(again, sizeof(again));
-		}
-	}
-	if (r == -ECANCELED) {
-		errmsg("cancelled");
-		return EXIT_FAIL;
-	}
-	if (r == -E2BIG) {
-		errmsg("the password is longer than %d bytes", PASSWORD_MAX - 1);
-		return EXIT_USAGE;
-	}
-	if (r < 0) {
-		errmsg("cannot read the password: %s", strerror(-r));
-		return EXIT_FAIL;
-	}
-	if (r == 0) {
-		errmsg("the password is empty");
-		return EXIT_USAGE;
-	}
-	if (!valid_utf8(pw, (size_t)r)) {
-		errmsg("the password is not valid UTF-8");
-		return EXIT_USAGE;
-	}
-	return EXIT_OK;
-}
+#include "p2pctl.h"
 
 /* ---- commands --------------------------------------------------------- */
 
-struct cmd {
-	const char *name;
-	const char *args;
-	const char *summary;
-	const char *options; /* help text for the command's own options */
-	int (*run)(struct ctl *c, int argc, char **argv);
-};
 
-static const struct cmd *find_cmd(const char *name);
-static void cmd_usage(FILE *f, const struct cmd *cmd);
+const struct cmd *find_cmd(const char *name);
+void cmd_usage(FILE *f, const struct cmd *cmd);
 
-/* Common options every command takes after its name. */
-enum { OPT_JSON = 1000, OPT_PW_STDIN, OPT_PW_FILE, OPT_EXACT, OPT_LIMIT, OPT_OFFSET,
-       OPT_FROM, OPT_TO };
+
 
 /* Parse a command's options; returns -1 when done, or EXIT_* + 1 on help /
  * bad usage (so the caller can return it - 1). */
@@ -751,7 +171,7 @@ static int do_auth(struct ctl *c, const struct cmd *cmd, int argc, char **argv, 
 	json_object_object_add(params, "username", json_object_new_string(user));
 	json_object_object_add(params, "password", json_object_new_string(password));
 	explicit_bzero(password, sizeof(password));
-	s = call(c, reg ? "io.p2p.Peer.Register" : "io.p2p.Peer.Login", params, &r);
+	s = call(c, reg ? PEER_M_REGISTER : PEER_M_LOGIN, params, &r);
 	/* json-c keeps its own copy of the password: wipe it before freeing. */
 	{
 		struct json_object *pv;
@@ -803,7 +223,7 @@ static int simple(struct ctl *c, const char *name, const char *method, struct va
 static int cmd_logout(struct ctl *c, int argc, char **argv)
 {
 	struct varlink_reply r;
-	int s = simple(c, "logout", "io.p2p.Peer.Logout", &r, argc, argv);
+	int s = simple(c, "logout", PEER_M_LOGOUT, &r, argc, argv);
 
 	if (s)
 		return s;
@@ -818,7 +238,7 @@ static int cmd_logout(struct ctl *c, int argc, char **argv)
 static int cmd_index(struct ctl *c, int argc, char **argv)
 {
 	struct varlink_reply r;
-	int s = simple(c, "index", "io.p2p.Peer.Index", &r, argc, argv);
+	int s = simple(c, "index", PEER_M_INDEX, &r, argc, argv);
 	int64_t n;
 
 	if (s)
@@ -837,7 +257,7 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 	struct varlink_reply r;
 	struct json_object *p, *dir = NULL, *adv;
 	char size[32];
-	int s = simple(c, "status", "io.p2p.Peer.Status", &r, argc, argv);
+	int s = simple(c, "status", PEER_M_STATUS, &r, argc, argv);
 	const char *state;
 	bool in, reach;
 	char *t;
@@ -901,7 +321,7 @@ static int cmd_ls(struct ctl *c, int argc, char **argv)
 			   .right = { false, true, false, false } };
 	uint64_t total = 0;
 	size_t n;
-	int s = simple(c, "ls", "io.p2p.Peer.ListShared", &r, argc, argv);
+	int s = simple(c, "ls", PEER_M_LIST_SHARED, &r, argc, argv);
 
 	if (s)
 		return s;
@@ -935,7 +355,7 @@ static int cmd_ls(struct ctl *c, int argc, char **argv)
 }
 
 /* A decimal integer option within [min, max]. */
-static bool parse_number(const char *opt, const char *arg, long long min, long long max, long long *out)
+bool parse_number(const char *opt, const char *arg, long long min, long long max, long long *out)
 {
 	char *end;
 	long long v;
@@ -962,7 +382,7 @@ static int search_opt(void *st, int o, const char *arg)
 	if (o == OPT_EXACT)
 		s->exact = arg;
 	else if (o == OPT_LIMIT)
-		return parse_number("limit", arg, 1, 1000, &s->limit) ? 0 : -1;
+		return parse_number("limit", arg, 1, PEER_SEARCH_LIMIT_MAX, &s->limit) ? 0 : -1;
 	else if (o == OPT_OFFSET)
 		return parse_number("offset", arg, 0, INT32_MAX, &s->offset) ? 0 : -1;
 	else
@@ -1023,7 +443,7 @@ static int cmd_search(struct ctl *c, int argc, char **argv)
 	json_object_object_add(params, "limit", json_object_new_int64(st.limit));
 	if (st.offset)
 		json_object_object_add(params, "offset", json_object_new_int64(st.offset));
-	s = call(c, "io.p2p.Peer.Search", params, &r);
+	s = call(c, PEER_M_SEARCH, params, &r);
 	json_object_put(params);
 	if (s)
 		return s;
@@ -1153,9 +573,9 @@ static int interrupted(struct ctl *c, const char *id)
 	if (id[0] && varlink_connect(c->socket, 2000, &conn) == 0) {
 		params = json_object_new_object();
 		json_object_object_add(params, "id", json_object_new_string(id));
-		if (varlink_send_call(conn, "io.p2p.Peer.Cancel", params, 0, 2000) == 0 &&
+		if (varlink_send_call(conn, PEER_M_CANCEL, params, 0, 2000) == 0 &&
 		    varlink_receive(conn, 5000, &r, &fault) == 0) {
-			ok = !r.error || !strcmp(r.error, "io.p2p.Peer.NotFound");
+			ok = !r.error || !strcmp(r.error, peer_error_name(PEER_E_NOT_FOUND));
 			varlink_reply_free(&r);
 		}
 		json_object_put(params);
@@ -1236,7 +656,7 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 		json_object_put(params);
 		return s;
 	}
-	e = varlink_send_call(c->conn, "io.p2p.Peer.Download", params, VARLINK_CALL_MORE, c->timeout_ms);
+	e = varlink_send_call(c->conn, PEER_M_DOWNLOAD, params, VARLINK_CALL_MORE, c->timeout_ms);
 	json_object_put(params);
 	if (e < 0)
 		return unreachable(c, e);
@@ -1274,7 +694,7 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 			}
 			continue;
 		}
-		s = received(c, "io.p2p.Peer.Download", e, &r, fault);
+		s = received(c, PEER_M_DOWNLOAD, e, &r, fault);
 		if (s) {
 			progress_end(&pr);
 			break;
@@ -1317,7 +737,7 @@ static int cmd_transfers(struct ctl *c, int argc, char **argv)
 	struct table t = { .ncols = 7, .head = { "ID", "NAME", "STATE", "DONE", "SIZE", "RATE", "SOURCES" },
 			   .right = { false, false, false, true, true, true, true } };
 	size_t n;
-	int s = simple(c, "transfers", "io.p2p.Peer.Transfers", &r, argc, argv);
+	int s = simple(c, "transfers", PEER_M_TRANSFERS, &r, argc, argv);
 
 	if (s)
 		return s;
@@ -1364,7 +784,7 @@ static int cmd_cancel(struct ctl *c, int argc, char **argv)
 	}
 	params = json_object_new_object();
 	json_object_object_add(params, "id", json_object_new_string(id));
-	s = call(c, "io.p2p.Peer.Cancel", params, &r);
+	s = call(c, PEER_M_CANCEL, params, &r);
 	json_object_put(params);
 	if (s)
 		return s;
@@ -1376,7 +796,7 @@ static int cmd_cancel(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
-static const struct cmd commands[] = {
+const struct cmd commands[] = {
 	{ "register", "[USER] [--password-stdin | --password-file FILE]", "create an account at the directory",
 	  "      --password-stdin     read the password from the first line of standard input\n"
 	  "      --password-file FILE read it from the first line of FILE\n", cmd_register },
@@ -1398,7 +818,7 @@ static const struct cmd commands[] = {
 	{ "cancel", "ID", "stop a running transfer", "", cmd_cancel },
 };
 
-static const struct cmd *find_cmd(const char *name)
+const struct cmd *find_cmd(const char *name)
 {
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(commands[i].name, name))
@@ -1406,7 +826,7 @@ static const struct cmd *find_cmd(const char *name)
 	return NULL;
 }
 
-static void cmd_usage(FILE *f, const struct cmd *cmd)
+void cmd_usage(FILE *f, const struct cmd *cmd)
 {
 	fprintf(f, "Usage: p2pctl [-s SOCKET | -p PEER] %s %s\n\n%c%s.\n\nOptions:\n%s"
 		"      --json        print JSON for scripts\n"
@@ -1415,189 +835,5 @@ static void cmd_usage(FILE *f, const struct cmd *cmd)
 		cmd->name, cmd->args, cmd->summary[0] - 'a' + 'A', cmd->summary + 1, cmd->options);
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f, "Usage: p2pctl [OPTIONS] COMMAND [ARGS]\n\n"
-		"Drive a p2p-peerd through its control socket.\n\nCommands:\n");
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\nOptions:\n"
-		"  -s, --socket PATH  the peer's control socket\n"
-		"  -p, --peer NAME    the peer NAME: %s/NAME.sock (default: the only peer here)\n"
-		"      --json         print JSON for scripts\n"
-		"  -q, --quiet        print only what was asked for, or nothing\n"
-		"  -t, --timeout SEC  wait at most SEC seconds for peerd (default %d)\n"
-		"  -h, --help         show this help; 'p2pctl COMMAND --help' for a command\n"
-		"  -V, --version      show the version\n\n"
-		"Exit status: 0 ok, 1 failure, 2 usage, 3 not logged in, 4 not found,\n"
-		"5 peerd unreachable, 6 verification failed. See p2pctl(1).\n",
-		RUNDIR, DEFAULT_TIMEOUT_S);
-}
 
-/* The NAME in /run/p2p/NAME.sock, for messages. */
-static void peer_from_path(struct ctl *c, const char *path)
-{
-	const char *b = strrchr(path, '/');
-	size_t n;
-
-	b = b ? b + 1 : path;
-	n = strlen(b);
-	if (n > 5 && !strcmp(b + n - 5, ".sock") && n - 5 <= USERNAME_MAX) {
-		memcpy(c->peer, b, n - 5);
-		c->peer[n - 5] = '\0';
-		if (!valid_username(c->peer))
-			c->peer[0] = '\0';
-	}
-}
-
-/* -s wins, then -p, then the only socket in the run directory. */
-static int resolve_socket(struct ctl *c, const char *sock, const char *peer)
-{
-	const char *rundir = getenv("P2P_RUNDIR");
-	char found[2][PATH_MAX];
-	size_t nfound = 0;
-	struct dirent *de;
-	DIR *d;
-
-	if (!rundir || !*rundir)
-		rundir = RUNDIR;
-	if (sock) {
-		c->socket = sock;
-		peer_from_path(c, sock);
-		return EXIT_OK;
-	}
-	if (peer) {
-		if (!valid_username(peer)) {
-			errmsg("invalid peer name for -p: use 1 to 64 of A-Z a-z 0-9 . _ -");
-			return EXIT_USAGE;
-		}
-		if (asprintf(&c->socket_owned, "%s/%s.sock", rundir, peer) < 0)
-			abort();
-		c->socket = c->socket_owned;
-		snprintf(c->peer, sizeof(c->peer), "%s", peer);
-		return EXIT_OK;
-	}
-	d = opendir(rundir);
-	if (d) {
-		while ((de = readdir(d))) {
-			size_t n = strlen(de->d_name);
-			struct stat sb;
-			char path[PATH_MAX];
-
-			if (n <= 5 || strcmp(de->d_name + n - 5, ".sock"))
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", rundir, de->d_name);
-			if (stat(path, &sb) < 0 || !S_ISSOCK(sb.st_mode))
-				continue;
-			if (nfound < 2)
-				memcpy(found[nfound], path, sizeof(path));
-			nfound++;
-		}
-		closedir(d);
-	}
-	if (nfound == 0) {
-		errmsg("no peer control socket in %s: start a peer (systemctl start p2p-peerd@NAME), or name its socket with -s PATH",
-		       rundir);
-		return EXIT_UNREACHABLE;
-	}
-	if (nfound > 1) {
-		errmsg("%zu peers run here (%s, %s%s): pick one with -p NAME", nfound, found[0], found[1],
-		       nfound > 2 ? ", ..." : "");
-		return EXIT_USAGE;
-	}
-	c->socket_owned = strdup(found[0]);
-	if (!c->socket_owned)
-		abort();
-	c->socket = c->socket_owned;
-	peer_from_path(c, c->socket);
-	return EXIT_OK;
-}
-
-static bool want_color(void)
-{
-	const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
-
-	if (nc && *nc)
-		return false;
-	if (term && !strcmp(term, "dumb"))
-		return false;
-	return isatty(1) == 1;
-}
-
-int main(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "peer", required_argument, NULL, 'p' },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
-	};
-	struct ctl c = { .timeout_ms = DEFAULT_TIMEOUT_S * 1000 };
-	const char *sock = NULL, *peer = NULL;
-	const struct cmd *cmd;
-	long long t;
-	int o, s;
-
-	opterr = 0;
-	while ((o = getopt_long(argc, argv, "+s:p:qt:hV", opts, NULL)) != -1) {
-		switch (o) {
-		case 's': sock = optarg; break;
-		case 'p': peer = optarg; break;
-		case OPT_JSON: c.json = true; break;
-		case 'q': c.quiet = true; break;
-		case 't':
-			if (!parse_number("timeout", optarg, 1, 86400, &t))
-				return EXIT_USAGE;
-			c.timeout_ms = (int)t * 1000;
-			c.timeout_set = true;
-			break;
-		case 'h': usage(stdout); return EXIT_OK;
-		case 'V': printf("p2pctl %s\n", PACKAGE_VERSION); return EXIT_OK;
-		default:
-			if (optopt && optopt < 256)
-				errmsg("unknown option -%c or missing value; see 'p2pctl --help'", optopt);
-			else
-				errmsg("unknown option or missing value in '%s'; see 'p2pctl --help'", argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
-	if (optind >= argc) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if (sock && peer) {
-		errmsg("give only one of -s SOCKET and -p PEER");
-		return EXIT_USAGE;
-	}
-	cmd = find_cmd(argv[optind]);
-	if (!cmd) {
-		char *n = safe_text(argv[optind]);
-
-		errmsg("unknown command '%s'; see 'p2pctl --help'", n);
-		free(n);
-		return EXIT_USAGE;
-	}
-	/* help needs no peer */
-	for (int i = optind + 1; i < argc && strcmp(argv[i], "--"); i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			cmd_usage(stdout, cmd);
-			return EXIT_OK;
-		}
-	c.color = want_color();
-	c.tty_out = isatty(1) == 1;
-	s = resolve_socket(&c, sock, peer);
-	if (s == EXIT_OK) {
-		s = cmd->run(&c, argc - optind, argv + optind);
-		varlink_close(c.conn);
-	}
-	free(c.socket_owned);
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		errmsg("cannot write the output: %s", strerror(errno));
-		return EXIT_FAIL;
-	}
-	return s;
-}
+const size_t ncommands = sizeof(commands) / sizeof(commands[0]);
