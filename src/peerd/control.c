@@ -48,6 +48,7 @@ struct control {
 	struct evconnlistener *listener;
 	struct event *accept_again;  /* the pause after EMFILE/ENFILE */
 	char *path;                  /* unlinked at stop; NULL when activated */
+	control_method *(*find)(const char *name);
 	struct client *clients;      /* connected, freed at stop */
 	unsigned nclients;
 };
@@ -234,7 +235,7 @@ static void read_calls(struct client *c)
 			close_after_write(c);
 			return;
 		}
-		fn = control_method_find(vc.method);
+		fn = c->ctl->find(vc.method);
 		if (!fn) {
 			if (!vc.oneway)
 				send_error(c, VARLINK_E_METHOD_NOT_FOUND, one("method", json_object_new_string(vc.method)));
@@ -461,13 +462,15 @@ static int bind_socket(const char *path)
 	return fd;
 }
 
-int control_start(struct peerd *p, const char *path, int fd, struct control **out)
+int control_start(struct peerd *p, const char *path, int fd, control_method *(*find)(const char *name),
+		  struct control **out)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
 
 	if (!ctl)
 		return -ENOMEM;
 	ctl->p = p;
+	ctl->find = find;
 	if (fd < 0) {
 		fd = bind_socket(path);
 		if (fd < 0) {
@@ -494,7 +497,6 @@ int control_start(struct peerd *p, const char *path, int fd, struct control **ou
 		return -ENOMEM;
 	}
 	evconnlistener_set_error_cb(ctl->listener, on_accept_error);
-	control_methods_start(p);
 	log_info("control socket %s", path ? path : "(passed by systemd)");
 	*out = ctl;
 	return 0;
@@ -508,7 +510,6 @@ void control_stop(struct control *ctl)
 	event_free(ctl->accept_again);
 	while (ctl->clients)
 		client_free(ctl->clients);
-	control_methods_stop();
 	if (ctl->path) {
 		unlink(ctl->path);
 		free(ctl->path);

@@ -211,9 +211,10 @@ static int run(struct peerd *p)
 	if ((r = transfers_new(p, &p->transfers)) < 0 || (r = watch_new(p, &p->watch)) < 0)
 		return r;
 	if (cfd >= 0 || p->set.control_socket) {
-		r = control_start(p, cfd >= 0 ? NULL : p->set.control_socket, cfd, &p->control);
+		r = control_start(p, cfd >= 0 ? NULL : p->set.control_socket, cfd, control_method_find, &p->control);
 		if (r < 0)
 			return r;
+		control_methods_start(p);
 	} else {
 		log_notice("no control socket (give --control-socket or --name)");
 	}
@@ -245,6 +246,7 @@ static int run(struct peerd *p)
 	event_base_dispatch(p->base);
 	control_stop(p->control);
 	p->control = NULL;
+	control_methods_stop();
 	session_stop(p->session);
 	return 0;
 }
@@ -252,6 +254,7 @@ static int run(struct peerd *p)
 static void cleanup(struct peerd *p)
 {
 	control_stop(p->control);
+	control_methods_stop();
 	/* Threads waiting on the directory are answered at once from here. */
 	dirclient_shutdown(p->dc);
 	transfers_free(p->transfers);

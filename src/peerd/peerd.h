@@ -291,10 +291,14 @@ int settings_check(const struct peerd_settings *s, char *err, size_t len);
 void settings_usage(FILE *f);
 
 /* control.c: the control socket (docs/CONTROL.md). fd >= 0: a listening
- * socket passed by systemd; otherwise bind path. */
+ * socket passed by systemd; otherwise bind path. find: the method table
+ * (control_method_find; passed in, so that control.c and
+ * control_methods.c do not call each other in a circle). */
 struct control;
 struct control_call;
-int control_start(struct peerd *p, const char *path, int fd, struct control **out);
+typedef void control_method(struct control_call *call, struct json_object *params);
+int control_start(struct peerd *p, const char *path, int fd, control_method *(*find)(const char *name),
+		  struct control **out);
 void control_stop(struct control *c);
 /* Answers to a call (control_methods.c): each ends it, except
  * control_continue; a call whose client left is answered into the void. */
@@ -307,7 +311,6 @@ bool control_call_more(const struct control_call *call);
 struct peerd *control_peerd(const struct control_call *call);
 
 /* control_methods.c: one handler per method. */
-typedef void control_method(struct control_call *call, struct json_object *params);
 control_method *control_method_find(const char *name);
 /* Start and stop what the methods keep between calls (Download watchers). */
 void control_methods_start(struct peerd *p);
