@@ -127,6 +127,8 @@ int explain_error(const struct ctl *c, const char *method, struct varlink_reply 
 		errmsg("transfer %s was cancelled", jstr(p, "id", "?"));
 	} else if (!strcmp(e, peer_error_name(PEER_E_PERMISSION_DENIED))) {
 		errmsg("peerd refused this user: join the group p2p (usermod -aG p2p $USER, then log in again) or use sudo");
+	} else if (!strcmp(e, peer_error_name(PEER_E_BUSY))) {
+		errmsg("peerd at %s is busy (%s): try again in a moment", c->socket, jstr(p, "message", "too many calls"));
 	} else if (!strcmp(e, VARLINK_E_METHOD_NOT_FOUND)) {
 		errmsg("peerd does not know %s: are p2pctl %s and p2p-peerd the same version?",
 		       jstr(p, "method", method), PACKAGE_VERSION);

@@ -419,6 +419,8 @@ class TestErrors(Base):
             ("io.p2p.Peer.DirectoryUnreachable", {"url": "http://d:6970", "message": "connection refused"},
              EXIT_FAIL, "cannot reach the directory at http://d:6970: connection refused; is p2p-dird running"),
             ("io.p2p.Peer.PermissionDenied", {}, EXIT_FAIL, "usermod -aG p2p"),
+            ("io.p2p.Peer.Busy", {"message": "too many control connections"}, EXIT_FAIL,
+             "is busy (too many control connections): try again"),
             ("org.varlink.service.MethodNotFound", {"method": "io.p2p.Peer.Index"}, EXIT_FAIL,
              "does not know io.p2p.Peer.Index"),
             ("org.varlink.service.InvalidParameter", {"parameter": "name"}, EXIT_USAGE,
