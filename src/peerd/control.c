@@ -28,10 +28,10 @@
 #include "log.h"
 #include "peerd.h"
 #include "varlink.h"
+#include "varlink_service.h"
 
 #define IFACE "io.p2p.Peer."
-#define VARLINK_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
-#define VARLINK_METHOD_NOT_FOUND "org.varlink.service.MethodNotFound"
+#define VARLINK_INVALID_PARAMETER VARLINK_ERROR_INVALID_PARAMETER
 #define SEARCH_LIMIT_DEFAULT 50
 #define SEARCH_LIMIT_MAX 1000
 
@@ -59,6 +59,7 @@ struct client {
 	struct control *ctl;
 	struct bufferevent *bev;
 	pid_t pid;
+	bool oneway;                /* the call being run wants no answer */
 	struct client *next;
 };
 
@@ -66,7 +67,7 @@ struct client {
 
 static void send_text(struct client *c, char *text, size_t len)
 {
-	if (text) {
+	if (text && !c->oneway) {
 		bufferevent_write(c->bev, text, len);
 		free(text);
 	}
@@ -487,12 +488,15 @@ static void m_download(struct client *c, struct json_object *params, bool more)
 	if (download_start(p, name, from, to, &t, &error) < 0) {
 		struct json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "name", json_object_new_string(name));
+		if (strcmp(error, "NotLoggedIn")) /* NotLoggedIn has no parameters */
+			json_object_object_add(o, "name", json_object_new_string(name));
 		if (!strcmp(error, "DirectoryUnreachable"))
 			json_object_object_add(o, "url", json_object_new_string(p->set.directory));
 		reply_error(c, error, o);
 		return;
 	}
+	if (c->oneway)
+		return; /* it runs; nobody hears of it */
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return;
@@ -715,17 +719,32 @@ static void on_read(struct bufferevent *bev, void *arg)
 			return;
 		}
 		{
-			size_t i;
+			static const struct varlink_interface ifaces[] = {
+				{ "io.p2p.Peer", VARLINK_IDL_IO_P2P_PEER },
+			};
+			static const struct varlink_service service = {
+				.vendor = "p2p", .product = "p2p-peerd", .version = PACKAGE_VERSION,
+				.url = PACKAGE_URL[0] ? PACKAGE_URL : "https://example.invalid/p2p",
+				.interfaces = ifaces, .n_interfaces = 1,
+			};
+			size_t i, n = sizeof(methods) / sizeof(methods[0]), alen;
+			char *answer;
 
-			for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+			for (i = 0; i < n; i++)
 				if (strcmp(call.method, methods[i].name) == 0)
 					break;
-			if (i == sizeof(methods) / sizeof(methods[0]))
-				reply_error(c, VARLINK_METHOD_NOT_FOUND, one("method", json_object_new_string(call.method)));
-			else if (!strcmp(call.method, IFACE "Download"))
-				m_download(c, call.parameters, call.more);
-			else if (!call.oneway)
-				methods[i].fn(c, call.parameters);
+			r = varlink_service_dispatch(&service, &call, i < n ? 0 : VARLINK_METHOD_UNKNOWN,
+						     &answer, &alen);
+			if (r == 0) {
+				send_text(c, answer, alen);
+			} else if (r > 0) {
+				c->oneway = call.oneway; /* run it, answer nothing */
+				if (!strcmp(call.method, IFACE "Download"))
+					m_download(c, call.parameters, call.more);
+				else
+					methods[i].fn(c, call.parameters);
+				c->oneway = false;
+			}
 		}
 		varlink_call_free(&call);
 	}

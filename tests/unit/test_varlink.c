@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "varlink.h"
+#include "varlink_service.h"
 
 static void test_frame_basic(void **state)
 {
@@ -121,6 +122,14 @@ static void test_call_good(void **state)
 
 	assert_int_equal(call("{\"method\":\"org.varlink.service.GetInfo\",\"oneway\":true,\"more\":false}", &c, &f), 0);
 	assert_true(c.oneway);
+	assert_false(c.upgrade);
+	varlink_call_free(&c);
+
+	/* "parameters": null (what Go's library sends) reads as {}; upgrade */
+	assert_int_equal(call("{\"method\":\"io.p2p.Peer.Status\",\"parameters\":null,\"upgrade\":true}", &c, &f), 0);
+	assert_true(json_object_is_type(c.parameters, json_type_object));
+	assert_int_equal(json_object_object_length(c.parameters), 0);
+	assert_true(c.upgrade);
 	varlink_call_free(&c);
 	varlink_call_free(NULL);
 }
@@ -158,11 +167,11 @@ static void test_call_bad(void **state)
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Log in\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
 	expect_call_fault("{\"method\":\"io.p2p\\u0000.Peer.Login\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":[]}", -EBADMSG, VARLINK_FAULT_PARAMETERS);
-	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":null}", -EBADMSG, VARLINK_FAULT_PARAMETERS);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":\"x\"}", -EBADMSG, VARLINK_FAULT_PARAMETERS);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"more\":1}", -EBADMSG, VARLINK_FAULT_MORE);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"more\":\"true\"}", -EBADMSG, VARLINK_FAULT_MORE);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"oneway\":null}", -EBADMSG, VARLINK_FAULT_ONEWAY);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"upgrade\":\"yes\"}", -EBADMSG, VARLINK_FAULT_UPGRADE);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"more\":true,\"oneway\":true}", -EBADMSG,
 			  VARLINK_FAULT_MORE_ONEWAY);
 	/* invalid UTF-8: a lone continuation byte, an overlong '/', a surrogate */
@@ -427,6 +436,180 @@ static void test_names_and_faults(void **state)
 			assert_string_not_equal(varlink_fault_str(i), varlink_fault_str(j));
 }
 
+/* ---- varlink_service ---------------------------------------------------- */
+
+static const struct varlink_interface test_ifaces[] = {
+	{ "io.p2p.Peer", "# x\ninterface io.p2p.Peer\nmethod Status() -> ()\n  method  Planned (a: int) -> ()\n"
+			 "# method Comment() -> ()\nerror Status ()\n" },
+};
+static const struct varlink_service test_service = {
+	.vendor = "v", .product = "p", .version = "1.2", .url = "https://example.invalid/",
+	.interfaces = test_ifaces, .n_interfaces = 1,
+};
+
+/* Dispatch msg; returns what varlink_service_dispatch() did and, in *reply,
+ * the parsed answer (root NULL when none). */
+static int dispatch(const char *msg, int flags, struct varlink_reply *reply)
+{
+	struct varlink_call c;
+	enum varlink_fault f;
+	char *out;
+	size_t len;
+	int r;
+
+	memset(reply, 0, sizeof(*reply));
+	assert_int_equal(call(msg, &c, &f), 0);
+	r = varlink_service_dispatch(&test_service, &c, flags, &out, &len);
+	varlink_call_free(&c);
+	if (out) {
+		assert_int_equal(r, 0);
+		assert_int_equal(out[len - 1], '\0');
+		assert_int_equal(varlink_reply_parse(out, len - 1, reply, &f), 0);
+		free(out);
+	}
+	return r;
+}
+
+static const char *string_param(struct varlink_reply *r, const char *key)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(r->parameters, key, &v));
+	return json_object_get_string(v);
+}
+
+static void test_service_introspection(void **state)
+{
+	struct varlink_reply r;
+	struct json_object *v;
+
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.error);
+	assert_string_equal(string_param(&r, "vendor"), "v");
+	assert_string_equal(string_param(&r, "product"), "p");
+	assert_string_equal(string_param(&r, "version"), "1.2");
+	assert_string_equal(string_param(&r, "url"), "https://example.invalid/");
+	assert_true(json_object_object_get_ex(r.parameters, "interfaces", &v));
+	assert_int_equal(json_object_array_length(v), 2);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(v, 0)), "org.varlink.service");
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(v, 1)), "io.p2p.Peer");
+	varlink_reply_free(&r);
+
+	/* more: one reply, no "continues" */
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\",\"more\":true,\"parameters\":null}",
+				  VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.error);
+	assert_false(r.continues);
+	varlink_reply_free(&r);
+
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInterfaceDescription\","
+				  "\"parameters\":{\"interface\":\"io.p2p.Peer\"}}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.error);
+	assert_string_equal(string_param(&r, "description"), test_ifaces[0].description);
+	varlink_reply_free(&r);
+
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInterfaceDescription\","
+				  "\"parameters\":{\"interface\":\"org.varlink.service\"}}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(string_param(&r, "description"), VARLINK_IDL_ORG_VARLINK_SERVICE);
+	assert_non_null(strstr(VARLINK_IDL_ORG_VARLINK_SERVICE, "\ninterface org.varlink.service\n"));
+	varlink_reply_free(&r);
+	assert_non_null(strstr(VARLINK_IDL_IO_P2P_PEER, "\ninterface io.p2p.Peer\n"));
+
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInterfaceDescription\","
+				  "\"parameters\":{\"interface\":\"io.p2p.Other\"}}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InterfaceNotFound");
+	assert_string_equal(string_param(&r, "interface"), "io.p2p.Other");
+	varlink_reply_free(&r);
+
+	for (int i = 0; i < 3; i++) {
+		static const char *const bad[] = { "{}", "{\"interface\":5}", "{\"interface\":null}" };
+		char msg[200];
+
+		snprintf(msg, sizeof(msg), "{\"method\":\"org.varlink.service.GetInterfaceDescription\",\"parameters\":%s}",
+			 bad[i]);
+		assert_int_equal(dispatch(msg, VARLINK_METHOD_UNKNOWN, &r), 0);
+		assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+		assert_string_equal(string_param(&r, "parameter"), "interface");
+		varlink_reply_free(&r);
+	}
+}
+
+static void test_service_flags(void **state)
+{
+	struct varlink_reply r;
+
+	/* a known method runs, also oneway and with more */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\"}", 0, &r), 1);
+	assert_null(r.root);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"oneway\":true}", 0, &r), 1);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"more\":true}", 0, &r), 1);
+
+	/* unknown: MethodNotFound, or MethodNotImplemented when the IDL has it */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Frob\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.MethodNotFound");
+	assert_string_equal(string_param(&r, "method"), "io.p2p.Peer.Frob");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Comment\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.MethodNotFound");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.Frob\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.MethodNotFound");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Planned\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.MethodNotImplemented");
+	assert_string_equal(string_param(&r, "method"), "io.p2p.Peer.Planned");
+	varlink_reply_free(&r);
+
+	/* oneway is never answered, not even with an error */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Frob\",\"oneway\":true}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.root);
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\",\"oneway\":true}",
+				  VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.root);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"oneway\":true,\"upgrade\":true}", 0, &r), 0);
+	assert_null(r.root);
+
+	/* upgrade is refused, for every method */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"upgrade\":true}", 0, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+	assert_string_equal(string_param(&r, "parameter"), "upgrade");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\",\"upgrade\":true}",
+				  VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"upgrade\":false}", 0, &r), 1);
+
+	/* a method that requires more */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\"}", VARLINK_METHOD_REQUIRES_MORE, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.ExpectedMore");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"more\":true}", VARLINK_METHOD_REQUIRES_MORE, &r), 1);
+}
+
+static void test_idl_declares_method(void **state)
+{
+	const char *idl = "interface a.B\nmethod One() -> ()\n\tmethod Two (x: int) -> ()\nmethod Three\n"
+			  "# method Four() -> ()\ntype Five ()\nmethod Onex() -> ()";
+
+	assert_true(varlink_idl_declares_method(idl, "One"));
+	assert_true(varlink_idl_declares_method(idl, "Two"));
+	assert_true(varlink_idl_declares_method(idl, "Onex"));
+	assert_false(varlink_idl_declares_method(idl, "Three"));
+	assert_false(varlink_idl_declares_method(idl, "Four"));
+	assert_false(varlink_idl_declares_method(idl, "Five"));
+	assert_false(varlink_idl_declares_method(idl, "On"));
+	/* every method p2p-peerd serves is in the compiled-in file */
+	for (int i = 0; i < 10; i++) {
+		static const char *const m[] = { "Register", "Login", "Logout", "Index", "Search", "Status",
+						 "ListShared", "Transfers", "Cancel", "Download" };
+
+		assert_true(varlink_idl_declares_method(VARLINK_IDL_IO_P2P_PEER, m[i]));
+	}
+	assert_true(varlink_idl_declares_method(VARLINK_IDL_ORG_VARLINK_SERVICE, "GetInfo"));
+	assert_true(varlink_idl_declares_method(VARLINK_IDL_ORG_VARLINK_SERVICE, "GetInterfaceDescription"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +624,9 @@ int main(void)
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_client),
 		cmocka_unit_test(test_names_and_faults),
+		cmocka_unit_test(test_service_introspection),
+		cmocka_unit_test(test_service_flags),
+		cmocka_unit_test(test_idl_declares_method),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
