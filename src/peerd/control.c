@@ -67,10 +67,9 @@ struct client {
 
 static void send_text(struct client *c, char *text, size_t len)
 {
-	if (text && !c->oneway) {
+	if (text && !c->oneway)
 		bufferevent_write(c->bev, text, len);
-		free(text);
-	}
+	free(text);
 }
 
 static void reply(struct client *c, struct json_object *params)
