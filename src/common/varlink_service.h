@@ -62,7 +62,10 @@ struct varlink_service {
  * which is never answered, not even with an error. Returns -ENOMEM.
  *
  * Answered here: org.varlink.service.GetInfo and GetInterfaceDescription
- * (InterfaceNotFound for an interface not in svc); MethodNotImplemented for
+ * (InterfaceNotFound for an interface not in svc); InvalidParameter naming
+ * the parameter when the call's parameters do not match the method's input
+ * in its interface's IDL (varlink_idl_check_parameters()), so that the file
+ * and the server cannot disagree on them; MethodNotImplemented for
  * a method an interface's IDL declares but the table lacks, MethodNotFound
  * for any other unknown method; InvalidParameter "upgrade" for a call asking
  * to upgrade the connection (no method here supports it); ExpectedMore for a
@@ -73,5 +76,16 @@ int varlink_service_dispatch(const struct varlink_service *svc, const struct var
 
 /* True if the IDL text declares "method NAME(" (member alone: "Status"). */
 bool varlink_idl_declares_method(const char *idl, const char *member);
+
+/* Check a call's parameters against the input of method member in the IDL
+ * text, as systemd does: every declared field has its type (a nullable one
+ * may be absent or null; int is a JSON integer, float any number, string
+ * without NUL, an enum one of its names), nested structs, arrays, maps and
+ * named types alike, and no field is there that the method does not declare.
+ * Returns 0; -EINVAL with bad (bad_size bytes) naming the first wrong
+ * top-level parameter; -ENOENT when the IDL does not declare the method;
+ * -EBADMSG when its input cannot be read. */
+int varlink_idl_check_parameters(const char *idl, const char *member, struct json_object *params,
+				 char *bad, size_t bad_size);
 
 #endif

@@ -121,6 +121,10 @@ class IDL(unittest.TestCase):
     def test_4_every_parameter_is_checked_by_its_name(self):
         v = self.net.peers["bob"][1]
         for m, (inp, _) in self.idl.methods.items():
+            # a parameter the file does not declare is refused, as systemd does
+            r = self.call(v, m, dict(VALID.get(m, {}), undeclared=1))
+            self.assertEqual(r, {"error": "org.varlink.service.InvalidParameter",
+                                 "parameters": {"parameter": "undeclared"}}, m)
             for p, t in inp.items():
                 valid = dict(VALID.get(m, {}))
                 kind = base_type(t)[0]

@@ -580,6 +580,20 @@ static void test_service_flags(void **state)
 	varlink_reply_free(&r);
 	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"upgrade\":false}", 0, &r), 1);
 
+	/* parameters are checked against the method's input in the IDL */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"parameters\":{\"x\":1}}", 0, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+	assert_string_equal(string_param(&r, "parameter"), "x");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"parameters\":{\"x\":1},\"oneway\":true}", 0,
+				  &r), 0);
+	assert_null(r.root);
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\",\"parameters\":{\"x\":1}}",
+				  VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+	assert_string_equal(string_param(&r, "parameter"), "x");
+	varlink_reply_free(&r);
+
 	/* a method that requires more */
 	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\"}", VARLINK_METHOD_REQUIRES_MORE, &r), 0);
 	assert_string_equal(r.error, "org.varlink.service.ExpectedMore");
@@ -610,6 +624,106 @@ static void test_idl_declares_method(void **state)
 	assert_true(varlink_idl_declares_method(VARLINK_IDL_ORG_VARLINK_SERVICE, "GetInterfaceDescription"));
 }
 
+/* Parameters against a method's input in an IDL. */
+static const char check_idl[] =
+	"# test\ninterface a.b\n"
+	"type Kind (small, big)\n"
+	"type Node (name: string, kind: ?Kind, next: ?Node)\n"
+	"# method Commented(x: int) -> ()\n"
+	"method All(\n  b: bool, # a comment\n  i: int, f: float, s: string, o: object,\n"
+	"  ns: ?string, a: []int, m: [string]?string, k: Kind,\n"
+	"  node: ?Node, inline: ?(x: int, e: (one, two)), an: ?[]?int\n) -> (r: int)\n"
+	"method None() -> ()\n"
+	"method Broken(x: int -> ()\n"
+	"method Broken2(x: nosuch) -> ()\n";
+
+static int check_params(const char *member, const char *json, char *bad)
+{
+	struct json_object *o = json_tokener_parse(json);
+	int r;
+
+	assert_non_null(o);
+	r = varlink_idl_check_parameters(check_idl, member, o, bad, 64);
+	json_object_put(o);
+	return r;
+}
+
+#define ALL_OK "\"b\":true,\"i\":-3,\"f\":1.5,\"s\":\"x\",\"o\":{\"q\":[1]},\"a\":[1,2],\"m\":{\"x\":\"y\",\"z\":null},\"k\":\"big\""
+
+static void expect_bad(const char *extra_or_replaced, const char *want)
+{
+	char bad[64], json[1024];
+
+	snprintf(json, sizeof(json), "{%s}", extra_or_replaced);
+	assert_int_equal(check_params("All", json, bad), -EINVAL);
+	assert_string_equal(bad, want);
+}
+
+static void test_idl_check_parameters(void **state)
+{
+	char bad[64];
+
+	assert_int_equal(check_params("All", "{" ALL_OK "}", bad), 0);
+	assert_string_equal(bad, "");
+	assert_int_equal(check_params("All", "{" ALL_OK ",\"f\":2,\"ns\":null,\"an\":[1,null],"
+				      "\"node\":{\"name\":\"n\",\"next\":{\"name\":\"m\",\"kind\":\"small\"}},"
+				      "\"inline\":{\"x\":1,\"e\":\"two\"}}", bad), 0);
+	assert_int_equal(check_params("None", "{}", bad), 0);
+
+	/* each wrong or missing field is named */
+	expect_bad("\"i\":-3,\"f\":1.5,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "b");
+	expect_bad("\"b\":1,\"i\":-3,\"f\":1.5,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "b");
+	expect_bad("\"b\":true,\"i\":1.0,\"f\":1.5,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "i");
+	expect_bad("\"b\":true,\"i\":1,\"f\":\"1\",\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "f");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":null,\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "s");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"a\\u0000b\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "s");
+	expect_bad(ALL_OK ",\"ns\":5", "ns");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[1,\"2\"],\"m\":{},\"k\":\"big\"", "a");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[null],\"m\":{},\"k\":\"big\"", "a");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":[],\"k\":\"big\"", "m");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{\"x\":1},\"k\":\"big\"", "m");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"huge\"", "k");
+	expect_bad(ALL_OK ",\"node\":{\"kind\":\"small\"}", "node");
+	expect_bad(ALL_OK ",\"node\":{\"name\":\"n\",\"next\":{\"name\":\"m\",\"kind\":\"tiny\"}}", "node");
+	expect_bad(ALL_OK ",\"node\":{\"name\":\"n\",\"extra\":1}", "node");
+	expect_bad(ALL_OK ",\"inline\":{\"x\":1,\"e\":\"three\"}", "inline");
+	expect_bad(ALL_OK ",\"an\":[\"1\"]", "an");
+	/* a field the method does not declare */
+	expect_bad(ALL_OK ",\"unknown\":1", "unknown");
+	assert_int_equal(check_params("None", "{\"x\":null}", bad), -EINVAL);
+	assert_string_equal(bad, "x");
+
+	/* not declared, or not readable */
+	assert_int_equal(check_params("Commented", "{}", bad), -ENOENT);
+	assert_int_equal(check_params("Absent", "{}", bad), -ENOENT);
+	assert_int_equal(check_params("Broken", "{\"x\":1}", bad), -EBADMSG);
+	assert_int_equal(check_params("Broken2", "{\"x\":1}", bad), -EBADMSG);
+}
+
+/* The compiled-in definitions can be read for every method they declare. */
+static void test_idl_compiled_in_readable(void **state)
+{
+	static const char *const peer[] = { "Register", "Login", "Logout", "Index", "Search", "Status",
+					    "ListShared", "Transfers", "Cancel", "Download" };
+	struct json_object *empty = json_object_new_object();
+	char bad[64];
+
+	for (size_t i = 0; i < sizeof(peer) / sizeof(peer[0]); i++) {
+		int r = varlink_idl_check_parameters(VARLINK_IDL_IO_P2P_PEER, peer[i], empty, bad, sizeof(bad));
+
+		assert_true(r == 0 || r == -EINVAL);
+	}
+	assert_int_equal(varlink_idl_check_parameters(VARLINK_IDL_ORG_VARLINK_SERVICE, "GetInfo", empty, bad,
+						      sizeof(bad)), 0);
+	assert_int_equal(varlink_idl_check_parameters(VARLINK_IDL_ORG_VARLINK_SERVICE, "GetInterfaceDescription",
+						      empty, bad, sizeof(bad)), -EINVAL);
+	assert_string_equal(bad, "interface");
+	assert_int_equal(varlink_idl_check_parameters(VARLINK_IDL_IO_P2P_PEER, "Login", empty, bad, sizeof(bad)),
+			 -EINVAL);
+	assert_string_equal(bad, "username");
+	json_object_put(empty);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -627,6 +741,8 @@ int main(void)
 		cmocka_unit_test(test_service_introspection),
 		cmocka_unit_test(test_service_flags),
 		cmocka_unit_test(test_idl_declares_method),
+		cmocka_unit_test(test_idl_check_parameters),
+		cmocka_unit_test(test_idl_compiled_in_readable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
