@@ -15,7 +15,12 @@
  * not the grammar makes the readers return NULL, and a method whose input
  * cannot be read is not checked (a unit test reads every method of the
  * compiled-in files). Only the input of methods is read: what the server
- * replies is the tests' business (tests/peerd/test_varlink_idl.py). */
+ * replies is the tests' business (tests/peerd/test_varlink_idl.py).
+ *
+ * Cost: each JSON value is checked once, and a value of a named type looks
+ * the type up by scanning the IDL's line starts, so a call costs at most its
+ * size (<= 1 MiB) times the IDL's lines (about 150 for io.p2p.Peer), and
+ * far less for the scalar inputs io.p2p.Peer has. */
 
 /* Blanks, newlines and comments. */
 static const char *skip_blank(const char *p)
@@ -130,7 +135,8 @@ static const char *check_compound(const char *idl, const char *p, struct json_ob
 
 	if (!struct_kind(p, &is_enum))
 		return NULL;
-	if (check && !json_object_is_type(v, is_enum ? json_type_string : json_type_object)) {
+	if (check && (!json_object_is_type(v, is_enum ? json_type_string : json_type_object) ||
+		      (is_enum && (size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v))))) {
 		*ok = false;
 		check = false;
 	}
