@@ -1,9 +1,13 @@
 /* control.c — owns the peer's control socket: binding it (or taking it
  * from systemd), the access check, the connections and their bound, the
  * varlink framing, dispatching each call to its handler in
- * control_methods.c, and delivering the answers in order. It knows no
- * method: a handler answers through control_reply/control_error, at once
- * or later from a callback (the client does not wait on the loop).
+ * control_methods.c (after varlink_service.c has answered what is not a
+ * method's: org.varlink.service, the call flags, unknown methods and
+ * parameters io.p2p.Peer.varlink does not allow), and delivering the
+ * answers in order; a oneway call runs in its place and is never
+ * answered. It knows no method: a handler answers through
+ * control_reply/control_error, at once or later from a callback (the
+ * client does not wait on the loop).
  *
  * Access: the socket file is mode 0660; each client is identified with
  * SO_PEERCRED (never by what it says) and allowed if it is root, our own uid,
@@ -38,6 +42,7 @@
 #include "log.h"
 #include "peerd.h"
 #include "varlink.h"
+#include "varlink_service.h"
 
 #define ACCEPT_PAUSE_MS 1000 /* accept() failed for want of descriptors: wait this long */
 
@@ -148,6 +153,11 @@ bool control_call_more(const struct control_call *call)
 	return call->more;
 }
 
+bool control_call_oneway(const struct control_call *call)
+{
+	return call->oneway;
+}
+
 struct peerd *control_peerd(const struct control_call *call)
 {
 	return call->p;
@@ -199,6 +209,14 @@ static void close_after_write(struct client *c)
 /* Read and dispatch calls until one is left waiting for its answer. */
 static void read_calls(struct client *c)
 {
+	static const struct varlink_interface ifaces[] = {
+		{ PEER_IFACE, VARLINK_IDL_IO_P2P_PEER },
+	};
+	static const struct varlink_service service = {
+		.vendor = "p2p", .product = "p2p-peerd", .version = PACKAGE_VERSION,
+		.url = PACKAGE_URL[0] ? PACKAGE_URL : "https://example.invalid/p2p",
+		.interfaces = ifaces, .n_interfaces = 1,
+	};
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
 	while (!c->call && !c->closing) {
@@ -207,6 +225,8 @@ static void read_calls(struct client *c)
 		enum varlink_fault fault = VARLINK_FAULT_NONE;
 		const unsigned char *buf;
 		control_method *fn;
+		char *answer = NULL;
+		size_t alen = 0;
 		int r;
 
 		if (avail == 0)
@@ -235,15 +255,20 @@ static void read_calls(struct client *c)
 			close_after_write(c);
 			return;
 		}
+		/* org.varlink.service, the call flags, unknown methods and
+		 * parameters the interface definition does not allow are
+		 * answered here (varlink_service.c); the rest runs its handler. */
 		fn = c->ctl->find(vc.method);
-		if (!fn) {
-			if (!vc.oneway)
-				send_error(c, VARLINK_E_METHOD_NOT_FOUND, one("method", json_object_new_string(vc.method)));
+		r = varlink_service_dispatch(&service, &vc, fn ? 0 : VARLINK_METHOD_UNKNOWN, &answer, &alen);
+		if (r == 0) {
+			send_text(c, answer, alen); /* NULL for a oneway call */
 		} else {
-			struct control_call *call = calloc(1, sizeof(*call));
+			struct control_call *call = r > 0 ? calloc(1, sizeof(*call)) : NULL;
 
 			if (!call) {
-				send_error(c, PEER_IFACE ".Busy", one("message", json_object_new_string("out of memory")));
+				if (!vc.oneway)
+					send_error(c, peer_error_name(PEER_E_BUSY),
+						   one("message", json_object_new_string("out of memory")));
 			} else {
 				call->c = c;
 				call->p = c->ctl->p;

@@ -495,21 +495,33 @@ static void download_started(void *arg, struct transfer *t, enum peer_error err,
 	struct watcher *w;
 
 	if (!t) {
-		struct json_object *o = json_object_new_object();
+		struct json_object *o = NULL;
 
-		json_object_object_add(o, "name", json_object_new_string(dc->name));
-		if (err == PEER_E_DIRECTORY_UNREACHABLE)
-			json_object_object_add(o, "url", json_object_new_string(control_peerd(dc->call)->set.directory));
-		if (message && *message && err != PEER_E_NOT_FOUND)
-			json_object_object_add(o, "message", json_object_new_string(message));
+		if (err != PEER_E_NOT_LOGGED_IN) { /* NotLoggedIn has no parameters */
+			o = json_object_new_object();
+			json_object_object_add(o, "name", json_object_new_string(dc->name));
+			if (err == PEER_E_DIRECTORY_UNREACHABLE)
+				json_object_object_add(o, "url",
+						       json_object_new_string(control_peerd(dc->call)->set.directory));
+			if (message && *message && err != PEER_E_NOT_FOUND)
+				json_object_object_add(o, "message", json_object_new_string(message));
+		}
 		peer_error(dc->call, err, o);
+		free(dc);
+		return;
+	}
+	if (control_call_oneway(dc->call)) {
+		control_reply(dc->call, NULL); /* it runs; nobody hears of it (see Transfers) */
 		free(dc);
 		return;
 	}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		/* The transfer goes on; only its report is lost. */
-		peer_error(dc->call, PEER_E_TRANSFER_FAILED, one("message", json_object_new_string("out of memory")));
+		struct json_object *o = one("name", json_object_new_string(dc->name));
+
+		json_object_object_add(o, "message", json_object_new_string("out of memory"));
+		peer_error(dc->call, PEER_E_TRANSFER_FAILED, o);
 		free(dc);
 		return;
 	}
@@ -548,15 +560,20 @@ static void m_download(struct control_call *call, struct json_object *params)
 	}
 	if (!to) {
 		if (!realpath(p->set.folder, folder)) {
-			peer_error(call, PEER_E_TRANSFER_FAILED,
-				   one("message", json_object_new_string("the shared folder is gone")));
+			struct json_object *o = one("name", json_object_new_string(name));
+
+			json_object_object_add(o, "message", json_object_new_string("the shared folder is gone"));
+			peer_error(call, PEER_E_TRANSFER_FAILED, o);
 			return;
 		}
 		to = folder;
 	}
 	dc = calloc(1, sizeof(*dc));
 	if (!dc) {
-		peer_error(call, PEER_E_TRANSFER_FAILED, one("message", json_object_new_string("out of memory")));
+		struct json_object *o = one("name", json_object_new_string(name));
+
+		json_object_object_add(o, "message", json_object_new_string("out of memory"));
+		peer_error(call, PEER_E_TRANSFER_FAILED, o);
 		return;
 	}
 	dc->call = call;

@@ -308,6 +308,7 @@ void control_error(struct control_call *call, const char *error, struct json_obj
 void control_continue(struct control_call *call, struct json_object *params);
 bool control_call_gone(const struct control_call *call);
 bool control_call_more(const struct control_call *call);
+bool control_call_oneway(const struct control_call *call); /* "oneway": nothing is sent back */
 struct peerd *control_peerd(const struct control_call *call);
 
 /* control_methods.c: one handler per method. */
