@@ -9,7 +9,8 @@
 - a big (sparse) file is hashed off the loop: WATCHDOG=1 goes on, READY=1
   comes first, the file is not shared while it is hashed;
 - a finished resumed download leaves STATE_DIR/transfers without a
-  control socket;
+  control socket; Pause keeps a transfer (listed, in STATE_DIR/transfers),
+  Resume continues it from its partial file under the same id;
 - Status shows the bound gRPC address, and the advertised one apart;
 - a 200-byte non-ASCII name (a 600-byte percent-encoded URL) downloads."""
 import http.server
@@ -362,6 +363,41 @@ class Transfers(unittest.TestCase):
         with open(os.path.join(folder, "film.mkv"), "rb") as f:
             self.assertEqual(f.read(), data)
         proc.stop()
+
+    def test_pause_and_resume(self):
+        MiB = 1 << 20
+        data = os.urandom(12 * MiB + 7)
+        self.net.peer("seed", {"big.iso": data}, ["--upload-rate", str(2 * MiB)])
+        v, folder, proc = self.net.peer("getter")
+        starter = Varlink(os.path.join(self.net.bases["getter"], "ctl.sock"))
+        starter.send_raw(b'{"method":"io.p2p.Peer.Download","parameters":{"name":"big.iso"},"more":true}\0')
+
+        def transfer():
+            t = v.call("Transfers")["parameters"]["transfers"]
+            return t[0] if t else None
+        p2ptest.wait_for(lambda: transfer() and transfer()["received"] >= 5 * MiB, timeout=30, what="5 MiB in")
+        tid = transfer()["id"]
+        self.assertNotIn("error", v.call("Pause", {"id": tid}))
+        p2ptest.wait_for(lambda: transfer()["state"] == "paused", what="paused")
+        starter.close()
+        state = os.path.join(self.net.bases["getter"], "state", "transfers")
+        with open(state) as f:
+            self.assertEqual(json.load(f), [{"name": "big.iso", "to": os.path.realpath(folder), "paused": True}])
+        self.assertEqual(v.call("Pause", {"id": tid})["error"], "io.p2p.Peer.NotFound")
+        time.sleep(1)
+        got = transfer()["received"]
+        self.assertEqual(transfer()["received"], got)  # nothing moves while paused
+        out = subprocess.run([p2ptest.binary("p2pctl"), "--socket", os.path.join(self.net.bases["getter"], "ctl.sock"),
+                              "resume", tid], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout, "Resumed transfer %s.\n" % tid)
+        _, last = download(v, "big.iso")
+        self.assertEqual(self.net.assert_ok(last)["state"], "done", last)
+        self.assertEqual(last["parameters"]["id"], tid)
+        self.assertRegex(proc.output(), r"resuming, [1-9] of 4 ranges verified")
+        with open(os.path.join(folder, "big.iso"), "rb") as f:
+            self.assertEqual(f.read(), data)
+        p2ptest.wait_for(lambda: json.load(open(state)) == [], what="the list cleared")
 
     def test_long_non_ascii_name(self):
         name = "\u00e9" * 100  # 200 bytes of UTF-8, 600 percent-encoded
