@@ -17,6 +17,8 @@
 #define PEER_M_LIST_SHARED PEER_IFACE ".ListShared"
 #define PEER_M_TRANSFERS PEER_IFACE ".Transfers"
 #define PEER_M_CANCEL PEER_IFACE ".Cancel"
+#define PEER_M_PAUSE PEER_IFACE ".Pause"
+#define PEER_M_RESUME PEER_IFACE ".Resume"
 
 #define VARLINK_E_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
 #define VARLINK_E_METHOD_NOT_FOUND "org.varlink.service.MethodNotFound"

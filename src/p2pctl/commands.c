@@ -796,6 +796,49 @@ static int cmd_cancel(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* pause / resume ID: one call, one line. */
+static int pause_resume(struct ctl *c, int argc, char **argv, bool pause)
+{
+	const struct cmd *cmd = find_cmd(pause ? "pause" : "resume");
+	struct json_object *params;
+	struct varlink_reply r;
+	const char *id;
+	int s = parse_cmd_opts(c, cmd, argc, argv, NULL, 0, NULL, NULL);
+
+	if (s >= 0)
+		return s - 1;
+	if (!want_args(cmd, argc, argv, 1, 1))
+		return EXIT_USAGE;
+	id = argv[optind];
+	if (!*id || strlen(id) > 64 || strspn(id, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_") != strlen(id)) {
+		errmsg("%s: invalid transfer id; see the IDs with 'p2pctl transfers'", cmd->name);
+		return EXIT_USAGE;
+	}
+	params = json_object_new_object();
+	json_object_object_add(params, "id", json_object_new_string(id));
+	s = call(c, pause ? PEER_M_PAUSE : PEER_M_RESUME, params, &r);
+	json_object_put(params);
+	if (s)
+		return s;
+	if (c->json)
+		return print_reply_json(&r);
+	if (!c->quiet)
+		printf(pause ? "Paused transfer %s; resume it with 'p2pctl resume %s'.\n" : "Resumed transfer %s.\n", id,
+		       id);
+	varlink_reply_free(&r);
+	return EXIT_OK;
+}
+
+static int cmd_pause(struct ctl *c, int argc, char **argv)
+{
+	return pause_resume(c, argc, argv, true);
+}
+
+static int cmd_resume(struct ctl *c, int argc, char **argv)
+{
+	return pause_resume(c, argc, argv, false);
+}
+
 const struct cmd commands[] = {
 	{ "register", "[USER] [--password-stdin | --password-file FILE]", "create an account at the directory",
 	  "      --password-stdin     read the password from the first line of standard input\n"
@@ -815,7 +858,9 @@ const struct cmd commands[] = {
 	  "      --from PEER   read only from this peer\n"
 	  "      --to DIR      save into DIR instead of the shared folder\n", cmd_download },
 	{ "transfers", "", "list running and recent transfers", "", cmd_transfers },
-	{ "cancel", "ID", "stop a running transfer", "", cmd_cancel },
+	{ "cancel", "ID", "stop a running transfer, or forget a paused one", "", cmd_cancel },
+	{ "pause", "ID", "stop a running transfer, keeping it to resume", "", cmd_pause },
+	{ "resume", "ID", "continue a paused transfer from its partial file", "", cmd_resume },
 };
 
 const struct cmd *find_cmd(const char *name)

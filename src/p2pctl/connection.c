@@ -111,7 +111,7 @@ int explain_error(const struct ctl *c, const char *method, struct varlink_reply 
 		errmsg("peerd cannot reach the directory at %s: %s; is p2p-dird running there? check \"directory\" in /etc/p2p/peers/%s.json",
 		       jstr(p, "url", "?"), jstr(p, "message", "no answer"), peer);
 	} else if (!strcmp(e, peer_error_name(PEER_E_NOT_FOUND))) {
-		if (!strcmp(method, PEER_M_CANCEL))
+		if (!strcmp(method, PEER_M_CANCEL) || !strcmp(method, PEER_M_PAUSE) || !strcmp(method, PEER_M_RESUME))
 			errmsg("no running transfer %s: see 'p2pctl transfers'", jstr(p, "id", jstr(p, "name", "?")));
 		else
 			errmsg("no online peer shares %s: check the exact name with 'p2pctl search'", jstr(p, "name", "that file"));

@@ -599,6 +599,67 @@ static void m_cancel(struct control_call *call, struct json_object *params)
 		peer_error(call, PEER_E_NOT_FOUND, one("id", json_object_new_string(id)));
 }
 
+static void m_pause(struct control_call *call, struct json_object *params)
+{
+	bool answered = false;
+	const char *id = param_string(call, params, "id", true, &answered);
+
+	if (answered)
+		return;
+	if (transfers_pause(control_peerd(call)->transfers, id) == 0)
+		control_reply(call, NULL);
+	else
+		peer_error(call, PEER_E_NOT_FOUND, one("id", json_object_new_string(id)));
+}
+
+struct resume_call {
+	struct control_call *call;
+	char id[17];
+};
+
+static void resumed(void *arg, struct transfer *t, enum peer_error err, const char *message)
+{
+	struct resume_call *rc = arg;
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_string(rc->id));
+	if (t) {
+		control_reply(rc->call, o);
+	} else if (err == PEER_E_NOT_LOGGED_IN) {
+		json_object_put(o); /* NotLoggedIn has no parameters */
+		peer_error(rc->call, err, NULL);
+	} else {
+		if (err == PEER_E_DIRECTORY_UNREACHABLE)
+			json_object_object_add(o, "url", json_object_new_string(control_peerd(rc->call)->set.directory));
+		if (message && *message && err != PEER_E_NOT_FOUND)
+			json_object_object_add(o, "message", json_object_new_string(message));
+		peer_error(rc->call, err, o);
+	}
+	free(rc);
+}
+
+static void m_resume(struct control_call *call, struct json_object *params)
+{
+	bool answered = false;
+	const char *id = param_string(call, params, "id", true, &answered);
+	struct resume_call *rc;
+
+	if (answered)
+		return;
+	if (strlen(id) >= sizeof(rc->id)) {
+		peer_error(call, PEER_E_NOT_FOUND, one("id", json_object_new_string(id)));
+		return;
+	}
+	rc = calloc(1, sizeof(*rc));
+	if (!rc) {
+		peer_error(call, PEER_E_TRANSFER_FAILED, one("message", json_object_new_string("out of memory")));
+		return;
+	}
+	rc->call = call;
+	snprintf(rc->id, sizeof(rc->id), "%s", id);
+	transfers_resume(control_peerd(call)->transfers, id, resumed, rc);
+}
+
 static const struct {
 	const char *name;
 	control_method *fn;
@@ -612,6 +673,8 @@ static const struct {
 	{ PEER_M_LIST_SHARED, m_list_shared },
 	{ PEER_M_TRANSFERS, m_transfers },
 	{ PEER_M_CANCEL, m_cancel },
+	{ PEER_M_PAUSE, m_pause },
+	{ PEER_M_RESUME, m_resume },
 	{ PEER_M_DOWNLOAD, m_download },
 };
 

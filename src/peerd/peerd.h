@@ -197,6 +197,7 @@ struct transfer {
 	double started;
 	bool reported;                 /* main loop: end already handled */
 	double ended_at;               /* main loop: when the end was handled */
+	bool has_thread;               /* main loop: download_begin started its worker */
 	int wake_fd;                   /* written once when the transfer ends */
 	struct hash_entry landed;      /* the final file, for the hash cache */
 	pthread_mutex_t lock;
@@ -206,6 +207,7 @@ struct transfer {
 	int sources;                   /* streams running now */
 	int sources_used;              /* sources that delivered verified ranges */
 	bool cancel;
+	bool paused;                   /* cancelled by Pause: kept, listed, resumable */
 	double seconds;
 	char error[64], message[256];
 	struct transfer *next;
@@ -236,6 +238,12 @@ void transfers_start(struct transfers *tr, const char *name, const char *from, c
 void transfers_continue_saved(struct transfers *tr);
 /* 0, or -ENOENT when no running transfer has that id. */
 int transfers_cancel(struct transfers *tr, const char *id);
+/* Stop a running transfer but keep it listed (also in STATE_DIR/transfers)
+ * as "paused", its partial file kept: 0, or -ENOENT. */
+int transfers_pause(struct transfers *tr, const char *id);
+/* Start a paused transfer again under its id; cb as for transfers_start
+ * (PEER_E_NOT_FOUND when no paused transfer has that id). */
+void transfers_resume(struct transfers *tr, const char *id, transfers_started *cb, void *arg);
 struct json_object *transfers_list_json(struct transfers *tr);
 int transfers_active(struct transfers *tr);
 /* What a watcher of t is told: 1 = running (*out: progress), 0 = done

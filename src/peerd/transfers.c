@@ -65,9 +65,11 @@ static void save(struct transfers *tr)
 		struct json_object *o;
 
 		pthread_mutex_lock(&t->lock);
-		if (t->state == TRANSFER_RUNNING && (o = json_object_new_object())) {
+		if ((t->state == TRANSFER_RUNNING || t->paused) && (o = json_object_new_object())) {
 			json_object_object_add(o, "name", json_object_new_string(t->name));
 			json_object_object_add(o, "to", json_object_new_string(t->to));
+			if (t->paused)
+				json_object_object_add(o, "paused", json_object_new_boolean(true));
 			json_object_array_add(arr, o);
 		}
 		pthread_mutex_unlock(&t->lock);
@@ -89,6 +91,7 @@ static void save(struct transfers *tr)
 
 struct start_call {
 	struct transfers *tr;
+	char id[17];             /* resuming: the paused transfer's id, kept */
 	char name[FILENAME_MAX_BYTES + 1];
 	char from[USERNAME_MAX + 1];
 	char to[4096];
@@ -112,6 +115,8 @@ static struct transfer *running(struct transfers *tr, const char *name, const ch
 
 static void transfer_free(struct transfer *t)
 {
+	if (t->has_thread)
+		pthread_join(t->thread, NULL);
 	block_list_free(&t->landed.blocks);
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->cond);
@@ -160,6 +165,21 @@ static void searched(void *arg, const struct dir_result *r)
 	}
 	crypto_random(rnd, sizeof(rnd));
 	crypto_hex(rnd, sizeof(rnd), t->id);
+	/* Resumed, or the same file again: it takes the paused one's place
+	 * (and, resumed, its id). */
+	for (struct transfer **pt = &tr->list; *pt;) {
+		struct transfer *old = *pt;
+
+		if (old->paused && old->state != TRANSFER_RUNNING &&
+		    (sc->id[0] ? !strcmp(old->id, sc->id) : !strcmp(old->name, t->name) && !strcmp(old->to, t->to))) {
+			*pt = old->next;
+			transfer_free(old);
+		} else {
+			pt = &old->next;
+		}
+	}
+	if (sc->id[0])
+		memcpy(t->id, sc->id, sizeof(t->id));
 	t->state = TRANSFER_RUNNING;
 	t->started = mono_now();
 	if (download_begin(t) < 0) {
@@ -167,6 +187,7 @@ static void searched(void *arg, const struct dir_result *r)
 		sc->cb(sc->arg, NULL, PEER_E_TRANSFER_FAILED, "cannot start a thread");
 		goto out;
 	}
+	t->has_thread = true;
 	t->next = tr->list;
 	tr->list = t;
 	save(tr);
@@ -203,6 +224,84 @@ void transfers_start(struct transfers *tr, const char *name, const char *from, c
 	sc->cb = cb;
 	sc->arg = arg;
 	dir_search_file(tr->p->dc, name, searched, sc);
+}
+
+int transfers_pause(struct transfers *tr, const char *id)
+{
+	for (struct transfer *t = tr->list; t; t = t->next) {
+		bool hit;
+
+		pthread_mutex_lock(&t->lock);
+		hit = t->state == TRANSFER_RUNNING && !strcmp(t->id, id);
+		if (hit)
+			t->paused = true;
+		pthread_mutex_unlock(&t->lock);
+		if (hit) {
+			download_cancel(t);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+void transfers_resume(struct transfers *tr, const char *id, transfers_started *cb, void *arg)
+{
+	struct start_call *sc;
+	struct transfer *t;
+
+	for (t = tr->list; t; t = t->next) {
+		bool hit;
+
+		pthread_mutex_lock(&t->lock);
+		hit = t->paused && t->state != TRANSFER_RUNNING && t->reported && !strcmp(t->id, id);
+		pthread_mutex_unlock(&t->lock);
+		if (hit)
+			break;
+	}
+	if (!t) {
+		cb(arg, NULL, PEER_E_NOT_FOUND, NULL);
+		return;
+	}
+	if (!session_logged_in(tr->p->session)) {
+		cb(arg, NULL, PEER_E_NOT_LOGGED_IN, NULL);
+		return;
+	}
+	sc = calloc(1, sizeof(*sc));
+	if (!sc) {
+		cb(arg, NULL, PEER_E_TRANSFER_FAILED, "out of memory");
+		return;
+	}
+	sc->tr = tr;
+	memcpy(sc->id, t->id, sizeof(sc->id));
+	snprintf(sc->name, sizeof(sc->name), "%s", t->name);
+	snprintf(sc->to, sizeof(sc->to), "%s", t->to);
+	sc->cb = cb;
+	sc->arg = arg;
+	dir_search_file(tr->p->dc, sc->name, searched, sc);
+}
+
+/* A paused transfer listed in STATE_DIR/transfers: listed again, not started. */
+static void add_paused(struct transfers *tr, const char *name, const char *to)
+{
+	struct transfer *t = calloc(1, sizeof(*t));
+	uint8_t rnd[8];
+
+	if (!t)
+		return;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	snprintf(t->to, sizeof(t->to), "%s", to);
+	crypto_random(rnd, sizeof(rnd));
+	crypto_hex(rnd, sizeof(rnd), t->id);
+	t->state = TRANSFER_CANCELLED;
+	t->paused = t->reported = true;
+	t->ended_at = mono_now();
+	snprintf(t->error, sizeof(t->error), "Cancelled");
+	snprintf(t->message, sizeof(t->message), "paused");
+	t->wake_fd = -1;
+	t->next = tr->list;
+	tr->list = t;
 }
 
 struct continue_call {
@@ -245,6 +344,14 @@ void transfers_continue_saved(struct transfers *tr)
 			log_warn("%s: entry %zu is not {\"name\",\"to\"}; skipped", path, i);
 			continue;
 		}
+		{
+			struct json_object *pv;
+
+			if (json_object_object_get_ex(o, "paused", &pv) && json_object_get_boolean(pv)) {
+				add_paused(tr, json_object_get_string(name), json_object_get_string(to));
+				continue;
+			}
+		}
 		cc = calloc(1, sizeof(*cc));
 		if (!cc)
 			break;
@@ -266,7 +373,8 @@ static struct json_object *transfer_json(struct transfer *t, double now)
 
 	json_object_object_add(o, "id", json_object_new_string(t->id));
 	json_object_object_add(o, "name", json_object_new_string(t->name));
-	json_object_object_add(o, "state", json_object_new_string(state_names[t->state]));
+	json_object_object_add(o, "state", json_object_new_string(t->paused && t->state != TRANSFER_RUNNING
+								   ? "paused" : state_names[t->state]));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)t->size));
 	json_object_object_add(o, "received", json_object_new_int64((int64_t)t->received));
 	json_object_object_add(o, "rate", json_object_new_int64(secs > 0 ? (int64_t)(t->received / secs) : 0));
@@ -338,12 +446,21 @@ int transfers_active(struct transfers *tr)
 
 int transfers_cancel(struct transfers *tr, const char *id)
 {
-	for (struct transfer *t = tr->list; t; t = t->next) {
-		bool hit;
+	for (struct transfer **pt = &tr->list; *pt; pt = &(*pt)->next) {
+		struct transfer *t = *pt;
+		bool hit, paused;
 
 		pthread_mutex_lock(&t->lock);
-		hit = t->state == TRANSFER_RUNNING && !strcmp(t->id, id);
+		hit = !strcmp(t->id, id) && (t->state == TRANSFER_RUNNING || (t->paused && t->reported));
+		paused = t->state != TRANSFER_RUNNING;
 		pthread_mutex_unlock(&t->lock);
+		if (hit && paused) {
+			/* A paused one is forgotten; its partial file stays. */
+			*pt = t->next;
+			transfer_free(t);
+			save(tr);
+			return 0;
+		}
 		if (hit) {
 			download_cancel(t);
 			return 0;
@@ -383,13 +500,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 				share_remember(&p->share, &t->landed);
 				reindex = true;
 			}
-		} else if (t->reported && now - t->ended_at > KEEP_ENDED_S) {
+		} else if (t->reported && !t->paused && now - t->ended_at > KEEP_ENDED_S) {
 			reap = true;
 		}
 		pthread_mutex_unlock(&t->lock);
 		if (reap) {
 			*pt = t->next;
-			pthread_join(t->thread, NULL);
 			transfer_free(t);
 		} else {
 			pt = &t->next;
@@ -443,9 +559,8 @@ void transfers_free(struct transfers *tr)
 		struct transfer *t = tr->list;
 
 		download_cancel(t);
-		pthread_join(t->thread, NULL);
 		tr->list = t->next;
-		transfer_free(t);
+		transfer_free(t); /* joins its worker */
 	}
 	if (tr->tick)
 		event_free(tr->tick);

@@ -26,6 +26,8 @@ VALID = {
     "Search": {"query": "song", "limit": 5, "offset": 0},
     "Download": {"name": "absent.bin"},
     "Cancel": {"id": "none"},
+    "Pause": {"id": "none"},
+    "Resume": {"id": "none"},
 }
 
 
@@ -156,7 +158,9 @@ class IDL(unittest.TestCase):
         self.assertEqual([h["name"] for h in r["results"]], ["song.mp3"])
         self.assertNotIn("error", self.call(v, "Search", {"exact": "song.mp3"}))
         self.assertEqual(self.call(v, "Download", {"name": "absent.bin"})["error"], "io.p2p.Peer.NotFound")
-        self.assertEqual(self.call(v, "Cancel", {"id": "none"})["error"], "io.p2p.Peer.NotFound")
+        for m in ("Cancel", "Pause", "Resume"):
+            r = self.call(v, m, {"id": "none"})
+            self.assertEqual(r, {"error": "io.p2p.Peer.NotFound", "parameters": {"id": "none"}}, m)
         # A download with progress, and one without: both shapes of the reply.
         r = self.call(v, "Download", {"name": "song.mp3", "to": self.net.bases["bob"]}, more=True)
         self.assertEqual(r["parameters"]["state"], "done", r)
