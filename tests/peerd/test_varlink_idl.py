@@ -231,6 +231,38 @@ class IDL(unittest.TestCase):
         r = p2ptest.wait_for(info, what="a call after the others closed")
         self.assertEqual(r["product"], "p2p-peerd")
 
+    def test_8_pause_and_resume(self):
+        """Pause, Resume, a paused transfer in Transfers and the Download it
+        ends, all as the file declares them."""
+        from test_control import Varlink
+        MiB = 1 << 20
+        self.net.peer("slowseed", {"slow.iso": os.urandom(4 * MiB + 3)}, ["--upload-rate", str(MiB)])
+        v = self.b
+        self.assertNotIn("error", self.call(v, "Login", {"username": "bob", "password": "pw-bob"}))  # test 5 left
+        follower = Varlink(os.path.join(self.net.bases["bob"], "ctl.sock"))
+        follower.send_raw(json.dumps({"method": "io.p2p.Peer.Download", "parameters": {"name": "slow.iso"},
+                                      "more": True}).encode() + b"\0")
+
+        def transfer():
+            for t in self.call(v, "Transfers")["parameters"]["transfers"]:
+                if t["name"] == "slow.iso":
+                    return t
+            return None
+        p2ptest.wait_for(lambda: (transfer() or {}).get("received", 0) >= MiB // 2, timeout=30, what="bytes in")
+        tid = transfer()["id"]
+        self.assertEqual(self.call(v, "Pause", {"id": tid}), {"parameters": {}})
+        p2ptest.wait_for(lambda: transfer()["state"] == "paused", what="paused")
+        while True:  # the follower's Download ends with Cancelled
+            r = follower.recv()
+            self.check_message("io.p2p.Peer.Download", r, True)
+            if not r.get("continues"):
+                break
+        follower.close()
+        self.assertEqual(r["error"], "io.p2p.Peer.Cancelled", r)
+        self.assertEqual(self.call(v, "Resume", {"id": tid}), {"parameters": {"id": tid}})
+        r = self.call(v, "Download", {"name": "slow.iso"}, more=True)
+        self.assertEqual((r["parameters"]["state"], r["parameters"]["id"]), ("done", tid), r)
+
     def test_9_errors_seen(self):
         """Every error the file declares is produced by one of the tests here,
         or by a named test that needs a setup this one lacks."""
