@@ -381,8 +381,12 @@ class Transfers(unittest.TestCase):
         p2ptest.wait_for(lambda: transfer()["state"] == "paused", what="paused")
         starter.close()
         state = os.path.join(self.net.bases["getter"], "state", "transfers")
-        with open(state) as f:
-            self.assertEqual(json.load(f), [{"name": "big.iso", "to": os.path.realpath(folder), "paused": True}])
+
+        def saved():
+            with open(state) as f:
+                return json.load(f)
+        p2ptest.wait_for(lambda: saved() == [{"name": "big.iso", "to": os.path.realpath(folder), "paused": True}],
+                         what="the paused transfer in STATE_DIR/transfers")
         self.assertEqual(v.call("Pause", {"id": tid})["error"], "io.p2p.Peer.NotFound")
         time.sleep(1)
         got = transfer()["received"]
@@ -397,7 +401,7 @@ class Transfers(unittest.TestCase):
         self.assertRegex(proc.output(), r"resuming, [1-9] of 4 ranges verified")
         with open(os.path.join(folder, "big.iso"), "rb") as f:
             self.assertEqual(f.read(), data)
-        p2ptest.wait_for(lambda: json.load(open(state)) == [], what="the list cleared")
+        p2ptest.wait_for(lambda: saved() == [], what="the list cleared")
 
     def test_long_non_ascii_name(self):
         name = "\u00e9" * 100  # 200 bytes of UTF-8, 600 percent-encoded
