@@ -25,7 +25,7 @@ _p2pctl()
 		prev=${COMP_WORDS[COMP_CWORD - 1]}
 	fi
 
-	local commands="register login logout status index ls search download transfers cancel"
+	local commands="register login logout status index ls search download transfers cancel pause resume"
 	local global="-s --socket -p --peer --json -q --quiet -t --timeout -h --help -V --version"
 	local rundir=${P2P_RUNDIR:-/run/p2p}
 

@@ -2,14 +2,16 @@
  * The first byte picks what the rest is fed to:
  *
  *   0  a server's receive buffer: varlink_frame_find() splits it into
- *      messages, each parsed with varlink_call_parse() as p2p-peerd does;
+ *      messages, each parsed with varlink_call_parse() and routed with
+ *      varlink_service_dispatch() as p2p-peerd does;
  *   1  the same with varlink_reply_parse(), as p2pctl does;
  *   2  the bytes a server sends to the blocking client: they go through a
  *      real UNIX socket into varlink_receive() until the peer hangs up.
  *
  * Invariants checked (abort on breach): a frame ends at the first NUL; a
  * parsed call or reply has a qualified name and an object as parameters,
- * and formatting it again gives a message that parses to the same thing. */
+ * and formatting it again gives a message that parses to the same thing;
+ * a oneway call is never answered, any other answer parses as a reply. */
 #include "config.h"
 
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "varlink.h"
+#include "varlink_service.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -40,7 +43,8 @@ static void roundtrip_call(const struct varlink_call *c)
 {
 	struct varlink_call again;
 	enum varlink_fault fault;
-	unsigned flags = (c->more ? VARLINK_CALL_MORE : 0) | (c->oneway ? VARLINK_CALL_ONEWAY : 0);
+	unsigned flags = (c->more ? VARLINK_CALL_MORE : 0) | (c->oneway ? VARLINK_CALL_ONEWAY : 0) |
+			 (c->upgrade ? VARLINK_CALL_UPGRADE : 0);
 	char *out;
 	size_t len;
 	int r;
@@ -54,7 +58,7 @@ static void roundtrip_call(const struct varlink_call *c)
 	if (r < 0 || len == 0 || out[len - 1] != '\0')
 		abort();
 	if (varlink_call_parse(out, len - 1, &again, &fault) < 0 || strcmp(again.method, c->method) != 0 ||
-	    again.more != c->more || again.oneway != c->oneway ||
+	    again.more != c->more || again.oneway != c->oneway || again.upgrade != c->upgrade ||
 	    !json_object_equal(again.parameters, c->parameters))
 		abort();
 	varlink_call_free(&again);
@@ -89,6 +93,33 @@ static void roundtrip_reply(const struct varlink_reply *rep)
 	free(out);
 }
 
+/* What the server side does with a call: answer it here or run a method. */
+static void dispatch_call(const struct varlink_call *c)
+{
+	static const struct varlink_interface ifaces[] = { { "io.p2p.Peer", VARLINK_IDL_IO_P2P_PEER } };
+	static const struct varlink_service svc = {
+		.vendor = "p2p", .product = "fuzz", .version = "0", .url = "https://example.invalid/",
+		.interfaces = ifaces, .n_interfaces = 1,
+	};
+	bool known = !strcmp(c->method, "io.p2p.Peer.Status");
+	struct varlink_reply rep;
+	enum varlink_fault fault;
+	char *out;
+	size_t len;
+	int r = varlink_service_dispatch(&svc, c, known ? 0 : VARLINK_METHOD_UNKNOWN, &out, &len);
+
+	if (r < 0)
+		return; /* ENOMEM */
+	if ((r == 1 && (out || !known || c->upgrade)) || (r == 0 && !out != c->oneway))
+		abort();
+	if (out) {
+		if (len == 0 || out[len - 1] != '\0' || varlink_reply_parse(out, len - 1, &rep, &fault) < 0)
+			abort();
+		varlink_reply_free(&rep);
+		free(out);
+	}
+}
+
 /* Split buf into messages the way a server drains its input buffer. */
 static void feed_buffer(const uint8_t *buf, size_t len, bool calls)
 {
@@ -108,6 +139,7 @@ static void feed_buffer(const uint8_t *buf, size_t len, bool calls)
 				abort();
 			if (r == 0) {
 				roundtrip_call(&c);
+				dispatch_call(&c);
 				varlink_call_free(&c);
 			}
 		} else {

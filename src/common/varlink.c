@@ -35,6 +35,7 @@ const char *varlink_fault_str(enum varlink_fault fault)
 	case VARLINK_FAULT_PARAMETERS:     return "\"parameters\" is not an object";
 	case VARLINK_FAULT_MORE:           return "\"more\" is not a boolean";
 	case VARLINK_FAULT_ONEWAY:         return "\"oneway\" is not a boolean";
+	case VARLINK_FAULT_UPGRADE:        return "\"upgrade\" is not a boolean";
 	case VARLINK_FAULT_MORE_ONEWAY:    return "\"more\" and \"oneway\" are both set";
 	case VARLINK_FAULT_CONTINUES:      return "\"continues\" is not a boolean";
 	case VARLINK_FAULT_ERROR_TYPE:     return "\"error\" is not a string";
@@ -195,7 +196,8 @@ static int parse_object(const char *msg, size_t len, struct json_object **root,
 	return 0;
 }
 
-/* "parameters": absent reads as {}, which is added to root so root owns it. */
+/* "parameters": absent or null reads as {} (the Go library sends null for a
+ * method without parameters), which is put into root so root owns it. */
 static int take_parameters(struct json_object *root, struct json_object **out,
 			   enum varlink_fault *fault)
 {
@@ -208,11 +210,6 @@ static int take_parameters(struct json_object *root, struct json_object **out,
 		}
 		*out = p;
 		return 0;
-	}
-	if (json_object_object_get_ex(root, "parameters", &p)) {
-		/* "parameters": null */
-		*fault = VARLINK_FAULT_PARAMETERS;
-		return -EBADMSG;
 	}
 	p = json_object_new_object();
 	if (!p || json_object_object_add(root, "parameters", p) < 0) {
@@ -276,6 +273,10 @@ int varlink_call_parse(const char *msg, size_t len, struct varlink_call *call,
 	}
 	if (!get_flag(root, "oneway", &call->oneway)) {
 		*fault = VARLINK_FAULT_ONEWAY;
+		goto fail;
+	}
+	if (!get_flag(root, "upgrade", &call->upgrade)) {
+		*fault = VARLINK_FAULT_UPGRADE;
 		goto fail;
 	}
 	if (call->more && call->oneway) {
@@ -456,14 +457,15 @@ int varlink_call_format(const char *method, struct json_object *parameters,
 	*out = NULL;
 	*out_len = 0;
 	if (!varlink_valid_qualified_name(method) ||
-	    (flags & ~(VARLINK_CALL_MORE | VARLINK_CALL_ONEWAY)) ||
+	    (flags & ~(VARLINK_CALL_MORE | VARLINK_CALL_ONEWAY | VARLINK_CALL_UPGRADE)) ||
 	    ((flags & VARLINK_CALL_MORE) && (flags & VARLINK_CALL_ONEWAY)) ||
 	    (parameters && !json_object_is_type(parameters, json_type_object)))
 		return -EINVAL;
 	msg = json_object_new_object();
 	if (msg && (!add_string(msg, "method", method) || !add_parameters(msg, parameters) ||
 		    ((flags & VARLINK_CALL_MORE) && !add_true(msg, "more")) ||
-		    ((flags & VARLINK_CALL_ONEWAY) && !add_true(msg, "oneway")))) {
+		    ((flags & VARLINK_CALL_ONEWAY) && !add_true(msg, "oneway")) ||
+		    ((flags & VARLINK_CALL_UPGRADE) && !add_true(msg, "upgrade")))) {
 		json_object_put(msg);
 		msg = NULL;
 	}

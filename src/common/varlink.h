@@ -41,6 +41,7 @@ enum varlink_fault {
 	VARLINK_FAULT_MORE,            /* call: "more" is not a boolean */
 	VARLINK_FAULT_ONEWAY,          /* call: "oneway" is not a boolean */
 	VARLINK_FAULT_MORE_ONEWAY,     /* call: both "more" and "oneway" are true */
+	VARLINK_FAULT_UPGRADE,         /* call: "upgrade" is not a boolean */
 	VARLINK_FAULT_CONTINUES,       /* reply: "continues" is not a boolean */
 	VARLINK_FAULT_ERROR_TYPE,      /* reply: "error" is not a string */
 	VARLINK_FAULT_ERROR_NAME,      /* reply: "error" is not "interface.Error" */
@@ -66,19 +67,21 @@ int varlink_frame_find(const void *buf, size_t len, size_t *msg_len);
 
 #define VARLINK_CALL_MORE   0x1u /* "more": true — a stream of replies */
 #define VARLINK_CALL_ONEWAY 0x2u /* "oneway": true — no reply */
+#define VARLINK_CALL_UPGRADE 0x4u /* "upgrade": true — another protocol follows */
 
 /* A parsed call. root owns everything; method and parameters point into it.
- * parameters is never NULL: an absent "parameters" reads as {}. */
+ * parameters is never NULL: an absent or null "parameters" reads as {}. */
 struct varlink_call {
 	struct json_object *root;
 	const char *method;             /* "io.p2p.Peer.Login" */
 	struct json_object *parameters; /* borrowed from root */
 	bool more;
 	bool oneway;
+	bool upgrade;
 };
 
 /* Parse and validate one call (msg[0..len), without the NUL; msg need not be
- * NUL-terminated). Keys other than method/parameters/more/oneway are
+ * NUL-terminated). Keys other than method/parameters/more/oneway/upgrade are
  * ignored, as the varlink spec asks. Returns 0 and fills call (free with
  * varlink_call_free()), -EMSGSIZE (too large), -EILSEQ (bad UTF-8),
  * -EBADMSG (any other fault), or -ENOMEM; *fault says which rule. */

@@ -1,11 +1,25 @@
-/* control.c — the peer's control socket: varlink over a UNIX stream socket
- * (docs/CONTROL.md), served on the main libevent loop.
+/* control.c — owns the peer's control socket: binding it (or taking it
+ * from systemd), the access check, the connections and their bound, the
+ * varlink framing, dispatching each call to its handler in
+ * control_methods.c (after varlink_service.c has answered what is not a
+ * method's: org.varlink.service, the call flags, unknown methods and
+ * parameters io.p2p.Peer.varlink does not allow), and delivering the
+ * answers in order; a oneway call runs in its place and is never
+ * answered. It knows no method: a handler answers through
+ * control_reply/control_error, at once or later from a callback (the
+ * client does not wait on the loop).
  *
  * Access: the socket file is mode 0660; each client is identified with
  * SO_PEERCRED (never by what it says) and allowed if it is root, our own uid,
  * or in the socket file's group (primary, or supplementary from
  * SO_PEERGROUPS). A stale socket file from a dead instance is replaced; a
  * live instance is never displaced.
+ *
+ * Bounds: PEER_CONTROL_CLIENTS_MAX connections at once (one more is told
+ * io.p2p.Peer.Busy and closed); one call at a time per connection (the
+ * next is read once it is answered; at most VARLINK_MESSAGE_MAX bytes wait);
+ * when accept() runs out of descriptors the listener pauses for a second
+ * instead of spinning.
  */
 #include "config.h"
 
@@ -28,70 +42,125 @@
 #include "log.h"
 #include "peerd.h"
 #include "varlink.h"
+#include "varlink_service.h"
 
-#define IFACE "io.p2p.Peer."
-#define VARLINK_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
-#define VARLINK_METHOD_NOT_FOUND "org.varlink.service.MethodNotFound"
-#define SEARCH_LIMIT_DEFAULT 50
-#define SEARCH_LIMIT_MAX 1000
+#define ACCEPT_PAUSE_MS 1000 /* accept() failed for want of descriptors: wait this long */
 
 struct client;
-
-/* A client waiting on a Download call. */
-struct watch {
-	struct client *c;
-	struct transfer *t;
-	bool more;
-	struct watch *next;
-};
 
 struct control {
 	struct peerd *p;
 	struct evconnlistener *listener;
-	char *path;                 /* unlinked at stop; NULL when activated */
-	struct event *tick;         /* progress and the end of transfers */
-	struct event *wake;         /* a worker says a transfer ended */
-	struct watch *watches;
-	struct client *clients;     /* connected, freed at stop */
+	struct event *accept_again;  /* the pause after EMFILE/ENFILE */
+	char *path;                  /* unlinked at stop; NULL when activated */
+	control_method *(*find)(const char *name);
+	struct client *clients;      /* connected, freed at stop */
+	unsigned nclients;
 };
 
 struct client {
 	struct control *ctl;
 	struct bufferevent *bev;
+	struct event *resume;        /* read the next call once one is answered */
+	struct control_call *call;   /* the call being answered, or NULL */
+	bool closing;                /* close once the answer has left */
 	pid_t pid;
 	struct client *next;
 };
 
-/* ---- replies ------------------------------------------------------------- */
+struct control_call {
+	struct client *c;            /* NULL once the client has gone */
+	struct peerd *p;
+	bool more, oneway;
+};
+
+static void client_free(struct client *c);
+static void close_after_write(struct client *c);
+
+/* ---- answers ------------------------------------------------------------- */
 
 static void send_text(struct client *c, char *text, size_t len)
 {
 	if (text) {
-		bufferevent_write(c->bev, text, len);
+		if (bufferevent_write(c->bev, text, len) < 0)
+			log_debug("control: cannot queue an answer to pid %d", (int)c->pid);
 		free(text);
 	}
 }
 
-static void reply(struct client *c, struct json_object *params)
-{
-	char *out = NULL;
-	size_t len = 0;
-
-	if (varlink_reply_format(params, false, &out, &len) == 0)
-		send_text(c, out, len);
-	json_object_put(params);
-}
-
-/* error: a full name, or a short one in io.p2p.Peer. */
-static void reply_error(struct client *c, const char *error, struct json_object *params)
+static void send_error(struct client *c, const char *error, struct json_object *params)
 {
 	char name[128], *out = NULL;
 	size_t len = 0;
 
-	snprintf(name, sizeof(name), "%s%s", strchr(error, '.') ? "" : IFACE, error);
+	snprintf(name, sizeof(name), "%s%s", strchr(error, '.') ? "" : PEER_IFACE ".", error);
 	if (varlink_error_format(name, params, &out, &len) == 0)
 		send_text(c, out, len);
 	json_object_put(params);
+}
+
+static void call_end(struct control_call *call)
+{
+	struct client *c = call->c;
+
+	if (c) {
+		c->call = NULL;
+		if (c->closing)
+			close_after_write(c);
+		else
+			event_active(c->resume, EV_TIMEOUT, 1);
+	}
+	free(call);
+}
+
+void control_reply(struct control_call *call, struct json_object *params)
+{
+	char *out = NULL;
+	size_t len = 0;
+
+	if (call->c && !call->oneway && varlink_reply_format(params, false, &out, &len) == 0)
+		send_text(call->c, out, len);
+	json_object_put(params);
+	call_end(call);
+}
+
+void control_error(struct control_call *call, const char *error, struct json_object *params)
+{
+	if (call->c && !call->oneway)
+		send_error(call->c, error, params);
+	else
+		json_object_put(params);
+	call_end(call);
+}
+
+void control_continue(struct control_call *call, struct json_object *params)
+{
+	char *out = NULL;
+	size_t len = 0;
+
+	if (call->c && call->more && varlink_reply_format(params, true, &out, &len) == 0)
+		send_text(call->c, out, len);
+	json_object_put(params);
+}
+
+bool control_call_gone(const struct control_call *call)
+{
+	return call->c == NULL;
+}
+
+bool control_call_more(const struct control_call *call)
+{
+	return call->more;
+}
+
+bool control_call_oneway(const struct control_call *call)
+{
+	return call->oneway;
+}
+
+struct peerd *control_peerd(const struct control_call *call)
+{
+	return call->p;
 }
 
 static struct json_object *one(const char *key, struct json_object *v)
@@ -102,566 +171,23 @@ static struct json_object *one(const char *key, struct json_object *v)
 	return o;
 }
 
-static void invalid(struct client *c, const char *param)
-{
-	reply_error(c, VARLINK_INVALID_PARAMETER, one("parameter", json_object_new_string(param)));
-}
-
-/* A string parameter, or NULL (and InvalidParameter answered when required
- * or of the wrong type). */
-static const char *param_string(struct client *c, struct json_object *params, const char *key,
-				bool required, bool *answered)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(params, key, &v) || json_object_is_type(v, json_type_null)) {
-		if (required) {
-			invalid(c, key);
-			*answered = true;
-		}
-		return NULL;
-	}
-	if (!json_object_is_type(v, json_type_string) ||
-	    (size_t)json_object_get_string_len(v) != strlen(json_object_get_string(v))) {
-		invalid(c, key);
-		*answered = true;
-		return NULL;
-	}
-	return json_object_get_string(v);
-}
-
-static bool param_int(struct client *c, struct json_object *params, const char *key, long long min,
-		      long long max, long long *out)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(params, key, &v) || json_object_is_type(v, json_type_null))
-		return true;
-	errno = 0;
-	if (!json_object_is_type(v, json_type_int) || (*out = json_object_get_int64(v), errno) ||
-	    *out < min || *out > max) {
-		invalid(c, key);
-		return false;
-	}
-	return true;
-}
-
-static void directory_error(struct client *c, int status, struct json_object *dreply)
-{
-	struct json_object *v;
-	const char *msg = "";
-
-	if (dreply && json_object_object_get_ex(dreply, "error", &v) && json_object_is_type(v, json_type_string))
-		msg = json_object_get_string(v);
-	if (status == 0 || status >= 500) {
-		struct json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "url", json_object_new_string(c->ctl->p->set.directory));
-		json_object_object_add(o, "message", json_object_new_string(status ? msg : "cannot connect"));
-		reply_error(c, "DirectoryUnreachable", o);
-	} else if (status == 401) {
-		reply_error(c, "AuthenticationFailed", one("message", json_object_new_string(msg)));
-	} else if (status == 429) {
-		reply_error(c, "RateLimited", one("retry_after", json_object_new_int(60)));
-	} else {
-		/* The directory refused what we passed on: the caller's input. */
-		struct json_object *o = one("parameter", json_object_new_string(msg));
-
-		reply_error(c, VARLINK_INVALID_PARAMETER, o);
-	}
-}
-
-static bool logged_in(struct peerd *p, char token[SHA256_HEX_LEN + 1])
-{
-	pthread_mutex_lock(&p->session.lock);
-	snprintf(token, SHA256_HEX_LEN + 1, "%s", p->session.token);
-	pthread_mutex_unlock(&p->session.lock);
-	return token[0] != '\0';
-}
-
-/* ---- methods ------------------------------------------------------------- */
-
-static void m_register(struct client *c, struct json_object *params)
-{
-	bool answered = false;
-	const char *user = param_string(c, params, "username", true, &answered);
-	const char *pw = answered ? NULL : param_string(c, params, "password", true, &answered);
-	struct json_object *body, *dreply = NULL;
-	int status;
-
-	if (answered)
-		return;
-	if (!valid_username(user)) {
-		invalid(c, "username");
-		return;
-	}
-	if (!*pw) {
-		invalid(c, "password");
-		return;
-	}
-	body = json_object_new_object();
-	json_object_object_add(body, "username", json_object_new_string(user));
-	json_object_object_add(body, "password", json_object_new_string(pw));
-	status = dir_call(c->ctl->p->set.directory, "POST", "/register", NULL, body, &dreply, 30);
-	json_object_put(body);
-	if (status == 201)
-		reply(c, one("username", json_object_new_string(user)));
-	else if (status == 409)
-		reply_error(c, "UserExists", one("username", json_object_new_string(user)));
-	else if (status == 403)
-		reply_error(c, "RegistrationClosed", NULL);
-	else
-		directory_error(c, status, dreply);
-	json_object_put(dreply);
-}
-
-static void m_login(struct client *c, struct json_object *params)
-{
-	bool answered = false;
-	const char *user = param_string(c, params, "username", true, &answered);
-	const char *pw = answered ? NULL : param_string(c, params, "password", true, &answered);
-	struct json_object *dreply = NULL, *v, *o;
-	int status = 0, r;
-
-	if (answered)
-		return;
-	if (!valid_username(user)) {
-		invalid(c, "username");
-		return;
-	}
-	r = directory_login_as(c->ctl->p, user, pw, &status, &dreply);
-	if (status != 200) {
-		directory_error(c, status, dreply);
-	} else {
-		o = json_object_new_object();
-		json_object_object_add(o, "username", json_object_new_string(user));
-		if (json_object_object_get_ex(dreply, "expires_at", &v))
-			json_object_object_add(o, "expires_at", json_object_get(v));
-		if (r < 0)
-			log_warn("logged in as %s but indexing failed", user);
-		reply(c, o);
-	}
-	json_object_put(dreply);
-	update_status(c->ctl->p);
-}
-
-static void m_logout(struct client *c, struct json_object *params)
-{
-	char token[SHA256_HEX_LEN + 1];
-
-	if (!logged_in(c->ctl->p, token)) {
-		reply_error(c, "NotLoggedIn", NULL);
-		return;
-	}
-	directory_logout(c->ctl->p);
-	update_status(c->ctl->p);
-	reply(c, NULL);
-}
-
-static void m_index(struct client *c, struct json_object *params)
-{
-	struct peerd *p = c->ctl->p;
-	char token[SHA256_HEX_LEN + 1];
-	int n;
-
-	if (!logged_in(p, token)) {
-		reply_error(c, "NotLoggedIn", NULL);
-		return;
-	}
-	n = share_scan(&p->share, &p->set.files);
-	if (n < 0 || directory_index(p) < 0) {
-		reply_error(c, "DirectoryUnreachable", one("url", json_object_new_string(p->set.directory)));
-		return;
-	}
-	update_status(p);
-	reply(c, one("indexed", json_object_new_int(n)));
-}
-
-static void copy_key(struct json_object *to, struct json_object *from, const char *key)
-{
-	struct json_object *v;
-
-	if (json_object_object_get_ex(from, key, &v))
-		json_object_object_add(to, key, json_object_get(v));
-	else
-		json_object_object_add(to, key, NULL);
-}
-
-static void m_search(struct client *c, struct json_object *params)
-{
-	struct peerd *p = c->ctl->p;
-	bool answered = false;
-	const char *query = param_string(c, params, "query", false, &answered);
-	const char *exact = answered ? NULL : param_string(c, params, "exact", false, &answered);
-	long long limit = SEARCH_LIMIT_DEFAULT, offset = 0;
-	char token[SHA256_HEX_LEN + 1], path[2048], *enc;
-	struct json_object *dreply = NULL, *list, *results, *o, *total = NULL;
-	int status;
-
-	if (answered)
-		return;
-	if (!param_int(c, params, "limit", 1, SEARCH_LIMIT_MAX, &limit) ||
-	    !param_int(c, params, "offset", 0, INT32_MAX, &offset))
-		return;
-	if ((query != NULL) == (exact != NULL)) {
-		invalid(c, query ? "exact" : "query");
-		return;
-	}
-	if ((exact && !valid_filename(exact, strlen(exact))) || (query && (!*query || strlen(query) > 255))) {
-		invalid(c, exact ? "exact" : "query");
-		return;
-	}
-	if (!logged_in(p, token)) {
-		reply_error(c, "NotLoggedIn", NULL);
-		return;
-	}
-	enc = evhttp_encode_uri(exact ? exact : query);
-	if (!enc) {
-		reply_error(c, "DirectoryUnreachable", NULL);
-		return;
-	}
-	if (exact)
-		snprintf(path, sizeof(path), "/search?file=%s", enc);
-	else
-		snprintf(path, sizeof(path), "/search?q=%s&limit=%lld&offset=%lld", enc, limit, offset);
-	free(enc);
-	status = dir_call(p->set.directory, "GET", path, token, NULL, &dreply, 30);
-	if (status == 401) {
-		json_object_put(dreply);
-		reply_error(c, "NotLoggedIn", NULL);
-		return;
-	}
-	if (!(status == 200 || (exact && status == 404))) {
-		directory_error(c, status, dreply);
-		json_object_put(dreply);
-		return;
-	}
-	results = json_object_new_array();
-	if (status == 200 && (json_object_object_get_ex(dreply, exact ? "peers_with_file" : "results", &list)) &&
-	    json_object_is_type(list, json_type_array)) {
-		for (size_t i = 0; i < json_object_array_length(list); i++) {
-			struct json_object *h = json_object_array_get_idx(list, i), *r = json_object_new_object();
-
-			copy_key(r, h, "peer");
-			copy_key(r, h, "ip");
-			copy_key(r, h, "port");
-			copy_key(r, h, "name");
-			copy_key(r, h, "size");
-			copy_key(r, h, "sha256");
-			json_object_array_add(results, r);
-		}
-	}
-	o = json_object_new_object();
-	if (!exact && json_object_object_get_ex(dreply, "total", &total))
-		json_object_object_add(o, "total", json_object_get(total));
-	else
-		json_object_object_add(o, "total", json_object_new_int((int)json_object_array_length(results)));
-	json_object_object_add(o, "results", results);
-	json_object_put(dreply);
-	reply(c, o);
-}
-
-static void m_status(struct client *c, struct json_object *params)
-{
-	struct peerd *p = c->ctl->p;
-	struct json_object *o = json_object_new_object(), *dir = json_object_new_object();
-	char token[SHA256_HEX_LEN + 1], user[USERNAME_MAX + 1], listen[64];
-	uint64_t bytes = 0;
-	bool in = logged_in(p, token);
-
-	pthread_mutex_lock(&p->session.lock);
-	snprintf(user, sizeof(user), "%s", p->session.username);
-	pthread_mutex_unlock(&p->session.lock);
-	pthread_mutex_lock(&p->share.lock);
-	for (size_t i = 0; i < p->share.n; i++)
-		bytes += p->share.files[i].size;
-	json_object_object_add(o, "shared_files", json_object_new_int64((int64_t)p->share.n));
-	pthread_mutex_unlock(&p->share.lock);
-	snprintf(listen, sizeof(listen), "%s:%d", p->set.ip ? p->set.ip : "0.0.0.0", p->grpc_port);
-	json_object_object_add(o, "version", json_object_new_string(PACKAGE_VERSION));
-	json_object_object_add(o, "peer", p->name ? json_object_new_string(p->name) : NULL);
-	json_object_object_add(o, "username", in ? json_object_new_string(user) : NULL);
-	json_object_object_add(o, "logged_in", json_object_new_boolean(in));
-	json_object_object_add(dir, "url", json_object_new_string(p->set.directory));
-	json_object_object_add(dir, "reachable", json_object_new_boolean(
-		dir_call(p->set.directory, "GET", "/healthz", NULL, NULL, NULL, 2) == 200));
-	json_object_object_add(o, "directory", dir);
-	json_object_object_add(o, "listen", json_object_new_string(listen));
-	json_object_object_add(o, "folder", json_object_new_string(p->set.folder));
-	json_object_object_add(o, "shared_bytes", json_object_new_int64((int64_t)bytes));
-	{
-		int active = 0;
-
-		for (struct transfer *t = p->transfers; t; t = t->next) {
-			pthread_mutex_lock(&t->lock);
-			active += t->state == TRANSFER_RUNNING;
-			pthread_mutex_unlock(&t->lock);
-		}
-		json_object_object_add(o, "transfers_active", json_object_new_int(active));
-	}
-	reply(c, o);
-}
-
-static void m_list_shared(struct client *c, struct json_object *params)
-{
-	struct peerd *p = c->ctl->p;
-	struct json_object *arr = json_object_new_array();
-
-	pthread_mutex_lock(&p->share.lock);
-	for (size_t i = 0; i < p->share.n; i++) {
-		struct json_object *f = json_object_new_object();
-
-		json_object_object_add(f, "name", json_object_new_string(p->share.files[i].name));
-		json_object_object_add(f, "size", json_object_new_int64((int64_t)p->share.files[i].size));
-		json_object_object_add(f, "sha256", json_object_new_string(p->share.files[i].sha256));
-		json_object_object_add(f, "mtime", json_object_new_int64(p->share.files[i].mtime));
-		json_object_array_add(arr, f);
-	}
-	pthread_mutex_unlock(&p->share.lock);
-	reply(c, one("files", arr));
-}
-
-static const char *const state_names[] = {
-	[TRANSFER_RUNNING] = "running", [TRANSFER_DONE] = "done",
-	[TRANSFER_FAILED] = "failed", [TRANSFER_CANCELLED] = "cancelled",
-};
-
-/* The transfer as JSON; the caller holds t->lock. */
-static struct json_object *transfer_json(struct transfer *t, double now)
-{
-	struct json_object *o = json_object_new_object();
-	double secs = t->state == TRANSFER_RUNNING ? now - t->started : t->seconds;
-
-	json_object_object_add(o, "id", json_object_new_string(t->id));
-	json_object_object_add(o, "name", json_object_new_string(t->name));
-	json_object_object_add(o, "state", json_object_new_string(state_names[t->state]));
-	json_object_object_add(o, "size", json_object_new_int64((int64_t)t->size));
-	json_object_object_add(o, "received", json_object_new_int64((int64_t)t->received));
-	json_object_object_add(o, "rate", json_object_new_int64(secs > 0 ? (int64_t)(t->received / secs) : 0));
-	json_object_object_add(o, "sources", json_object_new_int(t->state == TRANSFER_RUNNING ? t->sources : 0));
-	return o;
-}
-
-static double mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void m_download(struct client *c, struct json_object *params, bool more)
-{
-	struct peerd *p = c->ctl->p;
-	bool answered = false;
-	const char *name = param_string(c, params, "name", true, &answered);
-	const char *from = answered ? NULL : param_string(c, params, "from", false, &answered);
-	const char *to = answered ? NULL : param_string(c, params, "to", false, &answered);
-	const char *error = "TransferFailed";
-	char folder[4096];
-	struct transfer *t;
-	struct watch *w;
-	struct stat st;
-
-	if (answered)
-		return;
-	if (!valid_filename(name, strlen(name))) {
-		invalid(c, "name");
-		return;
-	}
-	if (from && !valid_username(from)) {
-		invalid(c, "from");
-		return;
-	}
-	if (to && (to[0] != '/' || stat(to, &st) < 0 || !S_ISDIR(st.st_mode))) {
-		invalid(c, "to");
-		return;
-	}
-	if (!to) {
-		if (!realpath(p->set.folder, folder)) {
-			reply_error(c, "TransferFailed", one("message", json_object_new_string("the shared folder is gone")));
-			return;
-		}
-		to = folder;
-	}
-	if (download_start(p, name, from, to, &t, &error) < 0) {
-		struct json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "name", json_object_new_string(name));
-		if (!strcmp(error, "DirectoryUnreachable"))
-			json_object_object_add(o, "url", json_object_new_string(p->set.directory));
-		reply_error(c, error, o);
-		return;
-	}
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return;
-	w->c = c;
-	w->t = t;
-	w->more = more;
-	w->next = c->ctl->watches;
-	c->ctl->watches = w;
-}
-
-static void m_transfers(struct client *c, struct json_object *params)
-{
-	struct json_object *arr = json_object_new_array();
-	double now = mono();
-
-	for (struct transfer *t = c->ctl->p->transfers; t; t = t->next) {
-		pthread_mutex_lock(&t->lock);
-		json_object_array_add(arr, transfer_json(t, now));
-		pthread_mutex_unlock(&t->lock);
-	}
-	reply(c, one("transfers", arr));
-}
-
-static void m_cancel(struct client *c, struct json_object *params)
-{
-	bool answered = false;
-	const char *id = param_string(c, params, "id", true, &answered);
-
-	if (answered)
-		return;
-	for (struct transfer *t = c->ctl->p->transfers; t; t = t->next) {
-		bool running;
-
-		pthread_mutex_lock(&t->lock);
-		running = t->state == TRANSFER_RUNNING && !strcmp(t->id, id);
-		pthread_mutex_unlock(&t->lock);
-		if (running) {
-			download_cancel(t);
-			reply(c, NULL);
-			return;
-		}
-	}
-	reply_error(c, "NotFound", one("id", json_object_new_string(id)));
-}
-
-/* Answer a watcher: progress while running (when it asked for more), the
- * end otherwise. Returns true when the call is over. */
-static bool watch_report(struct watch *w, double now)
-{
-	struct transfer *t = w->t;
-	struct json_object *o;
-	char *out = NULL, path[4400];
-	size_t len;
-	bool over = true;
-
-	pthread_mutex_lock(&t->lock);
-	if (t->state == TRANSFER_RUNNING) {
-		over = false;
-		if (w->more) {
-			o = transfer_json(t, now);
-			if (varlink_reply_format(o, true, &out, &len) == 0)
-				send_text(w->c, out, len);
-			json_object_put(o);
-		}
-	} else if (t->state == TRANSFER_DONE) {
-		o = transfer_json(t, now);
-		snprintf(path, sizeof(path), "%s/%s", t->to, t->name);
-		json_object_object_add(o, "path", json_object_new_string(path));
-		json_object_object_add(o, "sha256", json_object_new_string(t->sha256));
-		json_object_object_add(o, "seconds", json_object_new_double(t->seconds));
-		json_object_object_del(o, "rate");
-		json_object_object_del(o, "sources");
-		json_object_object_del(o, "received");
-		json_object_object_add(o, "sources_used", json_object_new_int(t->sources_used));
-		reply(w->c, o);
-	} else {
-		o = json_object_new_object();
-		json_object_object_add(o, "name", json_object_new_string(t->name));
-		json_object_object_add(o, "message", json_object_new_string(t->message));
-		json_object_object_add(o, "received", json_object_new_int64((int64_t)t->received));
-		if (t->state == TRANSFER_CANCELLED)
-			json_object_object_add(o, "id", json_object_new_string(t->id));
-		reply_error(w->c, t->state == TRANSFER_CANCELLED ? "Cancelled" : t->error, o);
-	}
-	pthread_mutex_unlock(&t->lock);
-	return over;
-}
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct control *ctl = arg;
-	uint64_t n;
-
-	if (what & EV_READ && read(fd, &n, sizeof(n)) < 0)
-		log_debug("eventfd read failed");
-	struct peerd *p = ctl->p;
-	double now = mono();
-	bool reindex = false, ended = false;
-	char folder[4096];
-
-	for (struct watch **pw = &ctl->watches; *pw;) {
-		struct watch *w = *pw;
-
-		if (watch_report(w, now)) {
-			*pw = w->next;
-			free(w);
-		} else {
-			pw = &w->next;
-		}
-	}
-	/* A finished download into the shared folder is shared at once. */
-	for (struct transfer *t = p->transfers; t; t = t->next) {
-		pthread_mutex_lock(&t->lock);
-		if (t->state != TRANSFER_RUNNING && !t->reported) {
-			t->reported = true;
-			ended = true;
-			if (t->state == TRANSFER_DONE && realpath(p->set.folder, folder) && !strcmp(folder, t->to)) {
-				/* Verified already: the scan need not read it again. */
-				share_remember(&p->share, &t->landed);
-				reindex = true;
-			}
-		}
-		pthread_mutex_unlock(&t->lock);
-	}
-	if (ended)
-		download_save(p);
-	if (reindex && share_scan(&p->share, &p->set.files) >= 0) {
-		directory_index(p);
-		update_status(p);
-	}
-}
-
-static const struct {
-	const char *name;
-	void (*fn)(struct client *c, struct json_object *params);
-} methods[] = {
-	{ IFACE "Register", m_register },
-	{ IFACE "Login", m_login },
-	{ IFACE "Logout", m_logout },
-	{ IFACE "Index", m_index },
-	{ IFACE "Search", m_search },
-	{ IFACE "Status", m_status },
-	{ IFACE "ListShared", m_list_shared },
-	{ IFACE "Transfers", m_transfers },
-	{ IFACE "Cancel", m_cancel },
-	{ IFACE "Download", NULL }, /* m_download: it needs the call's "more" */
-};
-
 /* ---- connections --------------------------------------------------------- */
 
 static void client_free(struct client *c)
 {
-	/* Its downloads go on; only the reports to it stop. */
-	for (struct watch **pw = &c->ctl->watches; *pw;) {
-		struct watch *w = *pw;
+	struct control *ctl = c->ctl;
 
-		if (w->c == c) {
-			*pw = w->next;
-			free(w);
-		} else {
-			pw = &w->next;
-		}
-	}
-	for (struct client **pc = &c->ctl->clients; *pc; pc = &(*pc)->next)
+	/* A call still being answered goes on; its answer goes nowhere. */
+	if (c->call)
+		c->call->c = NULL;
+	for (struct client **pc = &ctl->clients; *pc; pc = &(*pc)->next)
 		if (*pc == c) {
 			*pc = c->next;
 			break;
 		}
+	ctl->nclients--;
 	bufferevent_free(c->bev);
+	event_free(c->resume);
 	free(c);
 }
 
@@ -680,16 +206,27 @@ static void close_after_write(struct client *c)
 		bufferevent_setcb(c->bev, NULL, on_drained, NULL, c);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* Read and dispatch calls until one is left waiting for its answer. */
+static void read_calls(struct client *c)
 {
-	struct client *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	static const struct varlink_interface ifaces[] = {
+		{ PEER_IFACE, VARLINK_IDL_IO_P2P_PEER },
+	};
+	static const struct varlink_service service = {
+		.vendor = "p2p", .product = "p2p-peerd", .version = PACKAGE_VERSION,
+		.url = PACKAGE_URL[0] ? PACKAGE_URL : "https://example.invalid/p2p",
+		.interfaces = ifaces, .n_interfaces = 1,
+	};
+	struct evbuffer *in = bufferevent_get_input(c->bev);
 
-	for (;;) {
+	while (!c->call && !c->closing) {
 		size_t avail = evbuffer_get_length(in), want = avail, msg_len = 0;
-		struct varlink_call call;
+		struct varlink_call vc;
 		enum varlink_fault fault = VARLINK_FAULT_NONE;
 		const unsigned char *buf;
+		control_method *fn;
+		char *answer = NULL;
+		size_t alen = 0;
 		int r;
 
 		if (avail == 0)
@@ -697,6 +234,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 		if (want > VARLINK_MESSAGE_MAX + 1)
 			want = VARLINK_MESSAGE_MAX + 1;
 		buf = evbuffer_pullup(in, (ev_ssize_t)want);
+		if (!buf) {
+			client_free(c); /* out of memory: this client only */
+			return;
+		}
 		r = varlink_frame_find(buf, want, &msg_len);
 		if (r == 0)
 			return;
@@ -705,36 +246,58 @@ static void on_read(struct bufferevent *bev, void *arg)
 			client_free(c);
 			return;
 		}
-		r = varlink_call_parse((const char *)buf, msg_len, &call, &fault);
+		r = varlink_call_parse((const char *)buf, msg_len, &vc, &fault);
 		evbuffer_drain(in, msg_len + 1);
 		if (r < 0) {
 			/* Not a call we can answer in order: say why and close. */
-			reply_error(c, VARLINK_INVALID_PARAMETER,
-				    one("parameter", json_object_new_string(varlink_fault_str(fault))));
+			send_error(c, VARLINK_E_INVALID_PARAMETER,
+				   one("parameter", json_object_new_string(varlink_fault_str(fault))));
 			close_after_write(c);
 			return;
 		}
-		{
-			size_t i;
+		/* org.varlink.service, the call flags, unknown methods and
+		 * parameters the interface definition does not allow are
+		 * answered here (varlink_service.c); the rest runs its handler. */
+		fn = c->ctl->find(vc.method);
+		r = varlink_service_dispatch(&service, &vc, fn ? 0 : VARLINK_METHOD_UNKNOWN, &answer, &alen);
+		if (r == 0) {
+			send_text(c, answer, alen); /* NULL for a oneway call */
+		} else {
+			struct control_call *call = r > 0 ? calloc(1, sizeof(*call)) : NULL;
 
-			for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-				if (strcmp(call.method, methods[i].name) == 0)
-					break;
-			if (i == sizeof(methods) / sizeof(methods[0]))
-				reply_error(c, VARLINK_METHOD_NOT_FOUND, one("method", json_object_new_string(call.method)));
-			else if (!strcmp(call.method, IFACE "Download"))
-				m_download(c, call.parameters, call.more);
-			else if (!call.oneway)
-				methods[i].fn(c, call.parameters);
+			if (!call) {
+				if (!vc.oneway)
+					send_error(c, peer_error_name(PEER_E_BUSY),
+						   one("message", json_object_new_string("out of memory")));
+			} else {
+				call->c = c;
+				call->p = c->ctl->p;
+				call->more = vc.more;
+				call->oneway = vc.oneway;
+				c->call = call;
+				fn(call, vc.parameters); /* may answer (and end) it at once */
+			}
 		}
-		varlink_call_free(&call);
+		varlink_call_free(&vc);
 	}
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	read_calls(arg);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	read_calls(arg);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
+	struct client *c = arg;
+
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		client_free(arg);
+		client_free(c);
 }
 
 /* The group allowed in: the socket file's, also for a socket systemd bound
@@ -785,8 +348,19 @@ static bool allowed(struct control *ctl, int fd, const struct ucred *cr)
 	return false;
 }
 
+/* Say why in one datagram-sized write and close, without a client. */
+static void refuse(int fd, const char *text, size_t len)
+{
+	if (send(fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_debug("control: could not tell the refused client");
+	close(fd);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
 {
+	static const char busy[] = "{\"error\":\"io.p2p.Peer.Busy\",\"parameters\":"
+				   "{\"message\":\"too many control connections\"}}";
+	static double busy_logged;
 	struct control *ctl = arg;
 	struct ucred cr;
 	socklen_t crlen = sizeof(cr);
@@ -796,13 +370,20 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		static const char denied[] = "{\"error\":\"io.p2p.Peer.PermissionDenied\",\"parameters\":{}}";
 
 		log_notice("control: refused uid %d pid %d", crlen ? (int)cr.uid : -1, crlen ? (int)cr.pid : -1);
-		if (send(fd, denied, sizeof(denied), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-			log_debug("control: could not tell the refused client");
-		close(fd);
+		refuse(fd, denied, sizeof(denied));
+		return;
+	}
+	if (ctl->nclients >= PEER_CONTROL_CLIENTS_MAX) {
+		if (mono_now() - busy_logged > 10) {
+			busy_logged = mono_now();
+			log_warn("control: %d connections already; refusing more for now", PEER_CONTROL_CLIENTS_MAX);
+		}
+		refuse(fd, busy, sizeof(busy));
 		return;
 	}
 	c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (!c || !(c->resume = event_new(ctl->p->base, -1, 0, on_resume, c))) {
+		free(c);
 		close(fd);
 		return;
 	}
@@ -810,14 +391,43 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->pid = cr.pid;
 	c->bev = bufferevent_socket_new(ctl->p->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!c->bev) {
+		event_free(c->resume);
 		free(c);
 		close(fd);
 		return;
 	}
+	/* A client with a call being answered reads no further than one message. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, VARLINK_MESSAGE_MAX + 1);
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->next = ctl->clients;
 	ctl->clients = c;
+	ctl->nclients++;
+}
+
+static void on_accept_again(evutil_socket_t fd, short what, void *arg)
+{
+	struct control *ctl = arg;
+
+	evconnlistener_enable(ctl->listener);
+}
+
+/* accept() failed. Out of descriptors (EMFILE, ENFILE) or memory, the
+ * pending connection stays queued and the listener would fire again at
+ * once: pause it instead of spinning. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct control *ctl = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { ACCEPT_PAUSE_MS / 1000, (ACCEPT_PAUSE_MS % 1000) * 1000 };
+
+	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+		log_warn("control: cannot accept a connection: %s; pausing for %d ms", strerror(e), ACCEPT_PAUSE_MS);
+		evconnlistener_disable(l);
+		event_add(ctl->accept_again, &tv);
+	} else {
+		log_debug("control: accept: %s", strerror(e));
+	}
 }
 
 /* Bind path, replacing a stale socket but never a live one. */
@@ -877,13 +487,15 @@ static int bind_socket(const char *path)
 	return fd;
 }
 
-int control_start(struct peerd *p, const char *path, int fd, struct control **out)
+int control_start(struct peerd *p, const char *path, int fd, control_method *(*find)(const char *name),
+		  struct control **out)
 {
 	struct control *ctl = calloc(1, sizeof(*ctl));
 
 	if (!ctl)
 		return -ENOMEM;
 	ctl->p = p;
+	ctl->find = find;
 	if (fd < 0) {
 		fd = bind_socket(path);
 		if (fd < 0) {
@@ -898,23 +510,18 @@ int control_start(struct peerd *p, const char *path, int fd, struct control **ou
 		evutil_make_socket_closeonexec(fd);
 	}
 	socket_group(ctl->path, fd, true); /* warns now if there is no group to allow */
-	ctl->listener = evconnlistener_new(p->base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	ctl->accept_again = evtimer_new(p->base, on_accept_again, ctl);
+	ctl->listener = ctl->accept_again ? evconnlistener_new(p->base, on_accept, ctl, LEV_OPT_CLOSE_ON_FREE, -1, fd)
+					  : NULL;
 	if (!ctl->listener) {
 		close(fd);
+		if (ctl->accept_again)
+			event_free(ctl->accept_again);
 		free(ctl->path);
 		free(ctl);
 		return -ENOMEM;
 	}
-	{
-		struct timeval tv = { 0, 250000 }; /* progress at most 4 times a second */
-
-		ctl->tick = event_new(p->base, -1, EV_PERSIST, on_tick, ctl);
-		event_add(ctl->tick, &tv);
-		if (p->wake_fd >= 0) {
-			ctl->wake = event_new(p->base, p->wake_fd, EV_READ | EV_PERSIST, on_tick, ctl);
-			event_add(ctl->wake, NULL);
-		}
-	}
+	evconnlistener_set_error_cb(ctl->listener, on_accept_error);
 	log_info("control socket %s", path ? path : "(passed by systemd)");
 	*out = ctl;
 	return 0;
@@ -925,18 +532,9 @@ void control_stop(struct control *ctl)
 	if (!ctl)
 		return;
 	evconnlistener_free(ctl->listener);
+	event_free(ctl->accept_again);
 	while (ctl->clients)
-		client_free(ctl->clients); /* their watches too */
-	if (ctl->tick)
-		event_free(ctl->tick);
-	if (ctl->wake)
-		event_free(ctl->wake);
-	while (ctl->watches) {
-		struct watch *w = ctl->watches;
-
-		ctl->watches = w->next;
-		free(w);
-	}
+		client_free(ctl->clients);
 	if (ctl->path) {
 		unlink(ctl->path);
 		free(ctl->path);

@@ -45,7 +45,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/http.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
@@ -130,24 +129,11 @@ static void fail(struct transfer *t, const char *error, const char *fmt, ...)
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* A ticket for this file from this source. */
+/* A ticket for this file from this source (asked on the main loop; this
+ * worker thread waits for it). */
 static int get_ticket(struct transfer *t, const char *peer, char out[SHA256_HEX_LEN + 1])
 {
-	struct json_object *body = json_object_new_object(), *reply = NULL, *v;
-	int status;
-
-	json_object_object_add(body, "peer", json_object_new_string(peer));
-	json_object_object_add(body, "file", json_object_new_string(t->name));
-	status = dir_call(t->directory, "POST", "/tickets", t->token, body, &reply, 30);
-	json_object_put(body);
-	if (status != 201 || !json_object_object_get_ex(reply, "ticket", &v) ||
-	    !valid_sha256_hex(json_object_get_string(v))) {
-		json_object_put(reply);
-		return -EACCES;
-	}
-	snprintf(out, SHA256_HEX_LEN + 1, "%s", json_object_get_string(v));
-	json_object_put(reply);
-	return 0;
+	return dirclient_ticket_wait(t->dc, peer, t->name, out);
 }
 
 static bool cancelled(struct transfer *t)
@@ -984,206 +970,37 @@ out:
 	return NULL;
 }
 
-struct pick {
-	const char *self, *from;
-	struct transfer *t;
-};
-
-int download_start(struct peerd *p, const char *name, const char *from, const char *to,
-		   struct transfer **out, const char **error)
+int download_plan(struct transfer *t, const struct dir_hit *hits, size_t n, const char *self, const char *from,
+		  const char **error)
 {
-	struct json_object *reply = NULL, *list, *first_sha = NULL;
-	char token[SHA256_HEX_LEN + 1], self[USERNAME_MAX + 1], path[600], *enc;
-	struct transfer *t;
-	uint8_t rnd[8];
-	int status;
+	bool chosen = false;
 
-	pthread_mutex_lock(&p->session.lock);
-	snprintf(token, sizeof(token), "%s", p->session.token);
-	snprintf(self, sizeof(self), "%s", p->session.username);
-	pthread_mutex_unlock(&p->session.lock);
-	if (!*token) {
-		*error = "NotLoggedIn";
-		return -ENOTCONN;
-	}
-	/* The same file into the same folder is already on its way: watch that
-	 * one rather than race it for the partial file. */
-	for (t = p->transfers; t; t = t->next) {
-		bool same;
+	for (size_t i = 0; i < n && t->nsrc < MAX_SOURCES; i++) {
+		const struct dir_hit *h = &hits[i];
 
-		pthread_mutex_lock(&t->lock);
-		same = t->state == TRANSFER_RUNNING && !strcmp(t->name, name) && !strcmp(t->to, to);
-		pthread_mutex_unlock(&t->lock);
-		if (same) {
-			*out = t;
-			return 0;
+		if (!strcmp(h->peer, self) || (from && strcmp(h->peer, from)))
+			continue;
+		if (!chosen) {
+			chosen = true;
+			memcpy(t->sha256, h->sha256, sizeof(t->sha256));
+			t->size = h->size;
+		} else if (strcmp(h->sha256, t->sha256) || h->size != t->size) {
+			continue; /* another version of the file */
 		}
+		snprintf(t->src[t->nsrc].peer, sizeof(t->src[0].peer), "%s", h->peer);
+		snprintf(t->src[t->nsrc].target, sizeof(t->src[0].target), "%s", h->target);
+		t->nsrc++;
 	}
-	enc = evhttp_encode_uri(name);
-	snprintf(path, sizeof(path), "/search?file=%s", enc ? enc : "");
-	free(enc);
-	status = dir_call(p->set.directory, "GET", path, token, NULL, &reply, 30);
-	if (status == 0 || status >= 500) {
-		json_object_put(reply);
-		*error = "DirectoryUnreachable";
-		return -EHOSTUNREACH;
-	}
-	t = calloc(1, sizeof(*t));
-	if (!t) {
-		json_object_put(reply);
-		return -ENOMEM;
-	}
-	pthread_mutex_init(&t->lock, NULL);
-	pthread_cond_init(&t->cond, NULL);
-	t->limit = p->set.download_rate > 0 ? &p->download_limit : NULL;
-	snprintf(t->name, sizeof(t->name), "%s", name);
-	snprintf(t->to, sizeof(t->to), "%s", to);
-	snprintf(t->token, sizeof(t->token), "%s", token);
-	snprintf(t->directory, sizeof(t->directory), "%s", p->set.directory);
-	if (status == 200 && json_object_object_get_ex(reply, "peers_with_file", &list)) {
-		for (size_t i = 0; i < json_object_array_length(list) && t->nsrc < MAX_SOURCES; i++) {
-			struct json_object *h = json_object_array_get_idx(list, i), *peer, *ip, *port, *size, *sha;
-
-			if (!json_object_object_get_ex(h, "peer", &peer) || !json_object_object_get_ex(h, "ip", &ip) ||
-			    !json_object_object_get_ex(h, "port", &port) || !json_object_object_get_ex(h, "size", &size) ||
-			    !json_object_object_get_ex(h, "sha256", &sha) || !json_object_is_type(sha, json_type_string) ||
-			    !json_object_is_type(size, json_type_int))
-				continue; /* names-only entries cannot be verified */
-			if (!strcmp(json_object_get_string(peer), self) ||
-			    (from && strcmp(json_object_get_string(peer), from)))
-				continue;
-			if (!first_sha) {
-				first_sha = sha;
-				snprintf(t->sha256, sizeof(t->sha256), "%s", json_object_get_string(sha));
-				t->size = (uint64_t)json_object_get_int64(size);
-			} else if (strcmp(json_object_get_string(sha), t->sha256) ||
-				   (uint64_t)json_object_get_int64(size) != t->size) {
-				continue; /* another version of the file */
-			}
-			snprintf(t->src[t->nsrc].peer, sizeof(t->src[0].peer), "%s", json_object_get_string(peer));
-			snprintf(t->src[t->nsrc].target, sizeof(t->src[0].target), "%s:%d",
-				 json_object_get_string(ip), json_object_get_int(port));
-			if (strchr(json_object_get_string(ip), ':')) /* IPv6 */
-				snprintf(t->src[t->nsrc].target, sizeof(t->src[0].target), "[%s]:%d",
-					 json_object_get_string(ip), json_object_get_int(port));
-			t->nsrc++;
-		}
-	}
-	json_object_put(reply);
 	if (t->nsrc == 0) {
-		pthread_mutex_destroy(&t->lock);
-		pthread_cond_destroy(&t->cond);
-		free(t);
 		*error = "NotFound";
 		return -ENOENT;
 	}
-	crypto_random(rnd, sizeof(rnd));
-	crypto_hex(rnd, sizeof(rnd), t->id);
-	t->state = TRANSFER_RUNNING;
-	t->started = mono_now();
-	t->wake_fd = p->wake_fd;
-	if (pthread_create(&t->thread, NULL, worker, t) != 0) {
-		pthread_mutex_destroy(&t->lock);
-		pthread_cond_destroy(&t->cond);
-		free(t);
-		*error = "TransferFailed";
-		return -EAGAIN;
-	}
-	t->next = p->transfers;
-	p->transfers = t;
-	*out = t;
-	download_save(p);
 	return 0;
 }
 
-/* STATE_DIR/transfers: the downloads running now, as a JSON array of
- * {"name","to"}, so the next start of peerd continues them (after SIGTERM,
- * kill -9 or a crash alike). Written atomically whenever the set changes,
- * but not while stopping, so that what was running stays listed. */
-static int transfers_path(struct peerd *p, char *path, size_t len)
+int download_begin(struct transfer *t)
 {
-	if (!p->set.state_dir || (size_t)snprintf(path, len, "%s/transfers", p->set.state_dir) >= len)
-		return -ENOENT;
-	return 0;
-}
+	int r = pthread_create(&t->thread, NULL, worker, t);
 
-void download_save(struct peerd *p)
-{
-	struct json_object *arr;
-	char path[4200], tmp[4210];
-	const char *text;
-	FILE *f;
-
-	if (p->stopping || transfers_path(p, path, sizeof(path)) < 0)
-		return;
-	arr = json_object_new_array();
-	for (struct transfer *t = p->transfers; t && arr; t = t->next) {
-		struct json_object *o;
-
-		pthread_mutex_lock(&t->lock);
-		if (t->state == TRANSFER_RUNNING && (o = json_object_new_object())) {
-			json_object_object_add(o, "name", json_object_new_string(t->name));
-			json_object_object_add(o, "to", json_object_new_string(t->to));
-			json_object_array_add(arr, o);
-		}
-		pthread_mutex_unlock(&t->lock);
-	}
-	text = arr ? json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN) : NULL;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (text && (f = fopen(tmp, "we"))) {
-		bool ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-
-		if (fclose(f) != 0 || !ok || rename(tmp, path) < 0) {
-			log_errno(LOG_WARNING, errno, "cannot save the transfer list %s", path);
-			unlink(tmp);
-		}
-	}
-	json_object_put(arr);
-}
-
-void download_continue_saved(struct peerd *p)
-{
-	struct json_object *arr, *name, *to;
-	char path[4200];
-
-	if (transfers_path(p, path, sizeof(path)) < 0 || access(path, F_OK) < 0)
-		return;
-	arr = json_object_from_file(path);
-	for (size_t i = 0; arr && json_object_is_type(arr, json_type_array) && i < json_object_array_length(arr);
-	     i++) {
-		struct json_object *o = json_object_array_get_idx(arr, i);
-		struct transfer *t;
-		const char *error = NULL;
-
-		if (!json_object_object_get_ex(o, "name", &name) || !json_object_object_get_ex(o, "to", &to) ||
-		    !json_object_is_type(name, json_type_string) || !json_object_is_type(to, json_type_string) ||
-		    !valid_filename(json_object_get_string(name), strlen(json_object_get_string(name))) ||
-		    json_object_get_string(to)[0] != '/' || strlen(json_object_get_string(to)) >= sizeof(t->to)) {
-			log_warn("%s: entry %zu is not {\"name\",\"to\"}; skipped", path, i);
-			continue;
-		}
-		if (download_start(p, json_object_get_string(name), NULL, json_object_get_string(to), &t, &error) < 0)
-			log_warn("cannot continue the download of %s into %s: %s", json_object_get_string(name),
-				 json_object_get_string(to), error);
-		else
-			log_info("continuing the download of %s into %s", json_object_get_string(name),
-				 json_object_get_string(to));
-	}
-	json_object_put(arr);
-	download_save(p);
-}
-
-void download_free_all(struct peerd *p)
-{
-	while (p->transfers) {
-		struct transfer *t = p->transfers;
-
-		download_cancel(t);
-		pthread_join(t->thread, NULL);
-		p->transfers = t->next;
-		block_list_free(&t->landed.blocks);
-		pthread_mutex_destroy(&t->lock);
-		pthread_cond_destroy(&t->cond);
-		free(t);
-	}
+	return r ? -r : 0;
 }

@@ -3,6 +3,7 @@
 #define P2P_PEERD_H
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -14,6 +15,9 @@
 #include "crypto.h"
 #include "ratelimit.h"
 #include "validate.h"
+#include "dirclient.h"
+#include "peer_iface.h"
+#include "session.h"
 
 struct peerd;
 
@@ -82,6 +86,17 @@ struct share {
 	struct hash_entry *cache;
 	size_t ncache;
 	size_t hashed;             /* files hashed by the last scan (not from the cache) */
+	struct hash_entry *remembered; /* under lock: share_remember's, for the next scan */
+	size_t nremembered;
+};
+
+/* How a scan runs (share_scan_ex); NULL: hash everything, no progress. */
+struct share_scan_opts {
+	bool cache_only;   /* share only what the hash cache knows; hash nothing */
+	const int *stop;   /* read atomically: nonzero gives up with -ECANCELED */
+	/* After each file hashed, every 256 MiB and once the list is known. */
+	void (*progress)(void *arg, size_t files_done, size_t files_todo, uint64_t bytes_done, uint64_t bytes_todo);
+	void *arg;
 };
 
 /* share.c */
@@ -90,6 +105,14 @@ int share_open(struct share *sh, const char *folder, const char *state_dir);
 void share_close(struct share *sh);
 /* Re-scan the folder (regular files only, allow-list if given). */
 int share_scan(struct share *sh, const struct conf_strlist *allow);
+/* The same, run as o says. Any thread, one scan at a time: what the cache
+ * knows is shared first, then each file as it is hashed (a file being
+ * hashed is not shared). The number of files shared, or -errno. */
+int share_scan_ex(struct share *sh, const struct conf_strlist *allow, const struct share_scan_opts *o);
+/* Files shared and their bytes. */
+void share_totals(struct share *sh, size_t *files, uint64_t *bytes);
+/* The ListShared "files" array. */
+struct json_object *share_list_json(struct share *sh);
 /* Copy the entry for name (without its blocks); -ENOENT if not shared. */
 int share_find(struct share *sh, const char *name, struct shared_file *out);
 /* The same with a copy of its block hashes; out->blocks is always set
@@ -107,12 +130,6 @@ void block_list_free(struct block_list *b);
 /* The list as the JSON "files" array of POST /index. */
 struct json_object *share_to_json(struct share *sh);
 
-/* dirclient.c: one blocking REST call to the directory (its own event
- * base, so any thread may call it). Returns the HTTP status (0 when the
- * directory cannot be reached) and, when the answer is JSON, *reply. */
-int dir_call(const char *base_url, const char *method, const char *path, const char *token,
-	     struct json_object *body, struct json_object **reply, int timeout_s);
-
 /* tls.c: TLS material read at start. peer_tls_setup: 0, or -errno with err
  * naming the key and the file. The credentials are new references. */
 struct ssl_ctx_st;
@@ -125,8 +142,10 @@ struct ssl_ctx_st *peer_directory_tls(void); /* for an https:// directory */
 struct grpc_server_credentials *peer_server_creds(void);
 struct grpc_channel_credentials *peer_client_creds(void);
 
-/* The session with the directory, shared by the threads. */
-struct session {
+/* The session's token and user as other threads may read them (session.c
+ * writes them). LEGACY: only rpc.c reads it, until its asynchronous ticket
+ * check (tc.verify) is merged; then remove it with dir_call. */
+struct session_token {
 	pthread_mutex_t lock;
 	char token[SHA256_HEX_LEN + 1]; /* "" when logged out */
 	char username[USERNAME_MAX + 1];
@@ -134,9 +153,18 @@ struct session {
 
 /* rpc.c */
 struct rpc;
+/* How rpc.c checks a ticket it has not cached: verify() may be called
+ * from any thread and never blocks; done runs exactly once, on any thread
+ * (here: the main loop's), possibly before verify() returns. result: 1 =
+ * valid and file is the ticket's file; 0 = refused (403); -EHOSTUNREACH =
+ * the directory is unreachable, timed out or answered 5xx; -ENOTCONN = not
+ * logged in; -ENOMEM. (ticket_verify_done is in dirclient.h.) */
 struct ticket_checker {
+	void (*verify)(void *ctx, const char *ticket, ticket_verify_done *done, void *arg);
+	void *ctx;
+	/* LEGACY, for rpc.c until the rpc rewrite is merged: */
 	const char *directory;
-	struct session *session;
+	struct session_token *session;
 };
 int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct ticket_checker *tc,
 	      long long max_message, long long chunk_size, long long upload_rate, int *bound_port);
@@ -162,11 +190,14 @@ struct transfer {
 	uint64_t size;
 	struct source src[MAX_SOURCES];
 	int nsrc;
-	char token[SHA256_HEX_LEN + 1], directory[512];
+	char token[SHA256_HEX_LEN + 1], directory[512]; /* unused since dirclient */
+	struct dirclient *dc;          /* tickets (dirclient_ticket_wait) */
 	struct ratelimit_shared *limit; /* the download limit, or NULL */
 	pthread_t thread;
 	double started;
 	bool reported;                 /* main loop: end already handled */
+	double ended_at;               /* main loop: when the end was handled */
+	bool has_thread;               /* main loop: download_begin started its worker */
 	int wake_fd;                   /* written once when the transfer ends */
 	struct hash_entry landed;      /* the final file, for the hash cache */
 	pthread_mutex_t lock;
@@ -176,6 +207,7 @@ struct transfer {
 	int sources;                   /* streams running now */
 	int sources_used;              /* sources that delivered verified ranges */
 	bool cancel;
+	bool paused;                   /* cancelled by Pause: kept, listed, resumable */
 	double seconds;
 	char error[64], message[256];
 	struct transfer *next;
@@ -184,17 +216,61 @@ struct transfer {
 /* Ask a transfer to stop (its lock not held); the partial file and its
  * verified ranges stay for the next Download of the same name. */
 void download_cancel(struct transfer *t);
-/* Search the directory for name and start fetching it into the directory
- * to (absolute). On failure *error names the control-socket error. */
-int download_start(struct peerd *p, const char *name, const char *from, const char *to,
-		   struct transfer **out, const char **error);
-/* Keep STATE_DIR/transfers up to date with the running transfers (main
- * loop; not while stopping). */
-void download_save(struct peerd *p);
-/* Start again the transfers STATE_DIR/transfers lists (after login). */
-void download_continue_saved(struct peerd *p);
-/* Cancel and join every transfer (shutdown). */
-void download_free_all(struct peerd *p);
+/* Choose the sources among hits (every version, the directory's order):
+ * never self, only from when given, one version. 0, or -ENOENT with *error
+ * the control error's short name. Fills t's size, sha256 and sources. */
+int download_plan(struct transfer *t, const struct dir_hit *hits, size_t n, const char *self, const char *from,
+		  const char **error);
+/* Start the worker thread; 0 or -errno. */
+int download_begin(struct transfer *t);
+
+/* transfers.c: the downloads (start, save, resume, reap), with or without
+ * a control socket. Main loop only. */
+struct transfers;
+/* t, or NULL and err/message. */
+typedef void transfers_started(void *arg, struct transfer *t, enum peer_error err, const char *message);
+int transfers_new(struct peerd *p, struct transfers **out);
+/* Search for name and start fetching it into to (absolute); the same
+ * name into the same folder already running is followed instead. */
+void transfers_start(struct transfers *tr, const char *name, const char *from, const char *to,
+		     transfers_started *cb, void *arg);
+/* Start again what STATE_DIR/transfers lists (once, after the first login). */
+void transfers_continue_saved(struct transfers *tr);
+/* 0, or -ENOENT when no running transfer has that id. */
+int transfers_cancel(struct transfers *tr, const char *id);
+/* Stop a running transfer but keep it listed (also in STATE_DIR/transfers)
+ * as "paused", its partial file kept: 0, or -ENOENT. */
+int transfers_pause(struct transfers *tr, const char *id);
+/* Start a paused transfer again under its id; cb as for transfers_start
+ * (PEER_E_NOT_FOUND when no paused transfer has that id). */
+void transfers_resume(struct transfers *tr, const char *id, transfers_started *cb, void *arg);
+struct json_object *transfers_list_json(struct transfers *tr);
+int transfers_active(struct transfers *tr);
+/* What a watcher of t is told: 1 = running (*out: progress), 0 = done
+ * (*out: the last reply), -1 = ended otherwise (*error: the error's short
+ * name, *out its parameters). */
+int transfer_report(struct transfer *t, struct json_object **out, const char **error);
+/* fn runs on every progress tick and whenever a transfer ends. */
+void transfers_set_observer(struct transfers *tr, void (*fn)(void *arg), void *arg);
+/* Shutting down: keep STATE_DIR/transfers as it is, to continue them. */
+void transfers_stopping(struct transfers *tr);
+/* Cancel and join every transfer. */
+void transfers_free(struct transfers *tr);
+
+/* watch.c: the shared folder's changes (inotify) and its scans, which
+ * hash on a worker thread; each scan is followed by an index. */
+struct watch;
+typedef void watch_done(void *arg, int n, enum dir_status index_status, const char *message);
+int watch_new(struct peerd *p, struct watch **out);
+/* The first scan, on the loop, of what the hash cache knows (no hashing):
+ * the peer can serve that at once. Then a full scan starts on the worker. */
+int watch_start(struct watch *w);
+/* Re-scan (coalesced with one running) and index; cb (may be NULL) gets
+ * the number of shared files or -errno, and how the index went. */
+void watch_rescan(struct watch *w, watch_done *cb, void *arg);
+/* "hashing N of M files", or NULL when no scan is hashing. */
+const char *watch_progress(struct watch *w);
+void watch_free(struct watch *w);
 
 /* The daemon (main.c). */
 struct peerd {
@@ -202,34 +278,51 @@ struct peerd {
 	const char *name;
 	struct event_base *base;
 	struct share share;
-	struct session session;
+	struct dirclient *dc;
+	struct session *session;
 	struct ticket_checker tc;
 	struct rpc *rpc;
 	struct evconnlistener *activated; /* gRPC socket from systemd */
+	struct event *ev_accept_again;    /* its accept() ran out of descriptors: wait */
 	struct control *control;
-	struct transfer *transfers;
+	struct transfers *transfers;
+	struct watch *watch;
 	struct ratelimit_shared download_limit;
-	struct event *ev_term, *ev_int, *ev_hup, *ev_beat, *ev_watchdog;
-	struct event *ev_inotify, *ev_settle; /* the folder changed; wait for quiet */
-	struct event *ev_retry;               /* the directory is away: next try */
-	unsigned dir_failures;                /* consecutive failures to reach it */
-	bool continue_pending;                /* saved transfers not yet started again */
-	bool stopping;                        /* shutting down: keep the saved transfer list */
-	int inotify_fd;
-	int wake_fd;                          /* eventfd: a transfer ended */
-	int grpc_port;
+	struct event *ev_term, *ev_int, *ev_hup, *ev_watchdog;
+	int grpc_port;                    /* advertised */
+	char bound[300];                  /* the gRPC address bound, ADDR:PORT */
 };
 
-/* main.c: the session with the directory. */
-int directory_login_as(struct peerd *p, const char *user, const char *password, int *status_out,
-		       struct json_object **reply_out);
-int directory_index(struct peerd *p);
-void directory_logout(struct peerd *p);
-void update_status(struct peerd *p);
+/* settings.c: the configuration keys, defaults, checks and --help. */
+void settings_defaults(struct peerd_settings *s);
+int settings_check(const struct peerd_settings *s, char *err, size_t len);
+void settings_usage(FILE *f);
 
 /* control.c: the control socket (docs/CONTROL.md). fd >= 0: a listening
- * socket passed by systemd; otherwise bind path. */
-int control_start(struct peerd *p, const char *path, int fd, struct control **out);
+ * socket passed by systemd; otherwise bind path. find: the method table
+ * (control_method_find; passed in, so that control.c and
+ * control_methods.c do not call each other in a circle). */
+struct control;
+struct control_call;
+typedef void control_method(struct control_call *call, struct json_object *params);
+int control_start(struct peerd *p, const char *path, int fd, control_method *(*find)(const char *name),
+		  struct control **out);
 void control_stop(struct control *c);
+/* Answers to a call (control_methods.c): each ends it, except
+ * control_continue; a call whose client left is answered into the void. */
+void control_reply(struct control_call *call, struct json_object *params);
+/* error: a full name, or a short one in io.p2p.Peer. */
+void control_error(struct control_call *call, const char *error, struct json_object *params);
+void control_continue(struct control_call *call, struct json_object *params);
+bool control_call_gone(const struct control_call *call);
+bool control_call_more(const struct control_call *call);
+bool control_call_oneway(const struct control_call *call); /* "oneway": nothing is sent back */
+struct peerd *control_peerd(const struct control_call *call);
+
+/* control_methods.c: one handler per method. */
+control_method *control_method_find(const char *name);
+/* Start and stop what the methods keep between calls (Download watchers). */
+void control_methods_start(struct peerd *p);
+void control_methods_stop(void);
 
 #endif

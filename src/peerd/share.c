@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -191,11 +192,39 @@ void share_close(struct share *sh)
 		block_list_free(&sh->files[i].blocks);
 	free(sh->files);
 	cache_free(sh->cache, sh->ncache);
+	cache_free(sh->remembered, sh->nremembered);
 	free(sh->cache_path);
 	pthread_mutex_destroy(&sh->lock);
 }
 
+/* The progress of one scan, for hash_fd. */
+struct scan_state {
+	const struct share_scan_opts *o;
+	size_t files_done, files_todo;
+	uint64_t bytes_done, bytes_todo, reported;
+};
+
+static bool scan_stopped(const struct scan_state *ss)
+{
+	return ss && ss->o && ss->o->stop && __atomic_load_n(ss->o->stop, __ATOMIC_RELAXED);
+}
+
+static void scan_progress(struct scan_state *ss)
+{
+	if (ss && ss->o && ss->o->progress)
+		ss->o->progress(ss->o->arg, ss->files_done, ss->files_todo, ss->bytes_done, ss->bytes_todo);
+}
+
+static int hash_fd(int fd, char out[SHA256_HEX_LEN + 1], uint64_t *size, struct block_list *blocks,
+		   struct scan_state *ss);
+
 int share_hash_fd(int fd, char out[SHA256_HEX_LEN + 1], uint64_t *size, struct block_list *blocks)
+{
+	return hash_fd(fd, out, size, blocks, NULL);
+}
+
+static int hash_fd(int fd, char out[SHA256_HEX_LEN + 1], uint64_t *size, struct block_list *blocks,
+		   struct scan_state *ss)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new(), *bctx = EVP_MD_CTX_new();
 	unsigned char md[SHA256_BYTES], *buf = malloc(1 << 20), *grown;
@@ -218,6 +247,17 @@ int share_hash_fd(int fd, char out[SHA256_HEX_LEN + 1], uint64_t *size, struct b
 		EVP_DigestUpdate(bctx, buf, (size_t)n);
 		total += (uint64_t)n;
 		in_block += (uint64_t)n;
+		if (ss) {
+			ss->bytes_done += (uint64_t)n;
+			if (ss->bytes_done - ss->reported >= (256u << 20)) {
+				ss->reported = ss->bytes_done;
+				scan_progress(ss);
+			}
+			if (scan_stopped(ss)) {
+				r = -ECANCELED;
+				goto out;
+			}
+		}
 		if (in_block < BLOCK_SIZE)
 			continue;
 		if (blocks->n == cap) {
@@ -272,44 +312,141 @@ static int by_name(const void *a, const void *b)
 	return strcmp(((const struct shared_file *)a)->name, ((const struct shared_file *)b)->name);
 }
 
+static double scan_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Share a copy of list (sorted by name, with its block hashes). */
+static int publish(struct share *sh, const struct shared_file *list, size_t n, size_t hashed)
+{
+	struct shared_file *copy = n ? calloc(n, sizeof(*copy)) : NULL, *old;
+	size_t oldn;
+
+	if (n && !copy)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		copy[i] = list[i];
+		if (block_list_copy(&copy[i].blocks, &list[i].blocks) < 0) {
+			for (size_t j = 0; j < i; j++)
+				block_list_free(&copy[j].blocks);
+			free(copy);
+			return -ENOMEM;
+		}
+	}
+	if (n)
+		qsort(copy, n, sizeof(*copy), by_name);
+	pthread_mutex_lock(&sh->lock);
+	old = sh->files;
+	oldn = sh->n;
+	sh->files = copy;
+	sh->n = n;
+	sh->hashed = hashed;
+	pthread_mutex_unlock(&sh->lock);
+	for (size_t i = 0; i < oldn; i++)
+		block_list_free(&old[i].blocks);
+	free(old);
+	return 0;
+}
+
+/* Hashes of verified downloads, remembered meanwhile, join the cache. */
+static void cache_take_remembered(struct share *sh)
+{
+	struct hash_entry *r, *grown;
+	size_t n;
+
+	pthread_mutex_lock(&sh->lock);
+	r = sh->remembered;
+	n = sh->nremembered;
+	sh->remembered = NULL;
+	sh->nremembered = 0;
+	pthread_mutex_unlock(&sh->lock);
+	if (!n)
+		return;
+	grown = realloc(sh->cache, (sh->ncache + n) * sizeof(*grown));
+	if (!grown) {
+		cache_free(r, n);
+		return;
+	}
+	memcpy(grown + sh->ncache, r, n * sizeof(*r));
+	sh->cache = grown;
+	sh->ncache += n;
+	free(r);
+}
+
+struct todo {
+	char name[FILENAME_MAX_BYTES + 1];
+	uint64_t size;
+};
+
 int share_scan(struct share *sh, const struct conf_strlist *allow)
 {
-	struct shared_file *list = NULL, *grown;
+	return share_scan_ex(sh, allow, NULL);
+}
+
+int share_scan_ex(struct share *sh, const struct conf_strlist *allow, const struct share_scan_opts *o)
+{
+	struct shared_file *list = NULL;
 	struct hash_entry *seen = NULL;
+	struct todo *todo = NULL;
 	struct block_list bl = { 0, 0, NULL };
-	size_t n = 0, cap = 0, hashed = 0;
+	size_t n = 0, cap = 0, ntodo = 0, todocap = 0, hashed = 0;
+	struct scan_state ss = { .o = o };
+	bool cache_only = o && o->cache_only;
+	double published = 0;
 	struct dirent *e;
 	DIR *dir;
-	int fd;
+	int fd, r = 0;
 
+	cache_take_remembered(sh);
 	fd = openat(sh->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(dir = fdopendir(fd))) {
 		if (fd >= 0)
 			close(fd);
 		return log_errno(LOG_ERR, errno, "cannot read the shared folder");
 	}
-	while ((e = readdir(dir))) {
-		struct stat st;
-		struct shared_file f;
-		int ffd;
+	/* Pass 1: what the cache knows is shared at once; the rest waits for
+	 * its hash (a file being hashed is not shared yet). */
+	for (size_t pass = 1; pass <= 2; pass++) {
+		size_t next = 0;
 
-		/* Hidden entries (".p2p-partial" among them) are never shared. */
-		if (e->d_name[0] == '.' || !valid_filename(e->d_name, strlen(e->d_name)) ||
-		    !allowed(allow, e->d_name))
-			continue;
-		ffd = openat(sh->dirfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-		if (ffd < 0)
-			continue; /* a symlink (ELOOP), vanished, or unreadable */
-		if (fstat(ffd, &st) < 0 || !S_ISREG(st.st_mode)) {
-			close(ffd);
-			continue;
-		}
-		memset(&f, 0, sizeof(f));
-		strcpy(f.name, e->d_name);
-		f.mtime = st.st_mtim.tv_sec;
-		{
-			const struct hash_entry *c = cache_find(sh, &st);
+		for (;;) {
+			struct stat st;
+			struct shared_file f;
+			const struct hash_entry *c;
+			const char *name;
+			int ffd;
 
+			if (pass == 1) {
+				if (!(e = readdir(dir)))
+					break;
+				name = e->d_name;
+				/* Hidden entries (".p2p-partial" among them) are never shared. */
+				if (name[0] == '.' || !valid_filename(name, strlen(name)) || !allowed(allow, name))
+					continue;
+			} else {
+				if (next == ntodo)
+					break;
+				name = todo[next++].name;
+				if (scan_stopped(&ss)) {
+					r = -ECANCELED;
+					goto fail;
+				}
+			}
+			ffd = openat(sh->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+			if (ffd < 0)
+				continue; /* a symlink (ELOOP), vanished, or unreadable */
+			if (fstat(ffd, &st) < 0 || !S_ISREG(st.st_mode)) {
+				close(ffd);
+				continue;
+			}
+			memset(&f, 0, sizeof(f));
+			snprintf(f.name, sizeof(f.name), "%s", name);
+			f.mtime = st.st_mtim.tv_sec;
+			c = cache_find(sh, &st);
 			if (c) {
 				memcpy(f.sha256, c->sha256, sizeof(f.sha256));
 				f.size = c->size;
@@ -317,69 +454,139 @@ int share_scan(struct share *sh, const struct conf_strlist *allow)
 					close(ffd);
 					continue;
 				}
-			} else if (share_hash_fd(ffd, f.sha256, &f.size, &bl) < 0 || f.size != (uint64_t)st.st_size) {
-				/* unreadable, or changing while we read it: next scan */
-				log_warn("cannot hash %s now; not shared", e->d_name);
-				block_list_free(&bl);
+			} else if (pass == 1) {
 				close(ffd);
+				if (cache_only)
+					continue;
+				if (ntodo == todocap) {
+					struct todo *g = realloc(todo, (todocap = todocap ? 2 * todocap : 16) * sizeof(*g));
+
+					if (!g)
+						goto oom;
+					todo = g;
+				}
+				todo[ntodo].size = (uint64_t)st.st_size;
+				snprintf(todo[ntodo++].name, sizeof(todo[0].name), "%s", name);
+				ss.files_todo++;
+				ss.bytes_todo += (uint64_t)st.st_size;
 				continue;
 			} else {
+				r = hash_fd(ffd, f.sha256, &f.size, &bl, &ss);
+				ss.files_done++;
+				if (r == -ECANCELED) {
+					close(ffd);
+					goto fail;
+				}
+				r = 0;
+				if (r < 0 || f.size != (uint64_t)st.st_size || !f.sha256[0]) {
+					/* unreadable, or changing while we read it: next scan */
+					log_warn("cannot hash %s now; not shared", name);
+					block_list_free(&bl);
+					close(ffd);
+					continue;
+				}
 				hashed++;
 			}
-		}
-		close(ffd);
-		if (n == cap) {
-			struct hash_entry *gs;
+			close(ffd);
+			if (n == cap) {
+				struct shared_file *grown;
+				struct hash_entry *gs;
 
-			cap = cap ? 2 * cap : 64;
-			grown = realloc(list, cap * sizeof(*list));
-			if (grown)
-				list = grown;
-			gs = grown ? realloc(seen, cap * sizeof(*seen)) : NULL;
-			if (gs)
-				seen = gs;
-			if (!grown || !gs)
+				cap = cap ? 2 * cap : 64;
+				grown = realloc(list, cap * sizeof(*list));
+				if (grown)
+					list = grown;
+				gs = grown ? realloc(seen, cap * sizeof(*seen)) : NULL;
+				if (gs)
+					seen = gs;
+				if (!grown || !gs)
+					goto oom;
+			}
+			if (block_list_copy(&f.blocks, &bl) < 0)
 				goto oom;
+			seen[n] = (struct hash_entry){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, f.size,
+						       (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, "", bl };
+			bl = (struct block_list){ 0, 0, NULL };
+			memcpy(seen[n].sha256, f.sha256, sizeof(f.sha256));
+			list[n++] = f;
+			/* Share each newly hashed file soon, not after the whole scan:
+			 * at least once a second, and before a big file. */
+			if (pass == 2 && next < ntodo &&
+			    (scan_clock() - published >= 1.0 || todo[next].size >= (64u << 20))) {
+				publish(sh, list, n, hashed);
+				published = scan_clock();
+				scan_progress(&ss);
+			}
 		}
-		if (block_list_copy(&f.blocks, &bl) < 0)
-			goto oom;
-		seen[n] = (struct hash_entry){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, f.size,
-					       (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, "", bl };
-		bl = (struct block_list){ 0, 0, NULL };
-		memcpy(seen[n].sha256, f.sha256, sizeof(f.sha256));
-		list[n++] = f;
+		if (pass == 1) {
+			closedir(dir);
+			dir = NULL;
+			if (ntodo && publish(sh, list, n, 0) < 0)
+				goto oom;
+			published = scan_clock();
+			scan_progress(&ss);
+		}
 	}
-	closedir(dir);
-	if (n)
-		qsort(list, n, sizeof(*list), by_name);
-	pthread_mutex_lock(&sh->lock);
-	for (size_t i = 0; i < sh->n; i++)
-		block_list_free(&sh->files[i].blocks);
-	free(sh->files);
-	sh->files = list;
-	sh->n = n;
-	sh->hashed = hashed;
-	pthread_mutex_unlock(&sh->lock);
-	/* The cache keeps exactly what is shared now. */
-	if (sh->cache_path && (hashed || n != sh->ncache))
-		cache_save(sh, seen, n);
-	cache_free(sh->cache, sh->ncache);
-	sh->cache = seen;
-	sh->ncache = n;
+	if (publish(sh, list, n, hashed) < 0)
+		goto oom;
+	for (size_t i = 0; i < n; i++)
+		block_list_free(&list[i].blocks);
+	free(list);
+	free(todo);
+	if (cache_only) {
+		cache_free(seen, n);
+	} else {
+		/* The cache keeps exactly what is shared now. */
+		if (sh->cache_path && (hashed || n != sh->ncache))
+			cache_save(sh, seen, n);
+		cache_free(sh->cache, sh->ncache);
+		sh->cache = seen;
+		sh->ncache = n;
+	}
 	log_info("sharing %zu file(s), %zu hashed, %zu from the cache", n, hashed, n - hashed);
 	return (int)n;
 oom:
+	r = -ENOMEM;
+fail:
 	block_list_free(&bl);
 	for (size_t i = 0; i < n; i++)
 		block_list_free(&list[i].blocks);
 	free(list);
+	free(todo);
 	cache_free(seen, n);
-	closedir(dir);
-	return -ENOMEM;
+	if (dir)
+		closedir(dir);
+	return r;
 }
 
-/* Copies the shared file called name into out, with its block hashes
- * (malloc'ed) when blocks is set, without them otherwise. */
+void share_totals(struct share *sh, size_t *files, uint64_t *bytes)
+{
+	pthread_mutex_lock(&sh->lock);
+	*files = sh->n;
+	*bytes = 0;
+	for (size_t i = 0; i < sh->n; i++)
+		*bytes += sh->files[i].size;
+	pthread_mutex_unlock(&sh->lock);
+}
+
+struct json_object *share_list_json(struct share *sh)
+{
+	struct json_object *arr = json_object_new_array();
+
+	pthread_mutex_lock(&sh->lock);
+	for (size_t i = 0; arr && i < sh->n; i++) {
+		struct json_object *f = json_object_new_object();
+
+		json_object_object_add(f, "name", json_object_new_string(sh->files[i].name));
+		json_object_object_add(f, "size", json_object_new_int64((int64_t)sh->files[i].size));
+		json_object_object_add(f, "sha256", json_object_new_string(sh->files[i].sha256));
+		json_object_object_add(f, "mtime", json_object_new_int64(sh->files[i].mtime));
+		json_object_array_add(arr, f);
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return arr;
+}
+
 static int share_get(struct share *sh, const char *name, struct shared_file *out, bool blocks)
 {
 	struct shared_file key, *f;
@@ -432,14 +639,18 @@ int share_open_file(struct share *sh, const char *name, int *fd_out, uint64_t *s
 
 void share_remember(struct share *sh, struct hash_entry *e)
 {
-	struct hash_entry *grown = realloc(sh->cache, (sh->ncache + 1) * sizeof(*grown));
+	struct hash_entry *grown;
 
-	if (!grown) {
+	/* The next scan (maybe running on a worker now) takes it into the cache. */
+	pthread_mutex_lock(&sh->lock);
+	grown = realloc(sh->remembered, (sh->nremembered + 1) * sizeof(*grown));
+	if (grown) {
+		sh->remembered = grown;
+		sh->remembered[sh->nremembered++] = *e;
+	} else {
 		block_list_free(&e->blocks);
-		return;
 	}
-	sh->cache = grown;
-	sh->cache[sh->ncache++] = *e;
+	pthread_mutex_unlock(&sh->lock);
 	e->blocks = (struct block_list){ 0, 0, NULL };
 }
 

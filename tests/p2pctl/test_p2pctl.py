@@ -143,6 +143,35 @@ class TestUsage(unittest.TestCase):
         self.assertIn("--password-stdin", err)
 
 
+class TestJsonFailures(unittest.TestCase):
+    """With --json every failure prints one JSON error object on stdout,
+    also before any reply (issue 15)."""
+
+    def check(self, argv, code, error, text):
+        rc, out, err = run(argv)
+        self.assertEqual(rc, code, err)
+        doc = json.loads(out)
+        self.assertEqual(doc["error"], error)
+        self.assertEqual(doc["parameters"]["exit_status"], code)
+        self.assertIn(text, doc["parameters"]["message"])
+        self.assertIn(text, err)
+
+    def test_before_any_reply(self):
+        d = p2ptest.tempdir()
+        sock = os.path.join(d, "peer7.sock")
+        self.check(["--json", "-s", sock, "status"], EXIT_UNREACHABLE, "p2pctl.PeerdUnreachable",
+                   "cannot reach peerd at %s" % sock)
+        self.check(["-s", sock, "status", "--json"], EXIT_UNREACHABLE, "p2pctl.PeerdUnreachable", "cannot reach")
+        self.check(["--json", "bogus"], EXIT_USAGE, "p2pctl.Usage", "unknown command 'bogus'")
+        self.check(["-s", sock, "search", "--json", "--limit", "0", "x"], EXIT_USAGE, "p2pctl.Usage", "--limit")
+        self.check(["-s", sock, "--json", "cancel"], EXIT_USAGE, "p2pctl.Usage", "missing argument")
+
+    def test_success_prints_no_error(self):
+        rc, out, _ = run(["--json", "--version"])
+        self.assertEqual(rc, 0)
+        self.assertNotIn("error", out)
+
+
 class TestReach(unittest.TestCase):
     def test_no_socket(self):
         d = p2ptest.tempdir()
@@ -390,6 +419,8 @@ class TestErrors(Base):
             ("io.p2p.Peer.DirectoryUnreachable", {"url": "http://d:6970", "message": "connection refused"},
              EXIT_FAIL, "cannot reach the directory at http://d:6970: connection refused; is p2p-dird running"),
             ("io.p2p.Peer.PermissionDenied", {}, EXIT_FAIL, "usermod -aG p2p"),
+            ("io.p2p.Peer.Busy", {"message": "too many control connections"}, EXIT_FAIL,
+             "is busy (too many control connections): try again"),
             ("org.varlink.service.MethodNotFound", {"method": "io.p2p.Peer.Index"}, EXIT_FAIL,
              "does not know io.p2p.Peer.Index"),
             ("org.varlink.service.InvalidParameter", {"parameter": "name"}, EXIT_USAGE,
@@ -405,6 +436,12 @@ class TestErrors(Base):
             rc, out, err = self.ctl("index", "--json")
             self.assertEqual(rc, code)
             self.assertEqual(json.loads(out), {"error": name, "parameters": params})
+
+    def test_wrong_password_said_once(self):
+        self.fake.on("Login", error("io.p2p.Peer.AuthenticationFailed", message="wrong user name or password"))
+        rc, _, err = self.ctl("login", "alice", "--password-stdin", stdin=b"pw\n")
+        self.assertEqual(rc, EXIT_FAIL)
+        self.assertEqual(err.count("wrong user name or password"), 1, err)
 
     def test_unknown_method(self):
         rc, _, err = self.ctl("transfers")  # nothing scripted: MethodNotFound

@@ -40,6 +40,13 @@ class Varlink:
         self.s.close()
 
 
+def connect(sock):
+    try:
+        return Varlink(sock)
+    except OSError:
+        return None
+
+
 class Control(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -180,7 +187,11 @@ class Stale(unittest.TestCase):
                              "--control-socket", sock, "--directory", "http://127.0.0.1:9"])
         p2ptest.wait_for(lambda: "control socket" in p.output(), what="control socket")
         self.assertIn("replacing the stale control socket", p.output())
-        self.assertIn("parameters", Varlink(sock).call("Status"))
+        # "control socket" is also in the line above, logged before the new
+        # socket is linked into place: wait until it accepts.
+        v = p2ptest.wait_for(lambda: connect(sock), what="the new control socket")
+        self.assertIn("parameters", v.call("Status"))
+        v.close()
         p.stop()
         self.assertFalse(os.path.exists(sock))
 

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "varlink.h"
+#include "varlink_service.h"
 
 static void test_frame_basic(void **state)
 {
@@ -121,6 +122,14 @@ static void test_call_good(void **state)
 
 	assert_int_equal(call("{\"method\":\"org.varlink.service.GetInfo\",\"oneway\":true,\"more\":false}", &c, &f), 0);
 	assert_true(c.oneway);
+	assert_false(c.upgrade);
+	varlink_call_free(&c);
+
+	/* "parameters": null (what Go's library sends) reads as {}; upgrade */
+	assert_int_equal(call("{\"method\":\"io.p2p.Peer.Status\",\"parameters\":null,\"upgrade\":true}", &c, &f), 0);
+	assert_true(json_object_is_type(c.parameters, json_type_object));
+	assert_int_equal(json_object_object_length(c.parameters), 0);
+	assert_true(c.upgrade);
 	varlink_call_free(&c);
 	varlink_call_free(NULL);
 }
@@ -158,11 +167,11 @@ static void test_call_bad(void **state)
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Log in\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
 	expect_call_fault("{\"method\":\"io.p2p\\u0000.Peer.Login\"}", -EBADMSG, VARLINK_FAULT_METHOD_NAME);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":[]}", -EBADMSG, VARLINK_FAULT_PARAMETERS);
-	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":null}", -EBADMSG, VARLINK_FAULT_PARAMETERS);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"parameters\":\"x\"}", -EBADMSG, VARLINK_FAULT_PARAMETERS);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"more\":1}", -EBADMSG, VARLINK_FAULT_MORE);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"more\":\"true\"}", -EBADMSG, VARLINK_FAULT_MORE);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"oneway\":null}", -EBADMSG, VARLINK_FAULT_ONEWAY);
+	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"upgrade\":\"yes\"}", -EBADMSG, VARLINK_FAULT_UPGRADE);
 	expect_call_fault("{\"method\":\"io.p2p.Peer.Login\",\"more\":true,\"oneway\":true}", -EBADMSG,
 			  VARLINK_FAULT_MORE_ONEWAY);
 	/* invalid UTF-8: a lone continuation byte, an overlong '/', a surrogate */
@@ -427,6 +436,294 @@ static void test_names_and_faults(void **state)
 			assert_string_not_equal(varlink_fault_str(i), varlink_fault_str(j));
 }
 
+/* ---- varlink_service ---------------------------------------------------- */
+
+static const struct varlink_interface test_ifaces[] = {
+	{ "io.p2p.Peer", "# x\ninterface io.p2p.Peer\nmethod Status() -> ()\n  method  Planned (a: int) -> ()\n"
+			 "# method Comment() -> ()\nerror Status ()\n" },
+};
+static const struct varlink_service test_service = {
+	.vendor = "v", .product = "p", .version = "1.2", .url = "https://example.invalid/",
+	.interfaces = test_ifaces, .n_interfaces = 1,
+};
+
+/* Dispatch msg; returns what varlink_service_dispatch() did and, in *reply,
+ * the parsed answer (root NULL when none). */
+static int dispatch(const char *msg, int flags, struct varlink_reply *reply)
+{
+	struct varlink_call c;
+	enum varlink_fault f;
+	char *out;
+	size_t len;
+	int r;
+
+	memset(reply, 0, sizeof(*reply));
+	assert_int_equal(call(msg, &c, &f), 0);
+	r = varlink_service_dispatch(&test_service, &c, flags, &out, &len);
+	varlink_call_free(&c);
+	if (out) {
+		assert_int_equal(r, 0);
+		assert_int_equal(out[len - 1], '\0');
+		assert_int_equal(varlink_reply_parse(out, len - 1, reply, &f), 0);
+		free(out);
+	}
+	return r;
+}
+
+static const char *string_param(struct varlink_reply *r, const char *key)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(r->parameters, key, &v));
+	return json_object_get_string(v);
+}
+
+static void test_service_introspection(void **state)
+{
+	struct varlink_reply r;
+	struct json_object *v;
+
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.error);
+	assert_string_equal(string_param(&r, "vendor"), "v");
+	assert_string_equal(string_param(&r, "product"), "p");
+	assert_string_equal(string_param(&r, "version"), "1.2");
+	assert_string_equal(string_param(&r, "url"), "https://example.invalid/");
+	assert_true(json_object_object_get_ex(r.parameters, "interfaces", &v));
+	assert_int_equal(json_object_array_length(v), 2);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(v, 0)), "org.varlink.service");
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(v, 1)), "io.p2p.Peer");
+	varlink_reply_free(&r);
+
+	/* more: one reply, no "continues" */
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\",\"more\":true,\"parameters\":null}",
+				  VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.error);
+	assert_false(r.continues);
+	varlink_reply_free(&r);
+
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInterfaceDescription\","
+				  "\"parameters\":{\"interface\":\"io.p2p.Peer\"}}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.error);
+	assert_string_equal(string_param(&r, "description"), test_ifaces[0].description);
+	varlink_reply_free(&r);
+
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInterfaceDescription\","
+				  "\"parameters\":{\"interface\":\"org.varlink.service\"}}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(string_param(&r, "description"), VARLINK_IDL_ORG_VARLINK_SERVICE);
+	assert_non_null(strstr(VARLINK_IDL_ORG_VARLINK_SERVICE, "\ninterface org.varlink.service\n"));
+	varlink_reply_free(&r);
+	assert_non_null(strstr(VARLINK_IDL_IO_P2P_PEER, "\ninterface io.p2p.Peer\n"));
+
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInterfaceDescription\","
+				  "\"parameters\":{\"interface\":\"io.p2p.Other\"}}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InterfaceNotFound");
+	assert_string_equal(string_param(&r, "interface"), "io.p2p.Other");
+	varlink_reply_free(&r);
+
+	for (int i = 0; i < 3; i++) {
+		static const char *const bad[] = { "{}", "{\"interface\":5}", "{\"interface\":null}" };
+		char msg[200];
+
+		snprintf(msg, sizeof(msg), "{\"method\":\"org.varlink.service.GetInterfaceDescription\",\"parameters\":%s}",
+			 bad[i]);
+		assert_int_equal(dispatch(msg, VARLINK_METHOD_UNKNOWN, &r), 0);
+		assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+		assert_string_equal(string_param(&r, "parameter"), "interface");
+		varlink_reply_free(&r);
+	}
+}
+
+static void test_service_flags(void **state)
+{
+	struct varlink_reply r;
+
+	/* a known method runs, also oneway and with more */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\"}", 0, &r), 1);
+	assert_null(r.root);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"oneway\":true}", 0, &r), 1);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"more\":true}", 0, &r), 1);
+
+	/* unknown: MethodNotFound, or MethodNotImplemented when the IDL has it */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Frob\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.MethodNotFound");
+	assert_string_equal(string_param(&r, "method"), "io.p2p.Peer.Frob");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Comment\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.MethodNotFound");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.Frob\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.MethodNotFound");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Planned\"}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.MethodNotImplemented");
+	assert_string_equal(string_param(&r, "method"), "io.p2p.Peer.Planned");
+	varlink_reply_free(&r);
+
+	/* oneway is never answered, not even with an error */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Frob\",\"oneway\":true}", VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.root);
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\",\"oneway\":true}",
+				  VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_null(r.root);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"oneway\":true,\"upgrade\":true}", 0, &r), 0);
+	assert_null(r.root);
+
+	/* upgrade is refused, for every method */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"upgrade\":true}", 0, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+	assert_string_equal(string_param(&r, "parameter"), "upgrade");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\",\"upgrade\":true}",
+				  VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"upgrade\":false}", 0, &r), 1);
+
+	/* parameters are checked against the method's input in the IDL */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"parameters\":{\"x\":1}}", 0, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+	assert_string_equal(string_param(&r, "parameter"), "x");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"parameters\":{\"x\":1},\"oneway\":true}", 0,
+				  &r), 0);
+	assert_null(r.root);
+	assert_int_equal(dispatch("{\"method\":\"org.varlink.service.GetInfo\",\"parameters\":{\"x\":1}}",
+				  VARLINK_METHOD_UNKNOWN, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.InvalidParameter");
+	assert_string_equal(string_param(&r, "parameter"), "x");
+	varlink_reply_free(&r);
+
+	/* a method that requires more */
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\"}", VARLINK_METHOD_REQUIRES_MORE, &r), 0);
+	assert_string_equal(r.error, "org.varlink.service.ExpectedMore");
+	varlink_reply_free(&r);
+	assert_int_equal(dispatch("{\"method\":\"io.p2p.Peer.Status\",\"more\":true}", VARLINK_METHOD_REQUIRES_MORE, &r), 1);
+}
+
+static void test_idl_declares_method(void **state)
+{
+	const char *idl = "interface a.B\nmethod One() -> ()\n\tmethod Two (x: int) -> ()\nmethod Three\n"
+			  "# method Four() -> ()\ntype Five ()\nmethod Onex() -> ()";
+
+	assert_true(varlink_idl_declares_method(idl, "One"));
+	assert_true(varlink_idl_declares_method(idl, "Two"));
+	assert_true(varlink_idl_declares_method(idl, "Onex"));
+	assert_false(varlink_idl_declares_method(idl, "Three"));
+	assert_false(varlink_idl_declares_method(idl, "Four"));
+	assert_false(varlink_idl_declares_method(idl, "Five"));
+	assert_false(varlink_idl_declares_method(idl, "On"));
+	/* every method p2p-peerd serves is in the compiled-in file */
+	for (int i = 0; i < 10; i++) {
+		static const char *const m[] = { "Register", "Login", "Logout", "Index", "Search", "Status",
+						 "ListShared", "Transfers", "Cancel", "Download" };
+
+		assert_true(varlink_idl_declares_method(VARLINK_IDL_IO_P2P_PEER, m[i]));
+	}
+	assert_true(varlink_idl_declares_method(VARLINK_IDL_ORG_VARLINK_SERVICE, "GetInfo"));
+	assert_true(varlink_idl_declares_method(VARLINK_IDL_ORG_VARLINK_SERVICE, "GetInterfaceDescription"));
+}
+
+/* Parameters against a method's input in an IDL. */
+static const char check_idl[] =
+	"# test\ninterface a.b\n"
+	"type Kind (small, big)\n"
+	"type Node (name: string, kind: ?Kind, next: ?Node)\n"
+	"# method Commented(x: int) -> ()\n"
+	"method All(\n  b: bool, # a comment\n  i: int, f: float, s: string, o: object,\n"
+	"  ns: ?string, a: []int, m: [string]?string, k: Kind,\n"
+	"  node: ?Node, inline: ?(x: int, e: (one, two)), an: ?[]?int\n) -> (r: int)\n"
+	"method None() -> ()\n"
+	"method Broken(x: int -> ()\n"
+	"method Broken2(x: nosuch) -> ()\n";
+
+static int check_params(const char *member, const char *json, char *bad)
+{
+	struct json_object *o = json_tokener_parse(json);
+	int r;
+
+	assert_non_null(o);
+	r = varlink_idl_check_parameters(check_idl, member, o, bad, 64);
+	json_object_put(o);
+	return r;
+}
+
+#define ALL_OK "\"b\":true,\"i\":-3,\"f\":1.5,\"s\":\"x\",\"o\":{\"q\":[1]},\"a\":[1,2],\"m\":{\"x\":\"y\",\"z\":null},\"k\":\"big\""
+
+static void expect_bad(const char *extra_or_replaced, const char *want)
+{
+	char bad[64], json[1024];
+
+	snprintf(json, sizeof(json), "{%s}", extra_or_replaced);
+	assert_int_equal(check_params("All", json, bad), -EINVAL);
+	assert_string_equal(bad, want);
+}
+
+static void test_idl_check_parameters(void **state)
+{
+	char bad[64];
+
+	assert_int_equal(check_params("All", "{" ALL_OK "}", bad), 0);
+	assert_string_equal(bad, "");
+	assert_int_equal(check_params("All", "{" ALL_OK ",\"f\":2,\"ns\":null,\"an\":[1,null],"
+				      "\"node\":{\"name\":\"n\",\"next\":{\"name\":\"m\",\"kind\":\"small\"}},"
+				      "\"inline\":{\"x\":1,\"e\":\"two\"}}", bad), 0);
+	assert_int_equal(check_params("None", "{}", bad), 0);
+
+	/* each wrong or missing field is named */
+	expect_bad("\"i\":-3,\"f\":1.5,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "b");
+	expect_bad("\"b\":1,\"i\":-3,\"f\":1.5,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "b");
+	expect_bad("\"b\":true,\"i\":1.0,\"f\":1.5,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "i");
+	expect_bad("\"b\":true,\"i\":1,\"f\":\"1\",\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "f");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":null,\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "s");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"a\\u0000b\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"big\"", "s");
+	expect_bad(ALL_OK ",\"ns\":5", "ns");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[1,\"2\"],\"m\":{},\"k\":\"big\"", "a");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[null],\"m\":{},\"k\":\"big\"", "a");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":[],\"k\":\"big\"", "m");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{\"x\":1},\"k\":\"big\"", "m");
+	expect_bad("\"b\":true,\"i\":1,\"f\":1,\"s\":\"x\",\"o\":{},\"a\":[],\"m\":{},\"k\":\"huge\"", "k");
+	expect_bad(ALL_OK ",\"node\":{\"kind\":\"small\"}", "node");
+	expect_bad(ALL_OK ",\"node\":{\"name\":\"n\",\"next\":{\"name\":\"m\",\"kind\":\"tiny\"}}", "node");
+	expect_bad(ALL_OK ",\"node\":{\"name\":\"n\",\"extra\":1}", "node");
+	expect_bad(ALL_OK ",\"inline\":{\"x\":1,\"e\":\"three\"}", "inline");
+	expect_bad(ALL_OK ",\"an\":[\"1\"]", "an");
+	/* a field the method does not declare */
+	expect_bad(ALL_OK ",\"unknown\":1", "unknown");
+	assert_int_equal(check_params("None", "{\"x\":null}", bad), -EINVAL);
+	assert_string_equal(bad, "x");
+
+	/* not declared, or not readable */
+	assert_int_equal(check_params("Commented", "{}", bad), -ENOENT);
+	assert_int_equal(check_params("Absent", "{}", bad), -ENOENT);
+	assert_int_equal(check_params("Broken", "{\"x\":1}", bad), -EBADMSG);
+	assert_int_equal(check_params("Broken2", "{\"x\":1}", bad), -EBADMSG);
+}
+
+/* The compiled-in definitions can be read for every method they declare. */
+static void test_idl_compiled_in_readable(void **state)
+{
+	static const char *const peer[] = { "Register", "Login", "Logout", "Index", "Search", "Status",
+					    "ListShared", "Transfers", "Cancel", "Download" };
+	struct json_object *empty = json_object_new_object();
+	char bad[64];
+
+	for (size_t i = 0; i < sizeof(peer) / sizeof(peer[0]); i++) {
+		int r = varlink_idl_check_parameters(VARLINK_IDL_IO_P2P_PEER, peer[i], empty, bad, sizeof(bad));
+
+		assert_true(r == 0 || r == -EINVAL);
+	}
+	assert_int_equal(varlink_idl_check_parameters(VARLINK_IDL_ORG_VARLINK_SERVICE, "GetInfo", empty, bad,
+						      sizeof(bad)), 0);
+	assert_int_equal(varlink_idl_check_parameters(VARLINK_IDL_ORG_VARLINK_SERVICE, "GetInterfaceDescription",
+						      empty, bad, sizeof(bad)), -EINVAL);
+	assert_string_equal(bad, "interface");
+	assert_int_equal(varlink_idl_check_parameters(VARLINK_IDL_IO_P2P_PEER, "Login", empty, bad, sizeof(bad)),
+			 -EINVAL);
+	assert_string_equal(bad, "username");
+	json_object_put(empty);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +738,11 @@ int main(void)
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_client),
 		cmocka_unit_test(test_names_and_faults),
+		cmocka_unit_test(test_service_introspection),
+		cmocka_unit_test(test_service_flags),
+		cmocka_unit_test(test_idl_declares_method),
+		cmocka_unit_test(test_idl_check_parameters),
+		cmocka_unit_test(test_idl_compiled_in_readable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

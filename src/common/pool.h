@@ -5,8 +5,8 @@
  * loop's thread, in the order the jobs finished. Nothing else crosses
  * threads: run() must touch only the job and thread-safe state.
  */
-#ifndef P2P_DIRD_POOL_H
-#define P2P_DIRD_POOL_H
+#ifndef P2P_POOL_H
+#define P2P_POOL_H
 
 #include <stdbool.h>
 
