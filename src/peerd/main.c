@@ -375,6 +375,121 @@ void directory_logout(struct peerd *p)
 		log_info("logged out of %s", p->set.directory);
 }
 
+/* ---- TEMPORARY: replaced by the directory client ----------------------- *
+ * Ticket verification for rpc.c (struct ticket_checker): the blocking
+ * dir_call on a few worker threads fed by a queue, so the gRPC completion
+ * queue never waits. The asynchronous directory client replaces all of it. */
+#define TMP_VERIFY_WORKERS 4
+
+struct tmp_verify_job {
+	char ticket[SHA256_HEX_LEN + 1];
+	ticket_verify_done *done;
+	void *arg;
+	struct tmp_verify_job *next;
+};
+
+static struct {
+	struct peerd *p;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct tmp_verify_job *head, **tail;
+	pthread_t thread[TMP_VERIFY_WORKERS];
+	int nthreads;
+	bool stop;
+} tmp_verifier = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void tmp_verify_run(struct peerd *p, struct tmp_verify_job *j)
+{
+	char token[SHA256_HEX_LEN + 1];
+	struct json_object *body, *reply = NULL, *v;
+	int status;
+
+	pthread_mutex_lock(&p->session.lock);
+	snprintf(token, sizeof(token), "%s", p->session.token);
+	pthread_mutex_unlock(&p->session.lock);
+	if (!*token) {
+		j->done(j->arg, -ENOTCONN, NULL);
+		return;
+	}
+	body = json_object_new_object();
+	json_object_object_add(body, "ticket", json_object_new_string(j->ticket));
+	status = dir_call(p->set.directory, "POST", "/tickets/verify", token, body, &reply, 5);
+	json_object_put(body);
+	if (status == 0 || status >= 500)
+		j->done(j->arg, -EHOSTUNREACH, NULL);
+	else if (status == 401)
+		j->done(j->arg, -ENOTCONN, NULL);
+	else if (status == 200 && json_object_object_get_ex(reply, "file", &v) && json_object_is_type(v, json_type_string))
+		j->done(j->arg, 1, json_object_get_string(v));
+	else
+		j->done(j->arg, 0, NULL);
+	json_object_put(reply);
+}
+
+static void *tmp_verify_worker(void *arg)
+{
+	struct tmp_verify_job *j;
+
+	pthread_mutex_lock(&tmp_verifier.lock);
+	for (;;) {
+		while (!tmp_verifier.head && !tmp_verifier.stop)
+			pthread_cond_wait(&tmp_verifier.cond, &tmp_verifier.lock);
+		if (!(j = tmp_verifier.head))
+			break;
+		tmp_verifier.head = j->next;
+		if (!tmp_verifier.head)
+			tmp_verifier.tail = &tmp_verifier.head;
+		pthread_mutex_unlock(&tmp_verifier.lock);
+		tmp_verify_run(tmp_verifier.p, j);
+		free(j);
+		pthread_mutex_lock(&tmp_verifier.lock);
+	}
+	pthread_mutex_unlock(&tmp_verifier.lock);
+	return NULL;
+}
+
+static void tmp_verify(void *ctx, const char *ticket, ticket_verify_done *done, void *arg)
+{
+	struct tmp_verify_job *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		done(arg, -ENOMEM, NULL);
+		return;
+	}
+	snprintf(j->ticket, sizeof(j->ticket), "%s", ticket);
+	j->done = done;
+	j->arg = arg;
+	pthread_mutex_lock(&tmp_verifier.lock);
+	*tmp_verifier.tail = j;
+	tmp_verifier.tail = &j->next;
+	pthread_cond_signal(&tmp_verifier.cond);
+	pthread_mutex_unlock(&tmp_verifier.lock);
+}
+
+static void tmp_verifier_start(struct peerd *p)
+{
+	tmp_verifier.p = p;
+	tmp_verifier.tail = &tmp_verifier.head;
+	for (int i = 0; i < TMP_VERIFY_WORKERS; i++)
+		if (pthread_create(&tmp_verifier.thread[tmp_verifier.nthreads], NULL, tmp_verify_worker, NULL) == 0)
+			tmp_verifier.nthreads++;
+	p->tc.verify = tmp_verify;
+	p->tc.ctx = p;
+}
+
+/* After rpc_stop: the queue is empty (rpc_stop waits for every answer). */
+static void tmp_verifier_stop(void)
+{
+	pthread_mutex_lock(&tmp_verifier.lock);
+	tmp_verifier.stop = true;
+	pthread_cond_broadcast(&tmp_verifier.cond);
+	pthread_mutex_unlock(&tmp_verifier.lock);
+	for (int i = 0; i < tmp_verifier.nthreads; i++)
+		pthread_join(tmp_verifier.thread[i], NULL);
+	tmp_verifier.nthreads = 0;
+}
+/* ---- end TEMPORARY ------------------------------------------------------ */
+
 /* ---- signals and sockets ------------------------------------------------- */
 
 static void on_terminate(evutil_socket_t sig, short what, void *arg)
@@ -517,8 +632,7 @@ static int run(struct peerd *p)
 		snprintf(listen_buf, sizeof(listen_buf), "0.0.0.0:%lld", p->set.port ? p->set.port : 50001);
 		listen = listen_buf;
 	}
-	p->tc.directory = p->set.directory;
-	p->tc.session = &p->session;
+	tmp_verifier_start(p); /* TEMPORARY: replaced by the directory client */
 	grpc_init();
 	r = rpc_start(&p->rpc, afd >= 0 ? NULL : listen, &p->share, &p->tc, p->set.max_message,
 		      p->set.chunk_size, p->set.upload_rate, &p->grpc_port);
@@ -589,6 +703,7 @@ static void cleanup(struct peerd *p)
 	if (p->activated)
 		evconnlistener_free(p->activated);
 	rpc_stop(p->rpc);
+	tmp_verifier_stop(); /* TEMPORARY: replaced by the directory client */
 	if (p->rpc)
 		grpc_shutdown_blocking();
 	struct event *evs[] = { p->ev_term, p->ev_int, p->ev_hup, p->ev_beat, p->ev_watchdog, p->ev_inotify,

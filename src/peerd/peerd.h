@@ -134,9 +134,17 @@ struct session {
 
 /* rpc.c */
 struct rpc;
+/* Ticket verification (POST /tickets/verify), handed off by rpc.c so the
+ * gRPC completion queue never waits on the directory. result: 1 valid, with
+ * file the ticket's file name; 0 the directory refused it (403);
+ * -EHOSTUNREACH unreachable, timed out or 5xx; -ENOTCONN this peer is not
+ * logged in; -ENOMEM. verify() may be called from any thread and never
+ * blocks; done is called exactly once, on any thread, possibly before
+ * verify() returns. */
+typedef void ticket_verify_done(void *arg, int result, const char *file);
 struct ticket_checker {
-	const char *directory;
-	struct session *session;
+	void (*verify)(void *ctx, const char *ticket, ticket_verify_done *done, void *arg);
+	void *ctx;
 };
 int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct ticket_checker *tc,
 	      long long max_message, long long chunk_size, long long upload_rate, int *bound_port);

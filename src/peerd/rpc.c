@@ -9,7 +9,12 @@
  *
  * Every call must carry metadata "authorization: Bearer TICKET"; the ticket
  * is checked with the directory's POST /tickets/verify (as this peer) and the
- * answer cached briefly.
+ * answer cached briefly. The check is handed off (struct ticket_checker):
+ * the call is parked, the queue thread goes on serving everyone else, and
+ * the answer comes back as a completion on the queue (an empty batch on the
+ * parked call). Calls with the same unchecked ticket share one check; at
+ * most MAX_VERIFYING distinct checks wait at once, past that a call with an
+ * unchecked ticket is answered UNAVAILABLE at once.
  */
 #include "config.h"
 
@@ -38,6 +43,7 @@
 #define TICKET_CACHE 256
 #define TICKET_CACHE_SECONDS 20
 #define MAX_REQUEST_BYTES 4096
+#define MAX_VERIFYING 64 /* distinct tickets waiting for the directory */
 
 enum kind { K_DOWNLOAD, K_STAT, K_READ, K_UNKNOWN, K_COUNT };
 
@@ -45,6 +51,19 @@ static const char *const method_paths[K_UNKNOWN] = {
 	[K_DOWNLOAD] = "/FileService/DownloadFile",
 	[K_STAT] = "/p2p.v1.Peer/Stat",
 	[K_READ] = "/p2p.v1.Peer/Read",
+};
+
+struct call;
+
+/* One ticket check in progress: the calls waiting for it. The first call
+ * (owner) carries the empty batch that brings the answer back. */
+struct verify {
+	struct rpc *r;
+	char ticket[SHA256_HEX_LEN + 1];
+	struct call *owner, *waiters;
+	int result;
+	char file[FILENAME_MAX_BYTES + 1];
+	struct verify *next;
 };
 
 struct cached_ticket {
@@ -70,14 +89,17 @@ struct rpc {
 	unsigned cache_next;
 	struct ratelimit upload;  /* touched by the queue thread only */
 	struct call *paced;       /* Reads waiting for upload tokens, soonest first */
+	struct verify *verifying; /* queue thread only */
+	int nverifying;           /* queue thread only: length of verifying */
+	int outstanding;          /* checks whose done() has not returned (cache_lock) */
+	pthread_cond_t outstanding_cond;
 };
-
-struct call;
 
 /* A completion-queue tag: which call, and which of its batches. */
 struct tag {
 	struct call *c;
-	enum { T_REQUEST, T_CLOSE, T_SEND, T_FINISH } op;
+	enum { T_REQUEST, T_CLOSE, T_SEND, T_FINISH, T_VERIFIED } op;
+	struct verify *v; /* T_VERIFIED */
 };
 
 struct call {
@@ -88,7 +110,11 @@ struct call {
 	grpc_metadata_array md;
 	grpc_call_details details;      /* K_UNKNOWN only */
 	grpc_byte_buffer *payload;
-	struct tag t_request, t_close, t_send, t_finish;
+	ProtobufCMessage *req;          /* the unpacked request */
+	const char *name;               /* the file it names (inside req) */
+	char ticket[SHA256_HEX_LEN + 1];
+	struct call *verify_next;       /* parked on a struct verify */
+	struct tag t_request, t_close, t_send, t_finish, t_verified;
 	int pending;                    /* batches started, not completed */
 	int cancelled;                  /* from RECV_CLOSE_ON_SERVER */
 	bool metadata_sent, finished;
@@ -114,6 +140,8 @@ static void call_free(struct call *c)
 		grpc_call_details_destroy(&c->details);
 	if (c->payload)
 		grpc_byte_buffer_destroy(c->payload);
+	if (c->req)
+		protobuf_c_message_free_unpacked(c->req, NULL);
 	if (c->send_buf)
 		grpc_byte_buffer_destroy(c->send_buf);
 	if (c->have_details)
@@ -258,15 +286,10 @@ static void ticket_remember(struct rpc *r, const char *ticket, const char *file)
 	pthread_mutex_unlock(&r->cache_lock);
 }
 
-/* Check the call's ticket for name. Returns GRPC_STATUS_OK or the status to
- * answer, with msg set. */
-static grpc_status_code check_ticket(struct call *c, const char *name, const char **msg)
+/* The call's ticket from its metadata "authorization: Bearer TICKET". */
+static bool ticket_of(struct call *c)
 {
-	struct rpc *r = c->r;
-	char ticket[SHA256_HEX_LEN + 1] = "", file[FILENAME_MAX_BYTES + 1] = "", token[SHA256_HEX_LEN + 1];
-	struct json_object *body, *reply = NULL, *v;
-	int status;
-
+	c->ticket[0] = '\0';
 	for (size_t i = 0; i < c->md.count; i++) {
 		const grpc_metadata *m = &c->md.metadata[i];
 		size_t klen = GRPC_SLICE_LENGTH(m->key), vlen = GRPC_SLICE_LENGTH(m->value);
@@ -274,68 +297,110 @@ static grpc_status_code check_ticket(struct call *c, const char *name, const cha
 
 		if (klen == 13 && memcmp(GRPC_SLICE_START_PTR(m->key), "authorization", 13) == 0 &&
 		    vlen == 7 + SHA256_HEX_LEN && strncasecmp(val, "Bearer ", 7) == 0) {
-			memcpy(ticket, val + 7, SHA256_HEX_LEN);
-			ticket[SHA256_HEX_LEN] = '\0';
+			memcpy(c->ticket, val + 7, SHA256_HEX_LEN);
+			c->ticket[SHA256_HEX_LEN] = '\0';
 		}
 	}
-	if (!valid_sha256_hex(ticket)) {
-		*msg = "missing or malformed ticket: send metadata \"authorization: Bearer TICKET\" from POST /tickets";
-		return GRPC_STATUS_UNAUTHENTICATED;
-	}
-	if (!ticket_cached(r, ticket, file)) {
-		pthread_mutex_lock(&r->tc->session->lock);
-		snprintf(token, sizeof(token), "%s", r->tc->session->token);
-		pthread_mutex_unlock(&r->tc->session->lock);
-		if (!*token) {
-			*msg = "this peer is not logged in to the directory, so it cannot check tickets";
-			return GRPC_STATUS_UNAVAILABLE;
+	return valid_sha256_hex(c->ticket);
+}
+
+static void serve(struct call *c, const char *file);
+
+/* Runs on any thread, exactly once per check: keep the answer and wake the
+ * queue thread with an empty batch on the owner call (posted at once).
+ * v belongs to the queue thread as soon as the batch is started. */
+static void verify_done(void *arg, int result, const char *file)
+{
+	struct verify *v = arg;
+	struct rpc *r = v->r;
+	grpc_call_error e;
+
+	v->result = result;
+	if (result == 1 && (!file || strlen(file) > FILENAME_MAX_BYTES))
+		v->result = 0;
+	if (v->result == 1)
+		memcpy(v->file, file, strlen(file) + 1);
+	e = grpc_call_start_batch(v->owner->call, NULL, 0, &v->owner->t_verified, NULL);
+	if (e != GRPC_CALL_OK)
+		log_err("cannot resume a call after its ticket check: grpc error %d", (int)e);
+	pthread_mutex_lock(&r->cache_lock);
+	r->outstanding--;
+	pthread_cond_broadcast(&r->outstanding_cond);
+	pthread_mutex_unlock(&r->cache_lock);
+}
+
+/* Park c until its ticket is checked, sharing a check already under way. */
+static void park(struct call *c)
+{
+	struct rpc *r = c->r;
+	struct verify *v;
+
+	for (v = r->verifying; v; v = v->next)
+		if (strcmp(v->ticket, c->ticket) == 0) {
+			c->verify_next = v->waiters;
+			v->waiters = c;
+			c->pending++;
+			return;
 		}
-		body = json_object_new_object();
-		json_object_object_add(body, "ticket", json_object_new_string(ticket));
-		status = dir_call(r->tc->directory, "POST", "/tickets/verify", token, body, &reply, 10);
-		json_object_put(body);
-		if (status == 0 || status >= 500) {
-			json_object_put(reply);
-			*msg = "the directory cannot be reached to check the ticket";
-			return GRPC_STATUS_UNAVAILABLE;
-		}
-		if (status != 200 || !json_object_object_get_ex(reply, "file", &v) ||
-		    !json_object_is_type(v, json_type_string)) {
-			json_object_put(reply);
-			*msg = "the ticket is unknown, expired, or for another peer";
-			return GRPC_STATUS_UNAUTHENTICATED;
-		}
-		snprintf(file, sizeof(file), "%s", json_object_get_string(v));
-		json_object_put(reply);
-		ticket_remember(r, ticket, file);
+	if (r->nverifying >= MAX_VERIFYING) {
+		finish(c, GRPC_STATUS_UNAVAILABLE, "too many ticket checks are waiting for the directory; try again");
+		return;
 	}
-	if (strcmp(file, name) != 0) {
-		*msg = "the ticket is for another file";
-		return GRPC_STATUS_PERMISSION_DENIED;
+	if (!(v = calloc(1, sizeof(*v)))) {
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
 	}
-	return GRPC_STATUS_OK;
+	v->r = r;
+	memcpy(v->ticket, c->ticket, sizeof(v->ticket));
+	v->owner = v->waiters = c;
+	c->t_verified.v = v;
+	c->pending++;
+	v->next = r->verifying;
+	r->verifying = v;
+	r->nverifying++;
+	pthread_mutex_lock(&r->cache_lock);
+	r->outstanding++;
+	pthread_mutex_unlock(&r->cache_lock);
+	r->tc->verify(r->tc->ctx, v->ticket, verify_done, v);
+}
+
+/* The directory answered the check v (queue thread): go on with its calls. */
+static void verified(struct rpc *r, struct verify *v)
+{
+	struct call *c, *next;
+
+	for (struct verify **pp = &r->verifying; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	r->nverifying--;
+	if (v->result == 1)
+		ticket_remember(r, v->ticket, v->file);
+	for (c = v->waiters; c; c = next) {
+		next = c->verify_next;
+		c->verify_next = NULL;
+		c->pending--;
+		if (c->cancelled || r->shutting_down)
+			finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		else if (v->result == 1)
+			serve(c, v->file);
+		else if (v->result == 0)
+			finish(c, GRPC_STATUS_UNAUTHENTICATED, "the ticket is unknown, expired, or for another peer");
+		else if (v->result == -ENOTCONN)
+			finish(c, GRPC_STATUS_UNAVAILABLE,
+			       "this peer is not logged in to the directory, so it cannot check tickets");
+		else if (v->result == -EHOSTUNREACH)
+			finish(c, GRPC_STATUS_UNAVAILABLE, "the directory cannot be reached to check the ticket");
+		else
+			finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot check the ticket now (out of memory)");
+		if (c != v->owner)
+			maybe_free(c);
+	}
+	free(v);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
-
-/* Validate the name and the ticket; on failure the call is finished. */
-static bool admit(struct call *c, const char *name)
-{
-	const char *msg = NULL;
-	grpc_status_code code;
-
-	if (!name || !valid_filename(name, strlen(name))) {
-		finish(c, GRPC_STATUS_INVALID_ARGUMENT,
-		       "invalid file name: 1-255 bytes of UTF-8 without '/', not \".\" or \"..\"");
-		return false;
-	}
-	code = check_ticket(c, name, &msg);
-	if (code != GRPC_STATUS_OK) {
-		finish(c, code, msg);
-		return false;
-	}
-	return true;
-}
 
 static void not_found(struct call *c, int r)
 {
@@ -343,63 +408,49 @@ static void not_found(struct call *c, int r)
 	       r == -ENOENT ? "no such shared file" : "cannot open the file");
 }
 
-static void handle_download(struct call *c, const uint8_t *req, size_t len)
+static void handle_download(struct call *c)
 {
-	FileRequest *m = file_request__unpack(NULL, len, req);
 	FileResponse resp = FILE_RESPONSE__INIT;
 	uint64_t size;
 	uint8_t *data;
 	char msg[256];
 	int fd, r;
 
-	if (!m) {
-		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed FileRequest");
-		return;
-	}
-	if (!admit(c, m->file_name))
-		goto out;
-	r = share_open_file(c->r->sh, m->file_name, &fd, &size);
+	r = share_open_file(c->r->sh, c->name, &fd, &size);
 	if (r < 0) {
 		not_found(c, r);
-		goto out;
+		return;
 	}
 	if (size > (uint64_t)c->r->max_message) {
 		close(fd);
 		snprintf(msg, sizeof(msg), "the file is %llu bytes, more than DownloadFile sends (%lld): "
 			 "use the streaming p2p.v1.Peer/Read", (unsigned long long)size, c->r->max_message);
 		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
-		goto out;
+		return;
 	}
 	data = malloc(size ? size : 1);
 	if (!data || pread(fd, data, size, 0) != (ssize_t)size) {
 		free(data);
 		close(fd);
 		finish(c, GRPC_STATUS_INTERNAL, "cannot read the file");
-		goto out;
+		return;
 	}
 	close(fd);
 	resp.file_content.data = data;
 	resp.file_content.len = size;
 	send_message(c, pack(&resp.base), true);
 	free(data);
-out:
-	file_request__free_unpacked(m, NULL);
 }
 
-static void handle_stat(struct call *c, const uint8_t *req, size_t len)
+static void handle_stat(struct call *c)
 {
-	P2p__V1__StatRequest *m = p2p__v1__stat_request__unpack(NULL, len, req);
 	P2p__V1__StatResponse resp = P2P__V1__STAT_RESPONSE__INIT;
 	ProtobufCBinaryData *blocks = NULL;
 	struct shared_file f;
 	int r;
 
-	if (!m) {
-		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed StatRequest");
-		return;
-	}
-	if (admit(c, m->name)) {
-		r = share_stat(c->r->sh, m->name, &f);
+	{
+		r = share_stat(c->r->sh, c->name, &f);
 		if (r < 0) {
 			not_found(c, r);
 		} else if (f.blocks.n && !(blocks = calloc(f.blocks.n, sizeof(*blocks)))) {
@@ -419,7 +470,6 @@ static void handle_stat(struct call *c, const uint8_t *req, size_t len)
 		free(blocks);
 		block_list_free(&f.blocks);
 	}
-	p2p__v1__stat_request__free_unpacked(m, NULL);
 }
 
 /* Wait for upload tokens: keep the call on the paced list (sorted by wake
@@ -509,37 +559,45 @@ static void run_paced(struct rpc *r)
 	}
 }
 
-static void handle_read(struct call *c, const uint8_t *req, size_t len)
+static void handle_read(struct call *c)
 {
-	P2p__V1__ReadRequest *m = p2p__v1__read_request__unpack(NULL, len, req);
+	const P2p__V1__ReadRequest *m = (const P2p__V1__ReadRequest *)c->req;
 	uint64_t size;
 	int r;
 
-	if (!m) {
-		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed ReadRequest");
-		return;
-	}
-	if (!admit(c, m->name))
-		goto out;
-	r = share_open_file(c->r->sh, m->name, &c->fd, &size);
+	r = share_open_file(c->r->sh, c->name, &c->fd, &size);
 	if (r < 0) {
 		not_found(c, r);
-		goto out;
+		return;
 	}
 	if (m->offset > size || (m->length && m->length > size - m->offset)) {
 		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "the range is outside the file");
-		goto out;
+		return;
 	}
 	c->pos = m->offset;
 	c->end = m->length ? m->offset + m->length : size;
 	read_next(c);
-out:
-	p2p__v1__read_request__free_unpacked(m, NULL);
+}
+
+/* The ticket is good for file: serve the call if it names that file. */
+static void serve(struct call *c, const char *file)
+{
+	if (strcmp(file, c->name) != 0) {
+		finish(c, GRPC_STATUS_PERMISSION_DENIED, "the ticket is for another file");
+		return;
+	}
+	switch (c->kind) {
+	case K_DOWNLOAD: handle_download(c); break;
+	case K_STAT: handle_stat(c); break;
+	case K_READ: handle_read(c); break;
+	default: finish(c, GRPC_STATUS_INTERNAL, "no handler"); break;
+	}
 }
 
 static void start_call(struct call *c)
 {
 	grpc_op close_op;
+	char file[FILENAME_MAX_BYTES + 1];
 	uint8_t *req;
 	size_t len = 0;
 
@@ -557,12 +615,39 @@ static void start_call(struct call *c)
 		return;
 	}
 	switch (c->kind) {
-	case K_DOWNLOAD: handle_download(c, req, len); break;
-	case K_STAT: handle_stat(c, req, len); break;
-	case K_READ: handle_read(c, req, len); break;
+	case K_DOWNLOAD:
+		if ((c->req = (ProtobufCMessage *)file_request__unpack(NULL, len, req)))
+			c->name = ((FileRequest *)c->req)->file_name;
+		break;
+	case K_STAT:
+		if ((c->req = (ProtobufCMessage *)p2p__v1__stat_request__unpack(NULL, len, req)))
+			c->name = ((P2p__V1__StatRequest *)c->req)->name;
+		break;
+	case K_READ:
+		if ((c->req = (ProtobufCMessage *)p2p__v1__read_request__unpack(NULL, len, req)))
+			c->name = ((P2p__V1__ReadRequest *)c->req)->name;
+		break;
 	default: break;
 	}
 	free(req);
+	if (!c->req) {
+		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");
+		return;
+	}
+	if (!c->name || !valid_filename(c->name, strlen(c->name))) {
+		finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+		       "invalid file name: 1-255 bytes of UTF-8 without '/', not \".\" or \"..\"");
+		return;
+	}
+	if (!ticket_of(c)) {
+		finish(c, GRPC_STATUS_UNAUTHENTICATED,
+		       "missing or malformed ticket: send metadata \"authorization: Bearer TICKET\" from POST /tickets");
+		return;
+	}
+	if (ticket_cached(c->r, c->ticket, file))
+		serve(c, file);
+	else
+		park(c);
 }
 
 /* ---- the completion queue ----------------------------------------------- */
@@ -577,10 +662,11 @@ static void request_call(struct rpc *r, enum kind kind)
 	c->r = r;
 	c->kind = kind;
 	c->fd = -1;
-	c->t_request = (struct tag){ c, T_REQUEST };
-	c->t_close = (struct tag){ c, T_CLOSE };
-	c->t_send = (struct tag){ c, T_SEND };
-	c->t_finish = (struct tag){ c, T_FINISH };
+	c->t_request = (struct tag){ c, T_REQUEST, NULL };
+	c->t_close = (struct tag){ c, T_CLOSE, NULL };
+	c->t_send = (struct tag){ c, T_SEND, NULL };
+	c->t_finish = (struct tag){ c, T_FINISH, NULL };
+	c->t_verified = (struct tag){ c, T_VERIFIED, NULL };
 	grpc_metadata_array_init(&c->md);
 	if (kind == K_UNKNOWN) {
 		grpc_call_details_init(&c->details);
@@ -650,6 +736,9 @@ static void *cq_thread(void *arg)
 		case T_FINISH:
 			c->pending--;
 			break;
+		case T_VERIFIED: /* each waiter's pending is settled there */
+			verified(r, t->v);
+			break;
 		}
 		maybe_free(c);
 		if (r->paced)
@@ -675,6 +764,7 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 	ratelimit_init(&r->upload, (double)upload_rate, (double)chunk_size, mono_now());
 	pthread_mutex_init(&r->cache_lock, NULL);
 	pthread_cond_init(&r->shutdown_cond, NULL);
+	pthread_cond_init(&r->outstanding_cond, NULL);
 	args[0].type = GRPC_ARG_INTEGER;
 	args[0].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
 	args[0].value.integer = (int)(max_message > chunk_size ? max_message : chunk_size) + 4096;
@@ -737,6 +827,9 @@ void rpc_stop(struct rpc *r)
 	pthread_mutex_lock(&r->cache_lock);
 	while (!r->shutdown_done)
 		pthread_cond_wait(&r->shutdown_cond, &r->cache_lock);
+	/* A check still under way posts to the queue when it ends. */
+	while (r->outstanding > 0)
+		pthread_cond_wait(&r->outstanding_cond, &r->cache_lock);
 	pthread_mutex_unlock(&r->cache_lock);
 	grpc_server_destroy(r->srv);
 	grpc_completion_queue_shutdown(r->cq);
@@ -744,5 +837,6 @@ void rpc_stop(struct rpc *r)
 	grpc_completion_queue_destroy(r->cq);
 	pthread_mutex_destroy(&r->cache_lock);
 	pthread_cond_destroy(&r->shutdown_cond);
+	pthread_cond_destroy(&r->outstanding_cond);
 	free(r);
 }
