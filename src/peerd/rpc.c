@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -256,6 +257,73 @@ static uint8_t *payload_bytes(struct call *c, size_t *len)
 	return copy;
 }
 
+/* Bytes of a varint. */
+static size_t varint_size(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static bool varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; *p < end && shift < 64; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* The length on the wire of the last occurrence of length-delimited field
+ * `field` in the message buf (0 when absent); -1 when malformed. protobuf-c
+ * hands a string field over as a C string, so "big.bin\0x" would arrive as
+ * "big.bin": the caller compares this with strlen(). */
+static long long wire_field_len(const uint8_t *buf, size_t len, uint32_t field)
+{
+	const uint8_t *p = buf, *end = buf + len;
+	long long found = 0;
+	uint64_t key, n;
+
+	while (p < end) {
+		if (!varint_get(&p, end, &key))
+			return -1;
+		switch (key & 7) {
+		case 0:
+			if (!varint_get(&p, end, &n))
+				return -1;
+			break;
+		case 1:
+			if (end - p < 8)
+				return -1;
+			p += 8;
+			break;
+		case 2:
+			if (!varint_get(&p, end, &n) || n > (uint64_t)(end - p))
+				return -1;
+			if (key >> 3 == field)
+				found = (long long)n;
+			p += n;
+			break;
+		case 5:
+			if (end - p < 4)
+				return -1;
+			p += 4;
+			break;
+		default:
+			return -1;
+		}
+	}
+	return found;
+}
+
 /* ---- tickets ------------------------------------------------------------ */
 
 static bool ticket_cached(struct rpc *r, const char *ticket, char *file)
@@ -421,10 +489,12 @@ static void handle_download(struct call *c)
 		not_found(c, r);
 		return;
 	}
-	if (size > (uint64_t)c->r->max_message) {
+	/* The limit counts the encoded reply (field tag and length too), which
+	 * is what the client's receive limit (4 MiB by default) counts. */
+	if ((size ? 1 + varint_size(size) + size : 0) > (uint64_t)c->r->max_message) {
 		close(fd);
-		snprintf(msg, sizeof(msg), "the file is %llu bytes, more than DownloadFile sends (%lld): "
-			 "use the streaming p2p.v1.Peer/Read", (unsigned long long)size, c->r->max_message);
+		snprintf(msg, sizeof(msg), "the file is %llu bytes; with its framing that is more than DownloadFile "
+			 "sends (%lld): use the streaming p2p.v1.Peer/Read", (unsigned long long)size, c->r->max_message);
 		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
 		return;
 	}
@@ -442,6 +512,23 @@ static void handle_download(struct call *c)
 	free(data);
 }
 
+/* What Stat says must hold when Read opens the file: it is still there,
+ * with the size and mtime it was hashed with. -ENOENT, -ESTALE or 0. */
+static int still_there(struct rpc *r, const struct shared_file *f)
+{
+	struct stat st;
+	uint64_t size;
+	int fd, e = share_open_file(r->sh, f->name, &fd, &size);
+
+	if (e < 0)
+		return e;
+	e = fstat(fd, &st) < 0 ? -errno : 0;
+	close(fd);
+	if (e == 0 && ((uint64_t)st.st_size != f->size || (int64_t)st.st_mtim.tv_sec != f->mtime))
+		e = -ESTALE;
+	return e;
+}
+
 static void handle_stat(struct call *c)
 {
 	P2p__V1__StatResponse resp = P2P__V1__STAT_RESPONSE__INIT;
@@ -451,7 +538,11 @@ static void handle_stat(struct call *c)
 
 	{
 		r = share_stat(c->r->sh, c->name, &f);
-		if (r < 0) {
+		if (r == 0)
+			r = still_there(c->r, &f);
+		if (r == -ESTALE) {
+			finish(c, GRPC_STATUS_UNAVAILABLE, "the file changed since it was hashed; try again shortly");
+		} else if (r < 0) {
 			not_found(c, r);
 		} else if (f.blocks.n && !(blocks = calloc(f.blocks.n, sizeof(*blocks)))) {
 			finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -629,6 +720,9 @@ static void start_call(struct call *c)
 		break;
 	default: break;
 	}
+	/* The name is field 1 in all three requests. */
+	if (c->req && c->name && wire_field_len(req, len, 1) != (long long)strlen(c->name))
+		c->name = NULL;
 	free(req);
 	if (!c->req) {
 		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");

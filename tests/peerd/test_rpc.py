@@ -113,5 +113,72 @@ class AsyncTickets(unittest.TestCase):
             self.assertEqual(f.result().size, 5)
 
 
+class Bugs(unittest.TestCase):
+    """Each of these failed before its fix (issue 13 item 5)."""
+    @classmethod
+    def setUpClass(cls):
+        cls.seed_pb2, cls.seed_grpc, cls.pb2, cls.pgrpc = generate_stubs()
+        cls.d = Dird()
+        cls.d.register("bugs", "pw")
+        cls.tok = cls.d.user("bugcl", files=())
+        cls.folder = p2ptest.tempdir()
+        cls.exact = b"e" * 4194304       # the default max_message
+        cls.fits = b"f" * (4194304 - 5)    # 5 bytes of framing: exactly 4 MiB encoded
+        for name, data in (("exact.bin", cls.exact), ("fits.bin", cls.fits), ("big.bin", b"big"),
+                           ("doomed.txt", b"doomed")):
+            with open(os.path.join(cls.folder, name), "wb") as f:
+                f.write(data)
+        cls.peer = Peer(cls.d, "bugs", "pw", cls.folder)
+        p2ptest.wait_for(lambda: cls.d.req("GET", "/search", cls.tok, params={"file": "doomed.txt"}).status_code == 200,
+                         what="indexed")
+        cls.ch = grpc.insecure_channel(cls.peer.target)  # gRPC's default 4 MiB receive limit
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ch.close()
+        cls.peer.proc.stop()
+        cls.d.stop()
+
+    def md(self, name):
+        r = self.d.req("POST", "/tickets", self.tok, json={"peer": "bugs", "file": name})
+        self.assertEqual(r.status_code, 201, r.text)
+        return [("authorization", "Bearer " + r.json()["ticket"])]
+
+    def test_a_name_with_a_nul_byte_is_refused(self):
+        md = self.md("big.bin")
+        seed = self.seed_grpc.FileServiceStub(self.ch)
+        peer = self.pgrpc.PeerStub(self.ch)
+        for call in (lambda: seed.DownloadFile(self.seed_pb2.FileRequest(file_name="big.bin\0x"), metadata=md, timeout=10),
+                     lambda: peer.Stat(self.pb2.StatRequest(name="big.bin\0x"), metadata=md, timeout=10),
+                     lambda: list(peer.Read(self.pb2.ReadRequest(name="big.bin\0"), metadata=md, timeout=10))):
+            with self.assertRaises(grpc.RpcError) as cm:
+                call()
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, cm.exception.details())
+        self.assertEqual(seed.DownloadFile(self.seed_pb2.FileRequest(file_name="big.bin"), metadata=md,
+                                           timeout=10).file_content, "big")
+
+    def test_stat_agrees_with_read_right_after_a_delete(self):
+        md = self.md("doomed.txt")
+        peer = self.pgrpc.PeerStub(self.ch)
+        self.assertEqual(peer.Stat(self.pb2.StatRequest(name="doomed.txt"), metadata=md, timeout=10).size, 6)
+        os.unlink(os.path.join(self.folder, "doomed.txt"))
+        for call in (lambda: peer.Stat(self.pb2.StatRequest(name="doomed.txt"), metadata=md, timeout=10),
+                     lambda: list(peer.Read(self.pb2.ReadRequest(name="doomed.txt"), metadata=md, timeout=10))):
+            with self.assertRaises(grpc.RpcError) as cm:
+                call()
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND, cm.exception.details())
+
+    def test_download_file_limit_counts_the_encoded_reply(self):
+        seed = self.seed_grpc.FileServiceStub(self.ch)
+        got = seed.DownloadFile.with_call(self.seed_pb2.FileRequest(file_name="fits.bin"), metadata=self.md("fits.bin"),
+                                          timeout=20)[0]
+        self.assertEqual(len(got.file_content), len(self.fits))
+        with self.assertRaises(grpc.RpcError) as cm:
+            seed.DownloadFile(self.seed_pb2.FileRequest(file_name="exact.bin"), metadata=self.md("exact.bin"), timeout=20)
+        # Our answer, pointing to Read; not the client's "received message larger than max".
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("p2p.v1.Peer/Read", cm.exception.details())
+
+
 if __name__ == "__main__":
     p2ptest.run()
