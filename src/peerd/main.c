@@ -55,6 +55,12 @@ const struct conf_key peerd_keys[] = {
 	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
 	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
 	KEY("tls_ca", CONF_STRING, tls_ca, 0, 0),
+	/* rpc.c's bounds */
+	KEY("max_calls", CONF_INT, max_calls, 1, 1000000),
+	KEY("max_calls_per_client", CONF_INT, max_calls_per_client, 1, 1000000),
+	KEY("max_inflight", CONF_INT, max_inflight, 1 << 20, 1LL << 40),
+	KEY("max_inflight_per_client", CONF_INT, max_inflight_per_client, 1 << 20, 1LL << 40),
+	KEY("send_timeout", CONF_INT, send_timeout, 1, 86400),
 	{ NULL, 0, 0, 0, 0 },
 };
 
@@ -80,6 +86,11 @@ static const struct conf_help key_help[] = {
 	{ "tls_certificate", "PEM certificate chain: serve and download over gRPC with TLS (with tls_key)" },
 	{ "tls_key", "PEM private key of tls_certificate" },
 	{ "tls_ca", "PEM CA of the peers' certificates: mutual TLS (default: gRPC's roots, no client certificates)" },
+	{ "max_calls", "gRPC calls served at once; more get RESOURCE_EXHAUSTED (default 1024)" },
+	{ "max_calls_per_client", "gRPC calls at once from one client address (default 64)" },
+	{ "max_inflight", "reply bytes in flight to all clients; past it calls wait (default 33554432)" },
+	{ "max_inflight_per_client", "reply bytes in flight to one client address (default 8388608)" },
+	{ "send_timeout", "seconds a client may take nothing before its call is cancelled (default 60)" },
 };
 
 static void settings_defaults(struct peerd_settings *s)
@@ -92,6 +103,11 @@ static void settings_defaults(struct peerd_settings *s)
 	s->max_message = 4 << 20;
 	s->chunk_size = 256 << 10;
 	s->retry_max = 60;
+	s->max_calls = 1024;
+	s->max_calls_per_client = 64;
+	s->max_inflight = 32 << 20;
+	s->max_inflight_per_client = 8 << 20;
+	s->send_timeout = 60;
 }
 
 static int settings_check(const struct peerd_settings *s, char *err, size_t len)
@@ -571,16 +587,6 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 	notify_watchdog();
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
-{
-	struct peerd *p = arg;
-	int one = 1;
-
-	evutil_make_socket_nonblocking(fd);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	rpc_add_fd(p->rpc, fd);
-}
-
 /* Sockets from systemd: the gRPC one (named "grpc", or the only unnamed
  * one) and the control socket (named "control"). */
 static void activated_sockets(int *grpc_fd, int *control_fd)
@@ -634,24 +640,14 @@ static int run(struct peerd *p)
 	}
 	tmp_verifier_start(p); /* TEMPORARY: replaced by the directory client */
 	grpc_init();
-	r = rpc_start(&p->rpc, afd >= 0 ? NULL : listen, &p->share, &p->tc, p->set.max_message,
-		      p->set.chunk_size, p->set.upload_rate, &p->grpc_port);
+	r = rpc_start(&p->rpc, afd >= 0 ? NULL : listen, afd, &p->share, &p->tc, &p->set, &p->grpc_port);
 	/* A burst of one 64 KiB slice at most, so a limit holds from the start. */
 	ratelimit_init(&p->download_limit.rl, (double)p->set.download_rate,
 		       p->set.download_rate < (64 << 10) ? (double)p->set.download_rate : (double)(64 << 10), mono_now());
 	if (r < 0)
 		return r;
 	if (afd >= 0) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-
-		evutil_make_socket_nonblocking(afd);
-		p->activated = evconnlistener_new(p->base, on_accept, p, LEV_OPT_CLOSE_ON_FREE, -1, afd);
-		if (!p->activated)
-			return log_errno(LOG_ERR, errno, "cannot use the gRPC socket passed by systemd");
-		if (getsockname(afd, (struct sockaddr *)&ss, &sl) == 0)
-			p->grpc_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-								      : ((struct sockaddr_in *)&ss)->sin_port);
+		/* rpc.c accepts on it (and closes it) */
 		log_info("serving gRPC on the socket passed by systemd (port %d)", p->grpc_port);
 	} else {
 		log_info("serving gRPC%s on %s (port %d)", peer_tls_enabled() ? " over TLS" : "", listen, p->grpc_port);

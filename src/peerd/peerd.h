@@ -41,6 +41,12 @@ struct peerd_settings {
 	long long upload_rate;   /* bytes/s served to all peers together; 0: unlimited */
 	long long download_rate; /* bytes/s received by all downloads together; 0: unlimited */
 	long long retry_max;     /* s, the longest backoff while the directory is away */
+	/* rpc.c's bounds (p2p-peerd(8) BOUNDS) */
+	long long max_calls;               /* gRPC calls at once */
+	long long max_calls_per_client;    /* ... from one client address */
+	long long max_inflight;            /* reply bytes sent, not yet taken by clients */
+	long long max_inflight_per_client; /* ... by one client address */
+	long long send_timeout;            /* s a client may take nothing before its call is cancelled */
 };
 
 extern const struct conf_key peerd_keys[];
@@ -146,10 +152,10 @@ struct ticket_checker {
 	void (*verify)(void *ctx, const char *ticket, ticket_verify_done *done, void *arg);
 	void *ctx;
 };
-int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct ticket_checker *tc,
-	      long long max_message, long long chunk_size, long long upload_rate, int *bound_port);
-/* Hand an accepted connection (socket activation) to the server. */
-void rpc_add_fd(struct rpc *r, int fd);
+/* Serve gRPC on listen (ADDR:PORT) or, when listen_fd >= 0, on that
+ * listening socket (from systemd). *bound_port: the port bound. */
+int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share *sh, struct ticket_checker *tc,
+	      const struct peerd_settings *set, int *bound_port);
 void rpc_stop(struct rpc *r);
 
 /* A download (download.c). Fields below lock are shared with the worker. */

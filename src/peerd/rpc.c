@@ -15,15 +15,34 @@
  * parked call). Calls with the same unchecked ticket share one check; at
  * most MAX_VERIFYING distinct checks wait at once, past that a call with an
  * unchecked ticket is answered UNAVAILABLE at once.
+ *
+ * Bounds (p2p-peerd(8), BOUNDS): calls at once in total and per client
+ * address (past them RESOURCE_EXHAUSTED); bytes of replies in flight (sent to
+ * gRPC, not yet taken by the client) in total and per client: a call whose
+ * next message does not fit waits, holding no data, until bytes come back; a
+ * send the client does not take within send_timeout cancels the call. In
+ * plain text the listening socket is ours (an accept thread hands each
+ * connection to gRPC): gRPC 1.51's own listener stops accepting for good
+ * after one EMFILE, and ours keeps a reserve of descriptors by refusing
+ * connections above RLIMIT_NOFILE - FD_RESERVE.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <grpc/byte_buffer.h>
@@ -40,11 +59,14 @@
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
 #include "ratelimit.h"
+#include "wire.h"
 
 #define TICKET_CACHE 256
 #define TICKET_CACHE_SECONDS 20
 #define MAX_REQUEST_BYTES 4096
 #define MAX_VERIFYING 64 /* distinct tickets waiting for the directory */
+#define FD_RESERVE 64    /* descriptors kept from connections, for files and the rest */
+#define CLIENT_BUCKETS 256
 
 enum kind { K_DOWNLOAD, K_STAT, K_READ, K_UNKNOWN, K_COUNT };
 
@@ -67,6 +89,13 @@ struct verify {
 	struct verify *next;
 };
 
+/* Calls and reply bytes in flight of one client address. */
+struct client {
+	char addr[INET6_ADDRSTRLEN];
+	long long calls, inflight;
+	struct client *next;
+};
+
 struct cached_ticket {
 	char ticket[SHA256_HEX_LEN + 1];
 	char file[FILENAME_MAX_BYTES + 1];
@@ -81,6 +110,20 @@ struct rpc {
 	struct share *sh;
 	struct ticket_checker *tc;
 	long long max_message, chunk_size;
+	long long max_calls, max_calls_client, max_inflight, max_inflight_client;
+	double send_timeout;
+	long long ncalls, inflight;    /* queue thread only */
+	struct client *clients[CLIENT_BUCKETS];
+	struct call *active;      /* calls admitted, for the send timeout */
+	struct call *starved, **starved_tail; /* calls waiting for bytes, in order */
+	bool bytes_back;          /* bytes came back since the starved were tried */
+	double housekeeping;      /* next look at stuck sends */
+	/* our listening socket (plain text) */
+	int lfd, stop_fd, fd_cap;
+	pthread_t accept_thread;
+	bool accepting;
+	char (*fd_addr)[INET6_ADDRSTRLEN]; /* the address of each accepted descriptor */
+	int nfd_addr;
 	bool shutting_down;
 	int shutdown_tag;
 	bool shutdown_done;
@@ -115,6 +158,14 @@ struct call {
 	const char *name;               /* the file it names (inside req) */
 	char ticket[SHA256_HEX_LEN + 1];
 	struct call *verify_next;       /* parked on a struct verify */
+	struct client *cl;              /* set once admitted */
+	struct call *active_prev, *active_next;
+	long long inflight;             /* reply bytes this call has in flight */
+	bool starved;                   /* on r->starved */
+	struct call *starved_next;
+	bool sending;                   /* a message batch is not complete yet */
+	bool timed_out;                 /* cancelled: the client took nothing */
+	double send_since;
 	struct tag t_request, t_close, t_send, t_finish, t_verified;
 	int pending;                    /* batches started, not completed */
 	int cancelled;                  /* from RECV_CLOSE_ON_SERVER */
@@ -132,8 +183,34 @@ struct call {
 
 static void request_call(struct rpc *r, enum kind kind);
 
+static void bytes_give_back(struct call *c);
+
 static void call_free(struct call *c)
 {
+	struct rpc *r = c->r;
+
+	if (c->cl) {
+		bytes_give_back(c);
+		r->ncalls--;
+		if (--c->cl->calls == 0 && c->cl->inflight == 0) {
+			unsigned h = 0;
+
+			for (const char *q = c->cl->addr; *q; q++)
+				h = h * 31 + (unsigned char)*q;
+			for (struct client **pp = &r->clients[h % CLIENT_BUCKETS]; *pp; pp = &(*pp)->next)
+				if (*pp == c->cl) {
+					*pp = c->cl->next;
+					break;
+				}
+			free(c->cl);
+		}
+		if (c->active_prev)
+			c->active_prev->active_next = c->active_next;
+		else
+			r->active = c->active_next;
+		if (c->active_next)
+			c->active_next->active_prev = c->active_prev;
+	}
 	if (c->call)
 		grpc_call_unref(c->call);
 	grpc_metadata_array_destroy(&c->md);
@@ -154,7 +231,7 @@ static void call_free(struct call *c)
 
 static void maybe_free(struct call *c)
 {
-	if (c->pending == 0 && (c->finished || !c->call) && !c->paced_next && c->r->paced != c)
+	if (c->pending == 0 && (c->finished || !c->call) && !c->paced_next && c->r->paced != c && !c->starved)
 		call_free(c);
 }
 
@@ -209,6 +286,8 @@ static void send_message(struct call *c, grpc_byte_buffer *buf, bool last)
 	if (c->send_buf)
 		grpc_byte_buffer_destroy(c->send_buf);
 	c->send_buf = buf; /* destroyed once the batch completes */
+	c->sending = true;
+	c->send_since = mono_now();
 	if (last) {
 		c->status_details = grpc_slice_from_static_string("");
 		c->have_details = true;
@@ -257,71 +336,167 @@ static uint8_t *payload_bytes(struct call *c, size_t *len)
 	return copy;
 }
 
-/* Bytes of a varint. */
-static size_t varint_size(uint64_t v)
-{
-	size_t n = 1;
+/* ---- bounds ------------------------------------------------------------- */
 
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
+/* The client address of a call: from gRPC's peer string ("ipv4:A:P",
+ * "ipv6:[A]:P"), or, for a connection we accepted ("fd:N"), as recorded
+ * when it was accepted. */
+static void call_address(struct call *c, char out[INET6_ADDRSTRLEN])
+{
+	char *peer = grpc_call_get_peer(c->call);
+	const char *a = peer ? peer : "";
+	size_t n;
+	int fd;
+
+	if (strncmp(a, "fd:", 3) == 0 && (fd = atoi(a + 3)) >= 0 && fd < c->r->nfd_addr && c->r->fd_addr[fd][0]) {
+		memcpy(out, c->r->fd_addr[fd], INET6_ADDRSTRLEN);
+	} else {
+		if (strncmp(a, "ipv4:", 5) == 0 || strncmp(a, "ipv6:", 5) == 0)
+			a += 5;
+		if (*a == '[')
+			a++;
+		n = strcspn(a, "]");
+		if (n == strlen(a) && strchr(a, ':')) /* ipv4:A:P */
+			n = (size_t)(strrchr(a, ':') - a);
+		if (n >= INET6_ADDRSTRLEN)
+			n = INET6_ADDRSTRLEN - 1;
+		memcpy(out, a, n);
+		out[n] = '\0';
 	}
-	return n;
+	gpr_free(peer);
 }
 
-static bool varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+/* Count the call against the caps; false when it is over one (answered). */
+static bool admit_call(struct call *c)
 {
-	*v = 0;
-	for (int shift = 0; *p < end && shift < 64; shift += 7) {
-		uint8_t b = *(*p)++;
+	struct rpc *r = c->r;
+	char addr[INET6_ADDRSTRLEN];
+	struct client *cl;
+	unsigned h = 0;
 
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return true;
+	call_address(c, addr);
+	for (const char *q = addr; *q; q++)
+		h = h * 31 + (unsigned char)*q;
+	for (cl = r->clients[h % CLIENT_BUCKETS]; cl && strcmp(cl->addr, addr) != 0; cl = cl->next)
+		;
+	if (r->ncalls >= r->max_calls) {
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "this peer serves too many calls now (max_calls); try again");
+		return false;
 	}
-	return false;
-}
-
-/* The length on the wire of the last occurrence of length-delimited field
- * `field` in the message buf (0 when absent); -1 when malformed. protobuf-c
- * hands a string field over as a C string, so "big.bin\0x" would arrive as
- * "big.bin": the caller compares this with strlen(). */
-static long long wire_field_len(const uint8_t *buf, size_t len, uint32_t field)
-{
-	const uint8_t *p = buf, *end = buf + len;
-	long long found = 0;
-	uint64_t key, n;
-
-	while (p < end) {
-		if (!varint_get(&p, end, &key))
-			return -1;
-		switch (key & 7) {
-		case 0:
-			if (!varint_get(&p, end, &n))
-				return -1;
-			break;
-		case 1:
-			if (end - p < 8)
-				return -1;
-			p += 8;
-			break;
-		case 2:
-			if (!varint_get(&p, end, &n) || n > (uint64_t)(end - p))
-				return -1;
-			if (key >> 3 == field)
-				found = (long long)n;
-			p += n;
-			break;
-		case 5:
-			if (end - p < 4)
-				return -1;
-			p += 4;
-			break;
-		default:
-			return -1;
+	if (cl && cl->calls >= r->max_calls_client) {
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+		       "too many calls from your address now (max_calls_per_client); try again");
+		return false;
+	}
+	if (!cl) {
+		if (!(cl = calloc(1, sizeof(*cl)))) {
+			finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+			return false;
 		}
+		memcpy(cl->addr, addr, sizeof(cl->addr));
+		cl->next = r->clients[h % CLIENT_BUCKETS];
+		r->clients[h % CLIENT_BUCKETS] = cl;
 	}
-	return found;
+	cl->calls++;
+	r->ncalls++;
+	c->cl = cl;
+	c->active_next = r->active;
+	if (r->active)
+		r->active->active_prev = c;
+	r->active = c;
+	return true;
+}
+
+/* Take n bytes of the reply budgets for c. Whoever has nothing in flight
+ * may always take, so a message larger than a budget still goes alone. */
+static bool bytes_take(struct call *c, long long n)
+{
+	struct rpc *r = c->r;
+
+	if ((r->inflight && r->inflight + n > r->max_inflight) ||
+	    (c->cl->inflight && c->cl->inflight + n > r->max_inflight_client))
+		return false;
+	r->inflight += n;
+	c->cl->inflight += n;
+	c->inflight += n;
+	return true;
+}
+
+static void bytes_give_back(struct call *c)
+{
+	if (!c->inflight)
+		return;
+	c->r->inflight -= c->inflight;
+	c->cl->inflight -= c->inflight;
+	c->inflight = 0;
+	c->r->bytes_back = true;
+}
+
+/* Wait, holding no data, until bytes come back. */
+static void starve(struct call *c)
+{
+	c->starved = true;
+	c->starved_next = NULL;
+	*c->r->starved_tail = c;
+	c->r->starved_tail = &c->starved_next;
+}
+
+static void unstarve(struct call *c)
+{
+	struct rpc *r = c->r;
+
+	for (struct call **pp = &r->starved; *pp; pp = &(*pp)->starved_next)
+		if (*pp == c) {
+			*pp = c->starved_next;
+			if (!*pp)
+				r->starved_tail = pp;
+			break;
+		}
+	c->starved = false;
+	c->starved_next = NULL;
+}
+
+static void handle_download(struct call *c);
+static void read_next(struct call *c);
+
+/* Bytes came back: try the waiting calls again, in the order they came. */
+static void run_starved(struct rpc *r)
+{
+	struct call *list = r->starved, *c;
+
+	r->bytes_back = false;
+	r->starved = NULL;
+	r->starved_tail = &r->starved;
+	while ((c = list)) {
+		list = c->starved_next;
+		c->starved = false;
+		c->starved_next = NULL;
+		if (c->cancelled || r->shutting_down)
+			finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		else if (c->kind == K_DOWNLOAD)
+			handle_download(c);
+		else
+			read_next(c);
+		maybe_free(c);
+	}
+}
+
+/* Once a second: cancel the calls whose client took nothing for
+ * send_timeout, so their bytes come back. */
+static void housekeeping(struct rpc *r)
+{
+	double now = mono_now();
+
+	if (now < r->housekeeping)
+		return;
+	r->housekeeping = now + 1;
+	for (struct call *c = r->active; c; c = c->active_next)
+		if (c->sending && now - c->send_since > r->send_timeout && !c->timed_out) {
+			log_debug("gRPC: a client took nothing for %.0fs; cancelling its call", r->send_timeout);
+			grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+						     "the client read nothing for send_timeout", NULL);
+			c->timed_out = true;
+		}
 }
 
 /* ---- tickets ------------------------------------------------------------ */
@@ -472,16 +647,22 @@ static void verified(struct rpc *r, struct verify *v)
 
 static void not_found(struct call *c, int r)
 {
-	finish(c, r == -ENOENT ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_INTERNAL,
-	       r == -ENOENT ? "no such shared file" : "cannot open the file");
+	if (r == -ENOENT)
+		finish(c, GRPC_STATUS_NOT_FOUND, "no such shared file");
+	else if (r == -EMFILE || r == -ENFILE || r == -ENOMEM)
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "this peer is out of file descriptors or memory now; try again");
+	else
+		finish(c, GRPC_STATUS_INTERNAL, "cannot open the file");
 }
 
 static void handle_download(struct call *c)
 {
-	FileResponse resp = FILE_RESPONSE__INIT;
-	uint64_t size;
-	uint8_t *data;
+	uint8_t head[16], *p = head;
+	uint64_t size, got = 0, v;
+	long long need;
+	grpc_slice slice;
 	char msg[256];
+	ssize_t n = 0;
 	int fd, r;
 
 	r = share_open_file(c->r->sh, c->name, &fd, &size);
@@ -491,25 +672,39 @@ static void handle_download(struct call *c)
 	}
 	/* The limit counts the encoded reply (field tag and length too), which
 	 * is what the client's receive limit (4 MiB by default) counts. */
-	if ((size ? 1 + varint_size(size) + size : 0) > (uint64_t)c->r->max_message) {
+	need = size ? (long long)(1 + wire_varint_size(size) + size) : 0;
+	if (need > c->r->max_message) {
 		close(fd);
 		snprintf(msg, sizeof(msg), "the file is %llu bytes; with its framing that is more than DownloadFile "
 			 "sends (%lld): use the streaming p2p.v1.Peer/Read", (unsigned long long)size, c->r->max_message);
 		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
 		return;
 	}
-	data = malloc(size ? size : 1);
-	if (!data || pread(fd, data, size, 0) != (ssize_t)size) {
-		free(data);
+	if (!bytes_take(c, need)) {
 		close(fd);
-		finish(c, GRPC_STATUS_INTERNAL, "cannot read the file");
+		starve(c); /* opened again when bytes come back */
 		return;
 	}
+	/* FileResponse{file_content = 1}, encoded by hand straight into the
+	 * slice gRPC sends: one copy of the file in memory, not three. */
+	if (size) {
+		*p++ = 0x0a;
+		for (v = size; v >= 0x80; v >>= 7)
+			*p++ = (uint8_t)(v | 0x80);
+		*p++ = (uint8_t)v;
+	}
+	slice = grpc_slice_malloc_large((size_t)need);
+	memcpy(GRPC_SLICE_START_PTR(slice), head, (size_t)(p - head));
+	while (got < size && (n = pread(fd, GRPC_SLICE_START_PTR(slice) + (p - head) + got, size - got, (off_t)got)) > 0)
+		got += (uint64_t)n;
 	close(fd);
-	resp.file_content.data = data;
-	resp.file_content.len = size;
-	send_message(c, pack(&resp.base), true);
-	free(data);
+	if (got < size) {
+		grpc_slice_unref(slice);
+		finish(c, GRPC_STATUS_INTERNAL, n == 0 ? "the file was truncated while being read" : "cannot read the file");
+		return;
+	}
+	send_message(c, grpc_raw_byte_buffer_create(&slice, 1), true);
+	grpc_slice_unref(slice);
 }
 
 /* What Stat says must hold when Read opens the file: it is still there,
@@ -603,8 +798,12 @@ static void read_next(struct call *c)
 			return;
 		}
 	}
+	if (!bytes_take(c, (long long)want + CHUNK_HEADER_MAX)) {
+		starve(c);
+		return;
+	}
 	c->charged = false;
-	parts[1] = grpc_slice_malloc((size_t)want);
+	parts[1] = grpc_slice_malloc_large((size_t)want);
 	while (got < want && (n = pread(c->fd, GRPC_SLICE_START_PTR(parts[1]) + got, want - got,
 					(off_t)(c->pos + got))) > 0)
 		got += (uint64_t)n;
@@ -700,6 +899,8 @@ static void start_call(struct call *c)
 		finish(c, GRPC_STATUS_UNIMPLEMENTED, "no such method");
 		return;
 	}
+	if (!admit_call(c))
+		return;
 	req = payload_bytes(c, &len);
 	if (!req) {
 		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "missing or oversized request message");
@@ -780,22 +981,22 @@ static void *cq_thread(void *arg)
 	struct rpc *r = arg;
 
 	for (;;) {
-		gpr_timespec until = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+		gpr_timespec until;
 		grpc_event ev;
 		struct tag *t;
 		struct call *c;
+		double wait = 1.0; /* housekeeping */
 
-		if (r->paced) {
-			double wait = r->paced->wake - mono_now();
-
-			until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-					     gpr_time_from_micros(wait > 0 ? (int64_t)(wait * 1e6) : 0, GPR_TIMESPAN));
-		}
+		if (r->paced && r->paced->wake - mono_now() < wait)
+			wait = r->paced->wake - mono_now();
+		until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+				     gpr_time_from_micros(wait > 0 ? (int64_t)(wait * 1e6) : 0, GPR_TIMESPAN));
 		ev = grpc_completion_queue_next(r->cq, until, NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
 		if (ev.type != GRPC_OP_COMPLETE) {
 			run_paced(r);
+			housekeeping(r);
 			continue;
 		}
 		if (ev.tag == &r->shutdown_tag) {
@@ -819,16 +1020,26 @@ static void *cq_thread(void *arg)
 			break;
 		case T_CLOSE:
 			c->pending--;
+			if (c->cancelled && c->starved) {
+				unstarve(c);
+				finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+			}
 			break;
 		case T_SEND:
+		case T_FINISH:
 			c->pending--;
+			if (c->send_buf) { /* taken by the client, or dropped */
+				grpc_byte_buffer_destroy(c->send_buf);
+				c->send_buf = NULL;
+			}
+			c->sending = false;
+			bytes_give_back(c);
+			if (t->op == T_FINISH)
+				break;
 			if (!ev.success)
 				c->cancelled = 1;
 			if (!c->finished)
 				read_next(c);
-			break;
-		case T_FINISH:
-			c->pending--;
 			break;
 		case T_VERIFIED: /* each waiter's pending is settled there */
 			verified(r, t->v);
@@ -837,34 +1048,156 @@ static void *cq_thread(void *arg)
 		maybe_free(c);
 		if (r->paced)
 			run_paced(r);
+		if (r->bytes_back && r->starved)
+			run_starved(r);
+		housekeeping(r);
 	}
 	return NULL;
 }
 
-int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct ticket_checker *tc,
-	      long long max_message, long long chunk_size, long long upload_rate, int *bound_port)
+/* ---- our listening socket (plain text) ----------------------------------- */
+
+/* Bind ADDR:PORT ("0.0.0.0:50001", "[::1]:0", "localhost:7000"). */
+static int listen_on(const char *spec)
+{
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM }, *ai, *a;
+	size_t hl;
+	int fd = -1, one = 1, e;
+
+	if (!colon || colon == spec)
+		return -EINVAL;
+	hl = (size_t)(colon - spec);
+	if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
+		spec++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	if ((e = getaddrinfo(host, colon + 1, &hints, &ai)) != 0)
+		return -EINVAL;
+	for (a = ai; a; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd >= 0 ? fd : -EADDRINUSE;
+}
+
+static int bound_port_of(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return 0;
+	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					      : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Accept, keep FD_RESERVE descriptors free, back off on EMFILE/ENFILE
+ * (the connection waits in the backlog) instead of spinning, and hand each
+ * connection to gRPC with the client's address recorded. */
+static void *accept_thread(void *arg)
+{
+	struct rpc *r = arg;
+	struct pollfd pfd[2] = { { r->lfd, POLLIN, 0 }, { r->stop_fd, POLLIN, 0 } };
+	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+	double quiet_until = 0;
+	unsigned long refused = 0;
+
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd, one = 1, e;
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		fd = accept4(r->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			e = errno;
+			if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED)
+				continue;
+			if (mono_now() >= quiet_until) {
+				log_errno(LOG_WARNING, e, "gRPC: cannot accept a connection; pausing 200 ms");
+				quiet_until = mono_now() + 10;
+			}
+			poll(&pfd[1], 1, 200);
+			continue;
+		}
+		if (fd >= r->fd_cap || fd >= r->nfd_addr) {
+			close(fd);
+			if (refused++ == 0 || mono_now() >= quiet_until) {
+				log_warn("gRPC: %lu connection(s) refused: %d descriptors in use, the limit is %d "
+					 "(RLIMIT_NOFILE less %d kept for files)", refused, fd, r->fd_cap + FD_RESERVE,
+					 FD_RESERVE);
+				quiet_until = mono_now() + 10;
+			}
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		r->fd_addr[fd][0] = '\0';
+		if (ss.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, r->fd_addr[fd], INET6_ADDRSTRLEN);
+		else if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, r->fd_addr[fd], INET6_ADDRSTRLEN);
+		grpc_server_add_channel_from_fd(r->srv, fd, creds);
+	}
+	grpc_server_credentials_release(creds);
+	return NULL;
+}
+
+static void set_int(grpc_arg *a, const char *key, long long v)
+{
+	a->type = GRPC_ARG_INTEGER;
+	a->key = (char *)key;
+	a->value.integer = v > 0x7fffffff ? 0x7fffffff : (int)v;
+}
+
+int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share *sh, struct ticket_checker *tc,
+	      const struct peerd_settings *set, int *bound_port)
 {
 	struct rpc *r = calloc(1, sizeof(*r));
-	grpc_arg args[2];
-	grpc_channel_args chargs = { 2, args };
+	grpc_arg args[4];
+	grpc_channel_args chargs = { 4, args };
 	grpc_server_credentials *creds;
+	struct rlimit rl;
 
 	if (!r)
 		return -ENOMEM;
 	r->sh = sh;
 	r->tc = tc;
-	r->max_message = max_message;
-	r->chunk_size = chunk_size;
-	ratelimit_init(&r->upload, (double)upload_rate, (double)chunk_size, mono_now());
+	r->lfd = r->stop_fd = -1;
+	r->max_message = set->max_message;
+	r->chunk_size = set->chunk_size;
+	r->max_calls = set->max_calls;
+	r->max_calls_client = set->max_calls_per_client;
+	r->max_inflight = set->max_inflight;
+	r->max_inflight_client = set->max_inflight_per_client;
+	r->send_timeout = (double)set->send_timeout;
+	r->starved_tail = &r->starved;
+	ratelimit_init(&r->upload, (double)set->upload_rate, (double)set->chunk_size, mono_now());
 	pthread_mutex_init(&r->cache_lock, NULL);
 	pthread_cond_init(&r->shutdown_cond, NULL);
 	pthread_cond_init(&r->outstanding_cond, NULL);
-	args[0].type = GRPC_ARG_INTEGER;
-	args[0].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-	args[0].value.integer = (int)(max_message > chunk_size ? max_message : chunk_size) + 4096;
-	args[1].type = GRPC_ARG_INTEGER;
-	args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[1].value.integer = MAX_REQUEST_BYTES;
+	set_int(&args[0], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+		(set->max_message > set->chunk_size ? set->max_message : set->chunk_size) + 4096);
+	set_int(&args[1], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, MAX_REQUEST_BYTES);
+	/* A client queues its calls past this on its side, not ours. */
+	set_int(&args[2], GRPC_ARG_MAX_CONCURRENT_STREAMS, set->max_calls_per_client);
+	/* A connection without calls for 5 minutes is closed (GOAWAY). */
+	set_int(&args[3], GRPC_ARG_MAX_CONNECTION_IDLE_MS, 300000);
 	r->cq = grpc_completion_queue_create_for_next(NULL);
 	r->srv = grpc_server_create(&chargs, NULL);
 	for (int k = 0; k < K_UNKNOWN; k++)
@@ -872,22 +1205,34 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 							    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 	grpc_server_register_completion_queue(r->srv, r->cq, NULL);
 	*bound_port = 0;
-	if (listen) {
+	if (listen_fd < 0 && listen && peer_tls_enabled()) {
+		/* gRPC 1.51 adopts connections we accept in plain text only. */
 		creds = peer_server_creds();
 		*bound_port = grpc_server_add_http2_port(r->srv, listen, creds);
 		grpc_server_credentials_release(creds);
-		if (*bound_port == 0) {
-			log_err("cannot listen for gRPC on %s", listen);
-			grpc_server_destroy(r->srv);
-			grpc_completion_queue_shutdown(r->cq);
-			while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-			       GRPC_QUEUE_SHUTDOWN)
-				;
-			grpc_completion_queue_destroy(r->cq);
-			free(r);
-			return -EADDRINUSE;
+	} else if (listen_fd >= 0 || listen) {
+		r->lfd = listen_fd >= 0 ? listen_fd : listen_on(listen);
+		if (r->lfd >= 0) {
+			*bound_port = bound_port_of(r->lfd);
+			if (!*bound_port && listen_fd >= 0)
+				*bound_port = -1; /* a UNIX socket from systemd: still served */
 		}
 	}
+	if (*bound_port == 0 && (listen || listen_fd >= 0)) {
+		log_err("cannot listen for gRPC on %s", listen ? listen : "the socket passed by systemd");
+		if (r->lfd >= 0 && listen_fd < 0)
+			close(r->lfd);
+		grpc_server_destroy(r->srv);
+		grpc_completion_queue_shutdown(r->cq);
+		while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+		       GRPC_QUEUE_SHUTDOWN)
+			;
+		grpc_completion_queue_destroy(r->cq);
+		free(r);
+		return -EADDRINUSE;
+	}
+	if (*bound_port < 0)
+		*bound_port = 0;
 	grpc_server_start(r->srv);
 	/* A few outstanding requests per method so bursts are taken at once. */
 	for (int k = 0; k < K_COUNT; k++)
@@ -897,23 +1242,40 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 		log_err("cannot start the gRPC thread");
 		return -EAGAIN;
 	}
+	if (r->lfd >= 0) {
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > (1u << 20))
+			rl.rlim_cur = 1u << 20;
+		r->nfd_addr = (int)rl.rlim_cur;
+		r->fd_cap = rl.rlim_cur > 2 * FD_RESERVE ? (int)rl.rlim_cur - FD_RESERVE : (int)rl.rlim_cur / 2;
+		r->fd_addr = calloc((size_t)r->nfd_addr, sizeof(*r->fd_addr));
+		r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		fcntl(r->lfd, F_SETFL, fcntl(r->lfd, F_GETFL) | O_NONBLOCK);
+		if (!r->fd_addr || r->stop_fd < 0 || pthread_create(&r->accept_thread, NULL, accept_thread, r) != 0) {
+			log_err("cannot start the gRPC accept thread");
+			return -EAGAIN;
+		}
+		r->accepting = true;
+	}
 	*out = r;
 	return 0;
-}
-
-/* Plain text only (gRPC 1.51); main.c refuses socket activation with TLS. */
-void rpc_add_fd(struct rpc *r, int fd)
-{
-	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-
-	grpc_server_add_channel_from_fd(r->srv, fd, creds);
-	grpc_server_credentials_release(creds);
 }
 
 void rpc_stop(struct rpc *r)
 {
 	if (!r)
 		return;
+	if (r->accepting) {
+		uint64_t one = 1;
+
+		if (write(r->stop_fd, &one, sizeof(one)) < 0)
+			log_errno(LOG_WARNING, errno, "cannot stop the gRPC accept thread");
+		pthread_join(r->accept_thread, NULL);
+	}
+	if (r->lfd >= 0)
+		close(r->lfd);
+	if (r->stop_fd >= 0)
+		close(r->stop_fd);
+	free(r->fd_addr);
 	r->shutting_down = true;
 	grpc_server_shutdown_and_notify(r->srv, r->cq, &r->shutdown_tag);
 	grpc_server_cancel_all_calls(r->srv);
@@ -932,5 +1294,12 @@ void rpc_stop(struct rpc *r)
 	pthread_mutex_destroy(&r->cache_lock);
 	pthread_cond_destroy(&r->shutdown_cond);
 	pthread_cond_destroy(&r->outstanding_cond);
+	for (int i = 0; i < CLIENT_BUCKETS; i++)
+		while (r->clients[i]) {
+			struct client *cl = r->clients[i];
+
+			r->clients[i] = cl->next;
+			free(cl);
+		}
 	free(r);
 }

@@ -31,7 +31,8 @@ class AsyncTickets(unittest.TestCase):
             f.write(cls.data)
         with open(os.path.join(cls.folder, "small.txt"), "w") as f:
             f.write("small")
-        cls.peer = Peer(cls.d, "srv", "pw", cls.folder)
+        # Calls from one address past max_calls_per_client would wait in the client.
+        cls.peer = Peer(cls.d, "srv", "pw", cls.folder, "--max-calls-per-client", "200")
         p2ptest.wait_for(lambda: cls.d.req("GET", "/search", cls.tok, params={"file": "big.bin"}).status_code == 200,
                          timeout=30, what="indexed")
         cls.ch = grpc.insecure_channel(cls.peer.target, options=[("grpc.max_receive_message_length", 64 << 20)])
