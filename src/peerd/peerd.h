@@ -157,6 +157,9 @@ struct ticket_checker {
 int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share *sh, struct ticket_checker *tc,
 	      const struct peerd_settings *set, int *bound_port);
 void rpc_stop(struct rpc *r);
+/* grpc.health.v1.Health says NOT_SERVING while serving is false (and while
+ * the shared folder is gone or cannot be opened). Any thread. */
+void rpc_set_serving(struct rpc *r, bool serving);
 
 /* A download (download.c). Fields below lock are shared with the worker. */
 #define MAX_SOURCES 16

@@ -2,7 +2,9 @@
  *
  * Serves the seed's /FileService/DownloadFile (whole file in one message,
  * up to max_message bytes) and /p2p.v1.Peer/Stat and /p2p.v1.Peer/Read (a
- * byte range streamed in chunks). One thread runs the completion queue; each
+ * byte range streamed in chunks); and, without a ticket, grpc.health.v1.Health
+ * (Check, Watch) and server reflection (v1 and v1alpha; the answers are
+ * reflection.c's). One thread runs the completion queue; each
  * call is a small state machine driven by its batches' completions. A Read
  * keeps exactly one SEND_MESSAGE in flight, so a slow reader holds at most
  * one chunk in memory and never blocks the others.
@@ -53,12 +55,16 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include <stdatomic.h>
+
 #include "FileSharing.pb-c.h"
 #include "chunk.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
 #include "ratelimit.h"
+#include "reflection.h"
 #include "wire.h"
 
 #define TICKET_CACHE 256
@@ -68,13 +74,27 @@
 #define FD_RESERVE 64    /* descriptors kept from connections, for files and the rest */
 #define CLIENT_BUCKETS 256
 
-enum kind { K_DOWNLOAD, K_STAT, K_READ, K_UNKNOWN, K_COUNT };
+enum kind { K_DOWNLOAD, K_STAT, K_READ, K_HEALTH_CHECK, K_HEALTH_WATCH, K_REFLECT, K_REFLECT_ALPHA, K_UNKNOWN, K_COUNT };
 
 static const char *const method_paths[K_UNKNOWN] = {
 	[K_DOWNLOAD] = "/FileService/DownloadFile",
 	[K_STAT] = "/p2p.v1.Peer/Stat",
 	[K_READ] = "/p2p.v1.Peer/Read",
+	[K_HEALTH_CHECK] = "/grpc.health.v1.Health/Check",
+	[K_HEALTH_WATCH] = "/grpc.health.v1.Health/Watch",
+	[K_REFLECT] = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+	[K_REFLECT_ALPHA] = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 };
+
+/* The services whose health is the peer's: "" is the whole server. */
+static const char *const health_services[] = { "", "p2p.v1.Peer", "FileService" };
+#define MAX_WATCHERS 64
+#define HEALTH_SERVICE_UNKNOWN 3
+
+static bool is_reflection(enum kind k)
+{
+	return k == K_REFLECT || k == K_REFLECT_ALPHA;
+}
 
 struct call;
 
@@ -124,6 +144,14 @@ struct rpc {
 	bool accepting;
 	char (*fd_addr)[INET6_ADDRSTRLEN]; /* the address of each accepted descriptor */
 	int nfd_addr;
+	/* health */
+	atomic_bool serving;      /* rpc_set_serving */
+	char *folder;
+	dev_t folder_dev;
+	ino_t folder_ino;
+	int last_health;          /* queue thread: SERVING (1) or NOT_SERVING (2) */
+	struct call *watchers;
+	int nwatchers;
 	bool shutting_down;
 	int shutdown_tag;
 	bool shutdown_done;
@@ -142,7 +170,7 @@ struct rpc {
 /* A completion-queue tag: which call, and which of its batches. */
 struct tag {
 	struct call *c;
-	enum { T_REQUEST, T_CLOSE, T_SEND, T_FINISH, T_VERIFIED } op;
+	enum { T_REQUEST, T_CLOSE, T_SEND, T_FINISH, T_VERIFIED, T_RECV } op;
 	struct verify *v; /* T_VERIFIED */
 };
 
@@ -166,7 +194,11 @@ struct call {
 	bool sending;                   /* a message batch is not complete yet */
 	bool timed_out;                 /* cancelled: the client took nothing */
 	double send_since;
-	struct tag t_request, t_close, t_send, t_finish, t_verified;
+	struct tag t_request, t_close, t_send, t_finish, t_verified, t_recv;
+	/* Health/Watch */
+	bool watching, watch_known;
+	int sent_health;
+	struct call *watch_next;
 	int pending;                    /* batches started, not completed */
 	int cancelled;                  /* from RECV_CLOSE_ON_SERVER */
 	bool metadata_sent, finished;
@@ -182,6 +214,9 @@ struct call {
 };
 
 static void request_call(struct rpc *r, enum kind kind);
+static void reflect_recv(struct call *c);
+static void health_start(struct call *c, const uint8_t *req, size_t len);
+static void health_poll(struct rpc *r);
 
 static void bytes_give_back(struct call *c);
 
@@ -210,6 +245,14 @@ static void call_free(struct call *c)
 			r->active = c->active_next;
 		if (c->active_next)
 			c->active_next->active_prev = c->active_prev;
+	}
+	if (c->watching) {
+		for (struct call **pp = &r->watchers; *pp; pp = &(*pp)->watch_next)
+			if (*pp == c) {
+				*pp = c->watch_next;
+				break;
+			}
+		r->nwatchers--;
 	}
 	if (c->call)
 		grpc_call_unref(c->call);
@@ -490,6 +533,7 @@ static void housekeeping(struct rpc *r)
 	if (now < r->housekeeping)
 		return;
 	r->housekeeping = now + 1;
+	health_poll(r);
 	for (struct call *c = r->active; c; c = c->active_next)
 		if (c->sending && now - c->send_since > r->send_timeout && !c->timed_out) {
 			log_debug("gRPC: a client took nothing for %.0fs; cancelling its call", r->send_timeout);
@@ -901,9 +945,18 @@ static void start_call(struct call *c)
 	}
 	if (!admit_call(c))
 		return;
+	if (is_reflection(c->kind)) {
+		reflect_recv(c);
+		return;
+	}
 	req = payload_bytes(c, &len);
 	if (!req) {
 		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "missing or oversized request message");
+		return;
+	}
+	if (c->kind == K_HEALTH_CHECK || c->kind == K_HEALTH_WATCH) {
+		health_start(c, req, len);
+		free(req);
 		return;
 	}
 	switch (c->kind) {
@@ -945,6 +998,150 @@ static void start_call(struct call *c)
 		park(c);
 }
 
+/* ---- health and reflection ---------------------------------------------- */
+
+/* SERVING (1) while main says so and the folder is still the one we
+ * opened and can be opened; else NOT_SERVING (2). */
+static int health_now(struct rpc *r)
+{
+	struct stat st;
+	int fd, ok;
+
+	if (!atomic_load(&r->serving))
+		return 2;
+	fd = open(r->folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ok = fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == r->folder_dev && st.st_ino == r->folder_ino;
+	if (fd >= 0)
+		close(fd);
+	return ok ? 1 : 2;
+}
+
+static void watch_next(struct call *c)
+{
+	Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+	int st = c->watch_known ? c->r->last_health : HEALTH_SERVICE_UNKNOWN;
+
+	if (c->finished || c->sending)
+		return;
+	if (c->cancelled || c->r->shutting_down) {
+		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		return;
+	}
+	if (st == c->sent_health)
+		return;
+	resp.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)st;
+	c->sent_health = st;
+	send_message(c, pack(&resp.base), false);
+}
+
+/* Once a second (housekeeping): tell the watchers of a change. */
+static void health_poll(struct rpc *r)
+{
+	int st;
+
+	if (!r->watchers)
+		return;
+	st = health_now(r);
+	if (st == r->last_health)
+		return;
+	r->last_health = st;
+	log_info("gRPC health: %s", st == 1 ? "SERVING" : "NOT_SERVING");
+	for (struct call *c = r->watchers; c; c = c->watch_next)
+		watch_next(c);
+}
+
+static void health_start(struct call *c, const uint8_t *req, size_t len)
+{
+	struct rpc *r = c->r;
+	Grpc__Health__V1__HealthCheckRequest *m = grpc__health__v1__health_check_request__unpack(NULL, len, req);
+	Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+	bool known = false;
+
+	if (!m || !m->service || wire_field_len(req, len, 1) != (long long)strlen(m->service)) {
+		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(health_services) / sizeof(health_services[0]); i++)
+		if (strcmp(m->service, health_services[i]) == 0)
+			known = true;
+	r->last_health = health_now(r);
+	if (c->kind == K_HEALTH_CHECK) {
+		if (!known) {
+			finish(c, GRPC_STATUS_NOT_FOUND, "unknown service");
+		} else {
+			resp.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)r->last_health;
+			send_message(c, pack(&resp.base), true);
+		}
+		goto out;
+	}
+	if (r->nwatchers >= MAX_WATCHERS) {
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many health watchers");
+		goto out;
+	}
+	c->watching = true;
+	c->watch_known = known;
+	c->sent_health = -1;
+	c->watch_next = r->watchers;
+	r->watchers = c;
+	r->nwatchers++;
+	watch_next(c);
+out:
+	if (m)
+		grpc__health__v1__health_check_request__free_unpacked(m, NULL);
+}
+
+/* ServerReflectionInfo: one request, one answer, until the client closes. */
+static void reflect_recv(struct call *c)
+{
+	grpc_op op;
+
+	if (c->cancelled || c->r->shutting_down) {
+		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		return;
+	}
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &c->payload;
+	start_batch(c, &op, 1, &c->t_recv);
+}
+
+static void reflect_received(struct call *c, int success)
+{
+	uint8_t *req;
+	size_t len = 0;
+
+	if (c->finished)
+		return;
+	if (!success || c->cancelled) {
+		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		return;
+	}
+	if (!c->payload) { /* the client is done */
+		finish(c, GRPC_STATUS_OK, "");
+		return;
+	}
+	req = payload_bytes(c, &len);
+	grpc_byte_buffer_destroy(c->payload);
+	c->payload = NULL;
+	if (!req) {
+		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "oversized request message");
+		return;
+	}
+	send_message(c, reflection_answer(req, len), false);
+	free(req);
+}
+
+/* A message went out: the call's next step. */
+static void next_step(struct call *c)
+{
+	if (c->kind == K_HEALTH_WATCH)
+		watch_next(c);
+	else if (is_reflection(c->kind))
+		reflect_recv(c);
+	else
+		read_next(c);
+}
+
 /* ---- the completion queue ----------------------------------------------- */
 
 static void request_call(struct rpc *r, enum kind kind)
@@ -962,13 +1159,15 @@ static void request_call(struct rpc *r, enum kind kind)
 	c->t_send = (struct tag){ c, T_SEND, NULL };
 	c->t_finish = (struct tag){ c, T_FINISH, NULL };
 	c->t_verified = (struct tag){ c, T_VERIFIED, NULL };
+	c->t_recv = (struct tag){ c, T_RECV, NULL };
 	grpc_metadata_array_init(&c->md);
 	if (kind == K_UNKNOWN) {
 		grpc_call_details_init(&c->details);
 		e = grpc_server_request_call(r->srv, &c->call, &c->details, &c->md, r->cq, r->cq, &c->t_request);
 	} else {
 		e = grpc_server_request_registered_call(r->srv, r->methods[kind], &c->call, &c->deadline, &c->md,
-							&c->payload, r->cq, r->cq, &c->t_request);
+							is_reflection(kind) ? NULL : &c->payload, r->cq, r->cq,
+							&c->t_request);
 	}
 	if (e != GRPC_CALL_OK) {
 		log_err("cannot request a gRPC call: error %d", (int)e);
@@ -1023,6 +1222,8 @@ static void *cq_thread(void *arg)
 			if (c->cancelled && c->starved) {
 				unstarve(c);
 				finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+			} else if (c->cancelled && c->watching && !c->sending && !c->finished) {
+				finish(c, GRPC_STATUS_CANCELLED, "cancelled");
 			}
 			break;
 		case T_SEND:
@@ -1039,7 +1240,11 @@ static void *cq_thread(void *arg)
 			if (!ev.success)
 				c->cancelled = 1;
 			if (!c->finished)
-				read_next(c);
+				next_step(c);
+			break;
+		case T_RECV:
+			c->pending--;
+			reflect_received(c, ev.success);
 			break;
 		case T_VERIFIED: /* each waiter's pending is settled there */
 			verified(r, t->v);
@@ -1187,6 +1392,22 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 	r->max_inflight_client = set->max_inflight_per_client;
 	r->send_timeout = (double)set->send_timeout;
 	r->starved_tail = &r->starved;
+	atomic_init(&r->serving, true);
+	r->folder = strdup(set->folder);
+	{
+		struct stat st;
+
+		if (fstat(sh->dirfd, &st) == 0) {
+			r->folder_dev = st.st_dev;
+			r->folder_ino = st.st_ino;
+		}
+	}
+	r->last_health = 1;
+	if (!r->folder || reflection_init() < 0) {
+		free(r->folder);
+		free(r);
+		return -ENOMEM;
+	}
 	ratelimit_init(&r->upload, (double)set->upload_rate, (double)set->chunk_size, mono_now());
 	pthread_mutex_init(&r->cache_lock, NULL);
 	pthread_cond_init(&r->shutdown_cond, NULL);
@@ -1202,7 +1423,9 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 	r->srv = grpc_server_create(&chargs, NULL);
 	for (int k = 0; k < K_UNKNOWN; k++)
 		r->methods[k] = grpc_server_register_method(r->srv, method_paths[k], NULL,
-							    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+							    is_reflection((enum kind)k) ? GRPC_SRM_PAYLOAD_NONE
+										: GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+							    0);
 	grpc_server_register_completion_queue(r->srv, r->cq, NULL);
 	*bound_port = 0;
 	if (listen_fd < 0 && listen && peer_tls_enabled()) {
@@ -1228,6 +1451,7 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 		       GRPC_QUEUE_SHUTDOWN)
 			;
 		grpc_completion_queue_destroy(r->cq);
+		free(r->folder);
 		free(r);
 		return -EADDRINUSE;
 	}
@@ -1258,6 +1482,12 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 	}
 	*out = r;
 	return 0;
+}
+
+void rpc_set_serving(struct rpc *r, bool serving)
+{
+	if (r)
+		atomic_store(&r->serving, serving);
 }
 
 void rpc_stop(struct rpc *r)
@@ -1301,5 +1531,6 @@ void rpc_stop(struct rpc *r)
 			r->clients[i] = cl->next;
 			free(cl);
 		}
+	free(r->folder);
 	free(r);
 }
