@@ -24,6 +24,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "peerd.h"
 
@@ -61,6 +62,7 @@ const struct conf_key peerd_keys[] = {
 	KEY("max_inflight", CONF_INT, max_inflight, 1 << 20, 1LL << 40),
 	KEY("max_inflight_per_client", CONF_INT, max_inflight_per_client, 1 << 20, 1LL << 40),
 	KEY("send_timeout", CONF_INT, send_timeout, 1, 86400),
+	KEY("metrics_listen", CONF_STRING, metrics_listen, 0, 0),
 	{ NULL, 0, 0, 0, 0 },
 };
 
@@ -91,6 +93,7 @@ static const struct conf_help key_help[] = {
 	{ "max_inflight", "reply bytes in flight to all clients; past it calls wait (default 33554432)" },
 	{ "max_inflight_per_client", "reply bytes in flight to one client address (default 8388608)" },
 	{ "send_timeout", "seconds a client may take nothing before its call is cancelled (default 60)" },
+	{ "metrics_listen", "ADDR:PORT to serve Prometheus metrics on, GET /metrics (default: off)" },
 };
 
 static void settings_defaults(struct peerd_settings *s)
@@ -252,6 +255,7 @@ int directory_login_as(struct peerd *p, const char *user, const char *password, 
 	else
 		json_object_put(reply);
 	log_info("logged in as %s at %s", user, p->set.directory);
+	metrics_set(M_DIRECTORY_UP, 1);
 	r = directory_index(p);
 	if (r == 0 && p->continue_pending) {
 		p->continue_pending = false;
@@ -333,6 +337,7 @@ static void directory_away(struct peerd *p)
 	struct timeval tv;
 
 	p->dir_failures++;
+	metrics_set(M_DIRECTORY_UP, 0);
 	crypto_random(&rnd, sizeof(rnd));
 	delay = backoff_delay(p->dir_failures, RETRY_BASE_S, (double)p->set.retry_max, rnd / 4294967296.0);
 	if (p->dir_failures == 1)
@@ -361,6 +366,7 @@ static void directory_attempt(struct peerd *p)
 	if (was_away)
 		log_notice("the directory %s is back (after %u attempt(s))", p->set.directory, p->dir_failures);
 	p->dir_failures = 0;
+	metrics_set(M_DIRECTORY_UP, 1);
 	update_status(p);
 }
 
@@ -646,6 +652,8 @@ static int run(struct peerd *p)
 		       p->set.download_rate < (64 << 10) ? (double)p->set.download_rate : (double)(64 << 10), mono_now());
 	if (r < 0)
 		return r;
+	if (p->set.metrics_listen && metrics_start(p->base, p->set.metrics_listen) < 0) /* metrics.c */
+		return log_errno(LOG_ERR, EADDRINUSE, "metrics_listen: cannot serve metrics on %s", p->set.metrics_listen);
 	if (afd >= 0) {
 		/* rpc.c accepts on it (and closes it) */
 		log_info("serving gRPC on the socket passed by systemd (port %d)", p->grpc_port);
@@ -707,6 +715,7 @@ static void cleanup(struct peerd *p)
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
+	metrics_stop();
 	if (p->base)
 		event_base_free(p->base);
 	if (p->inotify_fd > 0)

@@ -47,6 +47,7 @@ struct peerd_settings {
 	long long max_inflight;            /* reply bytes sent, not yet taken by clients */
 	long long max_inflight_per_client; /* ... by one client address */
 	long long send_timeout;            /* s a client may take nothing before its call is cancelled */
+	char *metrics_listen;              /* ADDR:PORT of GET /metrics (metrics.c); NULL: off */
 };
 
 extern const struct conf_key peerd_keys[];

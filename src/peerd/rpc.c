@@ -61,6 +61,7 @@
 #include "chunk.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
+#include "metrics.h"
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
 #include "ratelimit.h"
@@ -306,6 +307,7 @@ static void finish(struct call *c, grpc_status_code code, const char *msg)
 	c->have_details = true;
 	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	ops[n].data.send_status_from_server.status = code;
+	metrics_grpc_handled((int)c->kind, (int)code);
 	ops[n].data.send_status_from_server.status_details = &c->status_details;
 	n++;
 	c->finished = true;
@@ -336,6 +338,7 @@ static void send_message(struct call *c, grpc_byte_buffer *buf, bool last)
 		c->have_details = true;
 		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 		ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+		metrics_grpc_handled((int)c->kind, GRPC_STATUS_OK);
 		ops[n].data.send_status_from_server.status_details = &c->status_details;
 		n++;
 		c->finished = true;
@@ -630,6 +633,7 @@ static void park(struct call *c)
 			return;
 		}
 	if (r->nverifying >= MAX_VERIFYING) {
+		metrics_add(M_TICKETS_UNAVAILABLE, 1);
 		finish(c, GRPC_STATUS_UNAVAILABLE, "too many ticket checks are waiting for the directory; try again");
 		return;
 	}
@@ -668,6 +672,7 @@ static void verified(struct rpc *r, struct verify *v)
 		next = c->verify_next;
 		c->verify_next = NULL;
 		c->pending--;
+		metrics_add(v->result == 1 ? M_TICKETS_VALID : v->result == 0 ? M_TICKETS_REFUSED : M_TICKETS_UNAVAILABLE, 1);
 		if (c->cancelled || r->shutting_down)
 			finish(c, GRPC_STATUS_CANCELLED, "cancelled");
 		else if (v->result == 1)
@@ -747,6 +752,7 @@ static void handle_download(struct call *c)
 		finish(c, GRPC_STATUS_INTERNAL, n == 0 ? "the file was truncated while being read" : "cannot read the file");
 		return;
 	}
+	metrics_add(M_BYTES_SERVED, size);
 	send_message(c, grpc_raw_byte_buffer_create(&slice, 1), true);
 	grpc_slice_unref(slice);
 }
@@ -838,6 +844,7 @@ static void read_next(struct call *c)
 
 		c->charged = true;
 		if (wait > 0) {
+			metrics_add(M_RATELIMIT_UPLOAD_WAITS, 1);
 			pace(c, now + wait);
 			return;
 		}
@@ -860,6 +867,7 @@ static void read_next(struct call *c)
 	}
 	parts[0] = grpc_slice_from_copied_buffer((const char *)head, chunk_header(head, c->pos, want));
 	c->pos += want;
+	metrics_add(M_BYTES_SERVED, want);
 	send_message(c, grpc_raw_byte_buffer_create(parts, 2), false);
 	grpc_slice_unref(parts[0]);
 	grpc_slice_unref(parts[1]);
@@ -939,6 +947,7 @@ static void start_call(struct call *c)
 	close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	close_op.data.recv_close_on_server.cancelled = &c->cancelled;
 	start_batch(c, &close_op, 1, &c->t_close);
+	metrics_grpc_started((int)c->kind);
 	if (c->kind == K_UNKNOWN) {
 		finish(c, GRPC_STATUS_UNIMPLEMENTED, "no such method");
 		return;
@@ -992,10 +1001,13 @@ static void start_call(struct call *c)
 		       "missing or malformed ticket: send metadata \"authorization: Bearer TICKET\" from POST /tickets");
 		return;
 	}
-	if (ticket_cached(c->r, c->ticket, file))
+	if (ticket_cached(c->r, c->ticket, file)) {
+		metrics_add(M_TICKETS_VALID, 1);
+		metrics_add(M_TICKETS_CACHED, 1);
 		serve(c, file);
-	else
+	} else {
 		park(c);
+	}
 }
 
 /* ---- health and reflection ---------------------------------------------- */
@@ -1403,6 +1415,7 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 		}
 	}
 	r->last_health = 1;
+	metrics_grpc_init(method_paths, K_UNKNOWN);
 	if (!r->folder || reflection_init() < 0) {
 		free(r->folder);
 		free(r);
