@@ -53,6 +53,7 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "chunk.h"
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
@@ -125,6 +126,7 @@ static void fail(struct transfer *t, const char *error, const char *fmt, ...)
 	vsnprintf(t->message, sizeof(t->message), fmt, ap);
 	va_end(ap);
 	t->state = t->cancel ? TRANSFER_CANCELLED : TRANSFER_FAILED;
+	metrics_add(t->cancel ? M_TRANSFERS_CANCELLED : M_TRANSFERS_FAILED, 1);
 	t->seconds = mono_now() - t->started;
 	pthread_mutex_unlock(&t->lock);
 }
@@ -408,6 +410,7 @@ static void throttle(struct transfer *t, uint64_t n)
 	pthread_mutex_lock(&t->limit->lock);
 	wait = ratelimit_charge(&t->limit->rl, n, mono_now());
 	pthread_mutex_unlock(&t->limit->lock);
+	if (wait > 0) metrics_add(M_RATELIMIT_DOWNLOAD_WAITS, 1);
 	until = mono_now() + wait;
 	while (wait > 0 && !cancelled(t)) {
 		struct timespec ts = { 0, 0 };
@@ -502,6 +505,7 @@ static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t le
 			pthread_mutex_lock(&t->lock);
 			t->received += clen;
 			pthread_mutex_unlock(&t->lock);
+			metrics_add(M_BYTES_RECEIVED, clen);
 		}
 		if (n)
 			grpc_byte_buffer_reader_destroy(&rd);
@@ -580,6 +584,7 @@ static void *stream_main(void *arg)
 			f->io_error = r;
 		if (r < 0)
 			f->alive &= ~bit;
+		if (r < 0) metrics_add(r == -EBADMSG ? M_SOURCES_DROPPED_HASH : r == -ETIMEDOUT ? M_SOURCES_DROPPED_SLOW : M_SOURCES_DROPPED_ERROR, 1);
 		pthread_cond_broadcast(&t->cond);
 		pthread_mutex_unlock(&t->lock);
 		if (r == -EIO)
@@ -924,6 +929,7 @@ static void *worker(void *arg)
 	}
 	pthread_mutex_lock(&t->lock);
 	t->state = TRANSFER_DONE;
+	metrics_add(M_TRANSFERS_DONE, 1);
 	t->seconds = mono_now() - t->started;
 	pthread_mutex_unlock(&t->lock);
 	log_info("downloaded %s (%llu bytes, verified; %llu hashed as they arrived) into %s from %d source(s)",
