@@ -400,25 +400,33 @@ static int pwrite_all(int fd, struct iovec *iov, int n, uint64_t pos)
 	return 0;
 }
 
-/* Hold the download to its rate: sleep off what this chunk costs. */
+/* Hold the download to its rate: sleep off what this chunk costs. A rate
+ * changed meanwhile (SetRates) ends the wait: the chunk counts as paid. */
 static void throttle(struct transfer *t, uint64_t n)
 {
-	double wait, until;
+	double wait, until, rate;
 
 	if (!t->limit)
 		return;
 	pthread_mutex_lock(&t->limit->lock);
 	wait = ratelimit_charge(&t->limit->rl, n, mono_now());
+	rate = t->limit->rl.rate;
 	pthread_mutex_unlock(&t->limit->lock);
 	if (wait > 0) metrics_add(M_RATELIMIT_DOWNLOAD_WAITS, 1);
 	until = mono_now() + wait;
 	while (wait > 0 && !cancelled(t)) {
 		struct timespec ts = { 0, 0 };
 		double step = wait < 0.1 ? wait : 0.1;
+		bool changed;
 
 		ts.tv_sec = (time_t)step;
 		ts.tv_nsec = (long)((step - (double)ts.tv_sec) * 1e9);
 		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&t->limit->lock);
+		changed = t->limit->rl.rate != rate;
+		pthread_mutex_unlock(&t->limit->lock);
+		if (changed)
+			break;
 		wait = until - mono_now();
 	}
 }

@@ -141,9 +141,7 @@ static int run(struct peerd *p)
 	}
 	grpc_init();
 	r = rpc_start(&p->rpc, afd >= 0 ? NULL : listen, afd, &p->share, &p->tc, &p->set, &p->grpc_port);
-	/* A burst of one 64 KiB slice at most, so a limit holds from the start. */
-	ratelimit_init(&p->download_limit.rl, (double)p->set.download_rate,
-		       p->set.download_rate < (64 << 10) ? (double)p->set.download_rate : (double)(64 << 10), mono_now());
+	transfers_set_download_rate(p, p->set.download_rate);
 	if (r < 0)
 		return r;
 	if (p->set.metrics_listen && metrics_start(p->base, p->set.metrics_listen) < 0) /* metrics.c */

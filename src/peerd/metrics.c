@@ -67,6 +67,11 @@ static uint64_t get(enum metric m)
 	return atomic_load_explicit(&counters[m], memory_order_relaxed);
 }
 
+uint64_t metrics_get(enum metric m)
+{
+	return get(m);
+}
+
 static void family(struct evbuffer *b, const char *name, const char *type, const char *help)
 {
 	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);

@@ -29,6 +29,8 @@ enum metric {
 /* Add n to a counter (or set a gauge with metrics_set). Any thread. */
 void metrics_add(enum metric m, uint64_t n);
 void metrics_set(enum metric m, uint64_t v);
+/* A counter's value now (Status shows bytes up and down). Any thread. */
+uint64_t metrics_get(enum metric m);
 
 /* gRPC calls by method (index into the names given to metrics_grpc_init)
  * and status code. */

@@ -169,6 +169,9 @@ void rpc_stop(struct rpc *r);
 /* grpc.health.v1.Health says NOT_SERVING while serving is false (and while
  * the shared folder is gone or cannot be opened). Any thread. */
 void rpc_set_serving(struct rpc *r, bool serving);
+/* Change upload_rate (bytes/s, 0 unlimited) while serving; it applies within
+ * a second, Reads waiting under the old rate go at once. Any thread. */
+void rpc_set_upload_rate(struct rpc *r, long long rate);
 
 /* A download (download.c). Fields below lock are shared with the worker. */
 #define MAX_SOURCES 16
@@ -190,7 +193,7 @@ struct transfer {
 	int nsrc;
 	char token[SHA256_HEX_LEN + 1], directory[512]; /* unused since dirclient */
 	struct dirclient *dc;          /* tickets (dirclient_ticket_wait) */
-	struct ratelimit_shared *limit; /* the download limit, or NULL */
+	struct ratelimit_shared *limit; /* the download limit (rate 0: none), or NULL */
 	pthread_t thread;
 	double started;
 	bool reported;                 /* main loop: end already handled */
@@ -248,6 +251,10 @@ int transfers_active(struct transfers *tr);
  * (*out: the last reply), -1 = ended otherwise (*error: the error's short
  * name, *out its parameters). */
 int transfer_report(struct transfer *t, struct json_object **out, const char **error);
+/* download_rate, bytes/s for all downloads together (0: unlimited): at
+ * start and from SetRates; running downloads follow from their next chunk.
+ * Main loop only (p->set.download_rate is updated). */
+void transfers_set_download_rate(struct peerd *p, long long rate);
 /* fn runs on every progress tick and whenever a transfer ends. */
 void transfers_set_observer(struct transfers *tr, void (*fn)(void *arg), void *arg);
 /* Shutting down: keep STATE_DIR/transfers as it is, to continue them. */

@@ -161,6 +161,7 @@ struct rpc {
 	struct cached_ticket cache[TICKET_CACHE];
 	unsigned cache_next;
 	struct ratelimit upload;  /* touched by the queue thread only */
+	atomic_llong new_upload_rate; /* rpc_set_upload_rate's, for the queue thread; -1: none */
 	struct call *paced;       /* Reads waiting for upload tokens, soonest first */
 	struct verify *verifying; /* queue thread only */
 	int nverifying;           /* queue thread only: length of verifying */
@@ -1187,6 +1188,29 @@ static void request_call(struct rpc *r, enum kind kind)
 	}
 }
 
+/* A new upload_rate (rpc_set_upload_rate) takes effect here, on the queue
+ * thread: the bucket starts again full, and the Reads waiting for tokens
+ * under the old rate go at once (their chunk is paid for). */
+static void apply_upload_rate(struct rpc *r)
+{
+	long long rate = atomic_exchange(&r->new_upload_rate, -1);
+	double now;
+
+	if (rate < 0)
+		return;
+	now = mono_now();
+	ratelimit_init(&r->upload, (double)rate, (double)r->chunk_size, now);
+	for (struct call *c = r->paced; c; c = c->paced_next)
+		c->wake = now;
+	run_paced(r);
+}
+
+void rpc_set_upload_rate(struct rpc *r, long long rate)
+{
+	if (r && rate >= 0)
+		atomic_store(&r->new_upload_rate, rate);
+}
+
 static void *cq_thread(void *arg)
 {
 	struct rpc *r = arg;
@@ -1198,6 +1222,7 @@ static void *cq_thread(void *arg)
 		struct call *c;
 		double wait = 1.0; /* housekeeping */
 
+		apply_upload_rate(r);
 		if (r->paced && r->paced->wake - mono_now() < wait)
 			wait = r->paced->wake - mono_now();
 		until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -1405,6 +1430,7 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 	r->send_timeout = (double)set->send_timeout;
 	r->starved_tail = &r->starved;
 	atomic_init(&r->serving, true);
+	atomic_init(&r->new_upload_rate, -1);
 	r->folder = strdup(set->folder);
 	{
 		struct stat st;
