@@ -25,7 +25,7 @@ _p2pctl()
 		prev=${COMP_WORDS[COMP_CWORD - 1]}
 	fi
 
-	local commands="register login logout status index ls search download transfers cancel pause resume"
+	local commands="register login logout status index ls search download transfers cancel pause resume set"
 	local global="-s --socket -p --peer --json -q --quiet -t --timeout -h --help -V --version"
 	local rundir=${P2P_RUNDIR:-/run/p2p}
 
@@ -63,6 +63,20 @@ _p2pctl()
 			COMPREPLY=($(compgen -W "$global" -- "$cur"))
 		else
 			COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+		fi
+		return
+	fi
+
+	# set KEY VALUE [KEY VALUE]: a key at even positions after "set"
+	if [[ $cmd == set && $cur != -* ]]; then
+		local j n=0
+		for ((j = i + 1; j < cword; j++)); do
+			[[ ${words[j]} == -* ]] || ((n++))
+		done
+		if ((n % 2 == 0)); then
+			COMPREPLY=($(compgen -W "upload-rate download-rate" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "unlimited" -- "$cur"))
 		fi
 		return
 	fi

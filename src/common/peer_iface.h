@@ -19,6 +19,10 @@
 #define PEER_M_CANCEL PEER_IFACE ".Cancel"
 #define PEER_M_PAUSE PEER_IFACE ".Pause"
 #define PEER_M_RESUME PEER_IFACE ".Resume"
+#define PEER_M_SET_RATES PEER_IFACE ".SetRates"
+
+/* SetRates and the upload_rate / download_rate keys: bytes/s, 0 unlimited. */
+#define PEER_RATE_MAX (1LL << 40)
 
 #define VARLINK_E_INVALID_PARAMETER "org.varlink.service.InvalidParameter"
 #define VARLINK_E_METHOD_NOT_FOUND "org.varlink.service.MethodNotFound"

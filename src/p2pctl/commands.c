@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -252,6 +253,19 @@ static int cmd_index(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* "unlimited", or "1.5 MiB/s". */
+static void rate_text(int64_t rate, char *out, size_t size)
+{
+	char h[32];
+
+	if (rate <= 0) {
+		snprintf(out, size, "unlimited");
+		return;
+	}
+	human_size((uint64_t)rate, h, sizeof(h));
+	snprintf(out, size, "%s/s", h);
+}
+
 static int cmd_status(struct ctl *c, int argc, char **argv)
 {
 	struct varlink_reply r;
@@ -304,6 +318,20 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 	printf("Shared:     %lld file%s, %s\n", (long long)jint(p, "shared_files"),
 	       jint(p, "shared_files") == 1 ? "" : "s", size);
 	printf("Transfers:  %lld active\n", (long long)jint(p, "transfers_active"));
+	if (json_object_object_get_ex(p, "bytes_up", NULL)) {
+		char up[32], down[32];
+
+		human_size((uint64_t)jint(p, "bytes_up"), up, sizeof(up));
+		human_size((uint64_t)jint(p, "bytes_down"), down, sizeof(down));
+		printf("Traffic:    %s up, %s down since start\n", up, down);
+	}
+	if (json_object_object_get_ex(p, "upload_rate", NULL)) {
+		char up[40], down[40];
+
+		rate_text(jint(p, "upload_rate"), up, sizeof(up));
+		rate_text(jint(p, "download_rate"), down, sizeof(down));
+		printf("Rates:      up %s, down %s\n", up, down);
+	}
 	varlink_reply_free(&r);
 	return EXIT_OK;
 }
@@ -839,6 +867,85 @@ static int cmd_resume(struct ctl *c, int argc, char **argv)
 	return pause_resume(c, argc, argv, false);
 }
 
+/* A rate: bytes/s as an integer with an optional K, M or G (binary, KiB
+ * etc. also accepted), or "unlimited" (0). -1 when not one. */
+static long long parse_rate(const char *s)
+{
+	static const struct { const char *suffix; long long mul; } units[] = {
+		{ "", 1 }, { "k", 1LL << 10 }, { "kib", 1LL << 10 }, { "m", 1LL << 20 }, { "mib", 1LL << 20 },
+		{ "g", 1LL << 30 }, { "gib", 1LL << 30 },
+	};
+	unsigned long long v;
+	char *end;
+
+	if (!strcmp(s, "unlimited"))
+		return 0;
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (!strcasecmp(end, units[i].suffix))
+			return v <= (unsigned long long)(PEER_RATE_MAX / units[i].mul) ? (long long)v * units[i].mul : -1;
+	return -1;
+}
+
+/* set upload-rate N [download-rate N]: SetRates, then the rates in force. */
+static int cmd_set(struct ctl *c, int argc, char **argv)
+{
+	const struct cmd *cmd = find_cmd("set");
+	struct json_object *params;
+	struct varlink_reply r;
+	char up[40], down[40];
+	int s = parse_cmd_opts(c, cmd, argc, argv, NULL, 0, NULL, NULL);
+
+	if (s >= 0)
+		return s - 1;
+	if (!want_args(cmd, argc, argv, 2, 4))
+		return EXIT_USAGE;
+	if ((argc - optind) % 2) {
+		errmsg("%s: '%s' needs a value; usage: p2pctl set %s", cmd->name, argv[argc - 1], cmd->args);
+		return EXIT_USAGE;
+	}
+	params = json_object_new_object();
+	for (int i = optind; i + 1 < argc; i += 2) {
+		const char *key = !strcmp(argv[i], "upload-rate") ? "upload_rate"
+				  : !strcmp(argv[i], "download-rate") ? "download_rate" : NULL;
+		long long v = parse_rate(argv[i + 1]);
+
+		if (!key || v < 0 || json_object_object_get_ex(params, key, NULL)) {
+			char *t = safe_text(argv[key ? i + 1 : i]);
+
+			if (!key)
+				errmsg("%s: unknown setting '%s'; use upload-rate or download-rate", cmd->name, t);
+			else if (v < 0)
+				errmsg("%s: %s: '%s' is not a rate: bytes/s as a number with an optional K, M or G, "
+				       "0 or unlimited (at most 1 TiB/s)", cmd->name, argv[i], t);
+			else
+				errmsg("%s: %s given twice", cmd->name, argv[i]);
+			free(t);
+			json_object_put(params);
+			return EXIT_USAGE;
+		}
+		json_object_object_add(params, key, json_object_new_int64(v));
+	}
+	s = call(c, PEER_M_SET_RATES, params, &r);
+	json_object_put(params);
+	if (s)
+		return s;
+	if (c->json)
+		return print_reply_json(&r);
+	if (!c->quiet) {
+		rate_text(jint(r.parameters, "upload_rate"), up, sizeof(up));
+		rate_text(jint(r.parameters, "download_rate"), down, sizeof(down));
+		printf("Upload rate: %s; download rate: %s (until the peer restarts).\n", up, down);
+	}
+	varlink_reply_free(&r);
+	return EXIT_OK;
+}
+
 const struct cmd commands[] = {
 	{ "register", "[USER] [--password-stdin | --password-file FILE]", "create an account at the directory",
 	  "      --password-stdin     read the password from the first line of standard input\n"
@@ -861,6 +968,9 @@ const struct cmd commands[] = {
 	{ "cancel", "ID", "stop a running transfer, or forget a paused one", "", cmd_cancel },
 	{ "pause", "ID", "stop a running transfer, keeping it to resume", "", cmd_pause },
 	{ "resume", "ID", "continue a paused transfer from its partial file", "", cmd_resume },
+	{ "set", "upload-rate RATE | download-rate RATE ...", "change a rate limit now, until the peer restarts",
+	  "      RATE          bytes/s with an optional K, M or G (KiB/s etc.); 0 or unlimited: no limit\n",
+	  cmd_set },
 };
 
 const struct cmd *find_cmd(const char *name)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "peerd.h"
 
 #define STATUS_PROBE_MS 80 /* Status waits this long for /healthz, no longer */
@@ -364,6 +365,11 @@ static struct json_object *status_json(struct peerd *p)
 	if (p->watch && watch_progress(p->watch))
 		json_object_object_add(o, "hashing", json_object_new_string(watch_progress(p->watch)));
 	json_object_object_add(o, "transfers_active", json_object_new_int(transfers_active(p->transfers)));
+	json_object_object_add(o, "upload_rate", json_object_new_int64(p->set.upload_rate));
+	json_object_object_add(o, "download_rate", json_object_new_int64(p->set.download_rate));
+	/* File bytes since start, as metrics.c counts them (also without metrics_listen). */
+	json_object_object_add(o, "bytes_up", json_object_new_int64((int64_t)metrics_get(M_BYTES_SERVED)));
+	json_object_object_add(o, "bytes_down", json_object_new_int64((int64_t)metrics_get(M_BYTES_RECEIVED)));
 	return o;
 }
 
@@ -660,6 +666,39 @@ static void m_resume(struct control_call *call, struct json_object *params)
 	transfers_resume(control_peerd(call)->transfers, id, resumed, rc);
 }
 
+/* ---- SetRates --------------------------------------------------------------- */
+
+static struct json_object *rates_json(const struct peerd *p)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "upload_rate", json_object_new_int64(p->set.upload_rate));
+	json_object_object_add(o, "download_rate", json_object_new_int64(p->set.download_rate));
+	return o;
+}
+
+/* Either rate, or both, or neither (then it only reads them). Not saved:
+ * the configuration's values come back at the next start. */
+static void m_set_rates(struct control_call *call, struct json_object *params)
+{
+	struct peerd *p = control_peerd(call);
+	long long up = -1, down = -1;
+
+	if (!param_int(call, params, "upload_rate", 0, PEER_RATE_MAX, &up) ||
+	    !param_int(call, params, "download_rate", 0, PEER_RATE_MAX, &down))
+		return;
+	if (up >= 0 && up != p->set.upload_rate) {
+		log_info("upload_rate: %lld bytes/s (was %lld)", up, p->set.upload_rate);
+		p->set.upload_rate = up;
+		rpc_set_upload_rate(p->rpc, up);
+	}
+	if (down >= 0 && down != p->set.download_rate) {
+		log_info("download_rate: %lld bytes/s (was %lld)", down, p->set.download_rate);
+		transfers_set_download_rate(p, down);
+	}
+	control_reply(call, rates_json(p));
+}
+
 static const struct {
 	const char *name;
 	control_method *fn;
@@ -675,6 +714,7 @@ static const struct {
 	{ PEER_M_CANCEL, m_cancel },
 	{ PEER_M_PAUSE, m_pause },
 	{ PEER_M_RESUME, m_resume },
+	{ PEER_M_SET_RATES, m_set_rates },
 	{ PEER_M_DOWNLOAD, m_download },
 };
 

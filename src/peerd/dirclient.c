@@ -32,7 +32,7 @@
 #include "tls.h"
 
 enum dir_kind { K_REGISTER, K_LOGIN, K_INDEX, K_HEARTBEAT, K_LOGOUT, K_SEARCH, K_SEARCH_FILE, K_TICKET,
-		K_VERIFY, K_HEALTHZ, K_RAW };
+		K_VERIFY, K_HEALTHZ };
 
 struct dir_req {
 	struct dirclient *dc;
@@ -73,8 +73,6 @@ struct dirclient {
 	struct event *ev_handoff;
 };
 
-static struct dirclient *legacy_dc; /* for dir_call (LEGACY) */
-
 /* ---- status and answers ------------------------------------------------ */
 
 static enum dir_status map_status(int http)
@@ -98,7 +96,7 @@ static enum dir_status map_status(int http)
 static const char *kind_path_name(enum dir_kind k)
 {
 	static const char *const names[] = { "register", "login", "index", "heartbeat", "logout", "search",
-					     "search", "ticket", "ticket check", "health check", "call" };
+					     "search", "ticket", "ticket check", "health check" };
 	return names[k];
 }
 
@@ -616,7 +614,6 @@ int dirclient_new(struct event_base *base, const char *url, struct dirclient **o
 	/* A name is resolved without blocking the loop. */
 	if (inet_pton(AF_INET, dc->host, addr) != 1 && inet_pton(AF_INET6, dc->host, addr) != 1)
 		dc->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	legacy_dc = dc;
 	*out = dc;
 	return 0;
 }
@@ -653,8 +650,6 @@ void dirclient_free(struct dirclient *dc)
 {
 	if (!dc)
 		return;
-	if (legacy_dc == dc)
-		legacy_dc = NULL;
 	dirclient_shutdown(dc);
 	if (dc->ev_handoff)
 		event_free(dc->ev_handoff);
@@ -764,8 +759,7 @@ struct wait_job {
 	bool done;
 	/* the call */
 	enum dir_kind kind;
-	const char *peer, *file, *method, *path;
-	struct json_object *body;
+	const char *peer, *file;
 	/* the answer */
 	enum dir_status status;
 	int http;
@@ -794,14 +788,7 @@ static void wait_run(struct dirclient *dc, struct handoff *h)
 {
 	struct wait_job *j = (struct wait_job *)h;
 
-	if (j->kind == K_TICKET) {
-		dir_ticket(dc, j->peer, j->file, wait_answered, j);
-	} else {
-		bool get = strcmp(j->method, "GET") == 0;
-
-		start(dc, K_RAW, get ? EVHTTP_REQ_GET : EVHTTP_REQ_POST, j->path, true, json_object_get(j->body),
-		      DIR_DEADLINE_S, wait_answered, j);
-	}
+	dir_ticket(dc, j->peer, j->file, wait_answered, j);
 }
 
 static void wait_for(struct dirclient *dc, struct wait_job *j)
@@ -840,24 +827,4 @@ int dirclient_ticket_wait(struct dirclient *dc, const char *peer, const char *fi
 	case DIR_UNREACHABLE: case DIR_CANCELLED: return j.timed_out ? -ETIMEDOUT : -EHOSTUNREACH;
 	default: return -EACCES;
 	}
-}
-
-int dir_call(const char *base_url, const char *method, const char *path, const char *token,
-	     struct json_object *body, struct json_object **reply, int timeout_s)
-{
-	struct wait_job j = { .kind = K_RAW, .method = method, .path = path, .body = body };
-
-	(void)base_url;
-	(void)token; /* the session's own token is sent */
-	(void)timeout_s;
-	if (reply)
-		*reply = NULL;
-	if (!legacy_dc)
-		return 0;
-	wait_for(legacy_dc, &j);
-	if (reply)
-		*reply = j.json;
-	else
-		json_object_put(j.json);
-	return j.http;
 }

@@ -119,10 +119,4 @@ void dirclient_verify_ticket(void *ctx, const char *ticket, ticket_verify_done *
  * -ENOENT, -EHOSTUNREACH, -ETIMEDOUT, -ENOTCONN (or -ENOMEM). */
 int dirclient_ticket_wait(struct dirclient *dc, const char *peer, const char *file, char out[SHA256_HEX_LEN + 1]);
 
-/* LEGACY, for rpc.c until its asynchronous ticket check is merged: one
- * call from a thread other than the main loop's, waiting for the answer.
- * Returns the HTTP status, 0 when the directory cannot be reached. */
-int dir_call(const char *base_url, const char *method, const char *path, const char *token,
-	     struct json_object *body, struct json_object **reply, int timeout_s);
-
 #endif

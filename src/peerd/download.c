@@ -53,6 +53,7 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "chunk.h"
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
@@ -125,6 +126,7 @@ static void fail(struct transfer *t, const char *error, const char *fmt, ...)
 	vsnprintf(t->message, sizeof(t->message), fmt, ap);
 	va_end(ap);
 	t->state = t->cancel ? TRANSFER_CANCELLED : TRANSFER_FAILED;
+	metrics_add(t->cancel ? M_TRANSFERS_CANCELLED : M_TRANSFERS_FAILED, 1);
 	t->seconds = mono_now() - t->started;
 	pthread_mutex_unlock(&t->lock);
 }
@@ -398,24 +400,33 @@ static int pwrite_all(int fd, struct iovec *iov, int n, uint64_t pos)
 	return 0;
 }
 
-/* Hold the download to its rate: sleep off what this chunk costs. */
+/* Hold the download to its rate: sleep off what this chunk costs. A rate
+ * changed meanwhile (SetRates) ends the wait: the chunk counts as paid. */
 static void throttle(struct transfer *t, uint64_t n)
 {
-	double wait, until;
+	double wait, until, rate;
 
 	if (!t->limit)
 		return;
 	pthread_mutex_lock(&t->limit->lock);
 	wait = ratelimit_charge(&t->limit->rl, n, mono_now());
+	rate = t->limit->rl.rate;
 	pthread_mutex_unlock(&t->limit->lock);
+	if (wait > 0) metrics_add(M_RATELIMIT_DOWNLOAD_WAITS, 1);
 	until = mono_now() + wait;
 	while (wait > 0 && !cancelled(t)) {
 		struct timespec ts = { 0, 0 };
 		double step = wait < 0.1 ? wait : 0.1;
+		bool changed;
 
 		ts.tv_sec = (time_t)step;
 		ts.tv_nsec = (long)((step - (double)ts.tv_sec) * 1e9);
 		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&t->limit->lock);
+		changed = t->limit->rl.rate != rate;
+		pthread_mutex_unlock(&t->limit->lock);
+		if (changed)
+			break;
 		wait = until - mono_now();
 	}
 }
@@ -502,6 +513,7 @@ static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t le
 			pthread_mutex_lock(&t->lock);
 			t->received += clen;
 			pthread_mutex_unlock(&t->lock);
+			metrics_add(M_BYTES_RECEIVED, clen);
 		}
 		if (n)
 			grpc_byte_buffer_reader_destroy(&rd);
@@ -580,6 +592,7 @@ static void *stream_main(void *arg)
 			f->io_error = r;
 		if (r < 0)
 			f->alive &= ~bit;
+		if (r < 0) metrics_add(r == -EBADMSG ? M_SOURCES_DROPPED_HASH : r == -ETIMEDOUT ? M_SOURCES_DROPPED_SLOW : M_SOURCES_DROPPED_ERROR, 1);
 		pthread_cond_broadcast(&t->cond);
 		pthread_mutex_unlock(&t->lock);
 		if (r == -EIO)
@@ -924,6 +937,7 @@ static void *worker(void *arg)
 	}
 	pthread_mutex_lock(&t->lock);
 	t->state = TRANSFER_DONE;
+	metrics_add(M_TRANSFERS_DONE, 1);
 	t->seconds = mono_now() - t->started;
 	pthread_mutex_unlock(&t->lock);
 	log_info("downloaded %s (%llu bytes, verified; %llu hashed as they arrived) into %s from %d source(s)",

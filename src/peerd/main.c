@@ -1,6 +1,6 @@
 /* main.c — p2p-peerd: options and configuration files, then each module
- * started in order (share, dirclient, session, rpc, transfers, watch,
- * control), signals, systemd notification and socket activation, then the
+ * started in order (share, dirclient, session, rpc, metrics, transfers,
+ * watch, control), signals, systemd notification and socket activation, then the
  * one event loop; at the end the modules stop in reverse. It owns no state
  * of its own beyond that wiring (see each module's opening comment). */
 #include "config.h"
@@ -25,12 +25,12 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "peerd.h"
 
 #define EXIT_USAGE 2
 #define PEERS_DIR SYSCONFDIR "/p2p/peers"
-#define ACCEPT_PAUSE_MS 1000 /* accept() ran out of descriptors: wait this long */
 
 /* ---- signals and sockets ------------------------------------------------- */
 
@@ -55,41 +55,6 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	notify_watchdog();
-}
-
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
-{
-	struct peerd *p = arg;
-	int one = 1;
-
-	evutil_make_socket_nonblocking(fd);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	rpc_add_fd(p->rpc, fd);
-}
-
-static void on_accept_again(evutil_socket_t fd, short what, void *arg)
-{
-	struct peerd *p = arg;
-
-	evconnlistener_enable(p->activated);
-}
-
-/* accept() on the gRPC socket from systemd failed. Out of descriptors or
- * memory the connection stays queued and the listener would fire again at
- * once: pause it instead of spinning. */
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	struct peerd *p = arg;
-	int e = EVUTIL_SOCKET_ERROR();
-	struct timeval tv = { ACCEPT_PAUSE_MS / 1000, (ACCEPT_PAUSE_MS % 1000) * 1000 };
-
-	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-		log_warn("cannot accept a gRPC connection: %s; pausing for %d ms", strerror(e), ACCEPT_PAUSE_MS);
-		evconnlistener_disable(l);
-		event_add(p->ev_accept_again, &tv);
-	} else {
-		log_debug("gRPC accept: %s", strerror(e));
-	}
 }
 
 static void continue_transfers(void *arg)
@@ -175,27 +140,15 @@ static int run(struct peerd *p)
 		listen = listen_buf;
 	}
 	grpc_init();
-	r = rpc_start(&p->rpc, afd >= 0 ? NULL : listen, &p->share, &p->tc, p->set.max_message,
-		      p->set.chunk_size, p->set.upload_rate, &p->grpc_port);
-	/* A burst of one 64 KiB slice at most, so a limit holds from the start. */
-	ratelimit_init(&p->download_limit.rl, (double)p->set.download_rate,
-		       p->set.download_rate < (64 << 10) ? (double)p->set.download_rate : (double)(64 << 10), mono_now());
+	r = rpc_start(&p->rpc, afd >= 0 ? NULL : listen, afd, &p->share, &p->tc, &p->set, &p->grpc_port);
+	transfers_set_download_rate(p, p->set.download_rate);
 	if (r < 0)
 		return r;
+	if (p->set.metrics_listen && metrics_start(p->base, p->set.metrics_listen) < 0) /* metrics.c */
+		return log_errno(LOG_ERR, EADDRINUSE, "metrics_listen: cannot serve metrics on %s", p->set.metrics_listen);
 	if (afd >= 0) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-
-		evutil_make_socket_nonblocking(afd);
-		p->ev_accept_again = evtimer_new(p->base, on_accept_again, p);
-		p->activated = p->ev_accept_again ? evconnlistener_new(p->base, on_accept, p, LEV_OPT_CLOSE_ON_FREE, -1, afd)
-						  : NULL;
-		if (!p->activated)
-			return log_errno(LOG_ERR, errno, "cannot use the gRPC socket passed by systemd");
-		evconnlistener_set_error_cb(p->activated, on_accept_error);
-		if (getsockname(afd, (struct sockaddr *)&ss, &sl) == 0)
-			p->grpc_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-								      : ((struct sockaddr_in *)&ss)->sin_port);
+		/* rpc.c accepts on it (on its own thread, pausing when out of
+		 * descriptors) and closes it at rpc_stop. */
 		bound_address(p, "", afd);
 		log_info("serving gRPC on the socket passed by systemd (%s)", p->bound);
 	} else {
@@ -259,17 +212,16 @@ static void cleanup(struct peerd *p)
 	dirclient_shutdown(p->dc);
 	transfers_free(p->transfers);
 	watch_free(p->watch);
-	if (p->activated)
-		evconnlistener_free(p->activated);
 	rpc_stop(p->rpc);
 	if (p->rpc)
 		grpc_shutdown_blocking();
 	session_free(p->session);
 	dirclient_free(p->dc);
-	struct event *evs[] = { p->ev_term, p->ev_int, p->ev_hup, p->ev_watchdog, p->ev_accept_again };
+	struct event *evs[] = { p->ev_term, p->ev_int, p->ev_hup, p->ev_watchdog };
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
+	metrics_stop();
 	if (p->base)
 		event_base_free(p->base);
 	share_close(&p->share);

@@ -45,6 +45,13 @@ struct peerd_settings {
 	long long upload_rate;   /* bytes/s served to all peers together; 0: unlimited */
 	long long download_rate; /* bytes/s received by all downloads together; 0: unlimited */
 	long long retry_max;     /* s, the longest backoff while the directory is away */
+	/* rpc.c's bounds (p2p-peerd(8) BOUNDS) */
+	long long max_calls;               /* gRPC calls at once */
+	long long max_calls_per_client;    /* ... from one client address */
+	long long max_inflight;            /* reply bytes sent, not yet taken by clients */
+	long long max_inflight_per_client; /* ... by one client address */
+	long long send_timeout;            /* s a client may take nothing before its call is cancelled */
+	char *metrics_listen;              /* ADDR:PORT of GET /metrics (metrics.c); NULL: off */
 };
 
 extern const struct conf_key peerd_keys[];
@@ -142,15 +149,6 @@ struct ssl_ctx_st *peer_directory_tls(void); /* for an https:// directory */
 struct grpc_server_credentials *peer_server_creds(void);
 struct grpc_channel_credentials *peer_client_creds(void);
 
-/* The session's token and user as other threads may read them (session.c
- * writes them). LEGACY: only rpc.c reads it, until its asynchronous ticket
- * check (tc.verify) is merged; then remove it with dir_call. */
-struct session_token {
-	pthread_mutex_t lock;
-	char token[SHA256_HEX_LEN + 1]; /* "" when logged out */
-	char username[USERNAME_MAX + 1];
-};
-
 /* rpc.c */
 struct rpc;
 /* How rpc.c checks a ticket it has not cached: verify() may be called
@@ -162,15 +160,18 @@ struct rpc;
 struct ticket_checker {
 	void (*verify)(void *ctx, const char *ticket, ticket_verify_done *done, void *arg);
 	void *ctx;
-	/* LEGACY, for rpc.c until the rpc rewrite is merged: */
-	const char *directory;
-	struct session_token *session;
 };
-int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct ticket_checker *tc,
-	      long long max_message, long long chunk_size, long long upload_rate, int *bound_port);
-/* Hand an accepted connection (socket activation) to the server. */
-void rpc_add_fd(struct rpc *r, int fd);
+/* Serve gRPC on listen (ADDR:PORT) or, when listen_fd >= 0, on that
+ * listening socket (from systemd). *bound_port: the port bound. */
+int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share *sh, struct ticket_checker *tc,
+	      const struct peerd_settings *set, int *bound_port);
 void rpc_stop(struct rpc *r);
+/* grpc.health.v1.Health says NOT_SERVING while serving is false (and while
+ * the shared folder is gone or cannot be opened). Any thread. */
+void rpc_set_serving(struct rpc *r, bool serving);
+/* Change upload_rate (bytes/s, 0 unlimited) while serving; it applies within
+ * a second, Reads waiting under the old rate go at once. Any thread. */
+void rpc_set_upload_rate(struct rpc *r, long long rate);
 
 /* A download (download.c). Fields below lock are shared with the worker. */
 #define MAX_SOURCES 16
@@ -192,7 +193,7 @@ struct transfer {
 	int nsrc;
 	char token[SHA256_HEX_LEN + 1], directory[512]; /* unused since dirclient */
 	struct dirclient *dc;          /* tickets (dirclient_ticket_wait) */
-	struct ratelimit_shared *limit; /* the download limit, or NULL */
+	struct ratelimit_shared *limit; /* the download limit (rate 0: none), or NULL */
 	pthread_t thread;
 	double started;
 	bool reported;                 /* main loop: end already handled */
@@ -250,6 +251,10 @@ int transfers_active(struct transfers *tr);
  * (*out: the last reply), -1 = ended otherwise (*error: the error's short
  * name, *out its parameters). */
 int transfer_report(struct transfer *t, struct json_object **out, const char **error);
+/* download_rate, bytes/s for all downloads together (0: unlimited): at
+ * start and from SetRates; running downloads follow from their next chunk.
+ * Main loop only (p->set.download_rate is updated). */
+void transfers_set_download_rate(struct peerd *p, long long rate);
 /* fn runs on every progress tick and whenever a transfer ends. */
 void transfers_set_observer(struct transfers *tr, void (*fn)(void *arg), void *arg);
 /* Shutting down: keep STATE_DIR/transfers as it is, to continue them. */
@@ -282,8 +287,6 @@ struct peerd {
 	struct session *session;
 	struct ticket_checker tc;
 	struct rpc *rpc;
-	struct evconnlistener *activated; /* gRPC socket from systemd */
-	struct event *ev_accept_again;    /* its accept() ran out of descriptors: wait */
 	struct control *control;
 	struct transfers *transfers;
 	struct watch *watch;

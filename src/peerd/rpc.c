@@ -2,22 +2,49 @@
  *
  * Serves the seed's /FileService/DownloadFile (whole file in one message,
  * up to max_message bytes) and /p2p.v1.Peer/Stat and /p2p.v1.Peer/Read (a
- * byte range streamed in chunks). One thread runs the completion queue; each
+ * byte range streamed in chunks); and, without a ticket, grpc.health.v1.Health
+ * (Check, Watch) and server reflection (v1 and v1alpha; the answers are
+ * reflection.c's). One thread runs the completion queue; each
  * call is a small state machine driven by its batches' completions. A Read
  * keeps exactly one SEND_MESSAGE in flight, so a slow reader holds at most
  * one chunk in memory and never blocks the others.
  *
  * Every call must carry metadata "authorization: Bearer TICKET"; the ticket
  * is checked with the directory's POST /tickets/verify (as this peer) and the
- * answer cached briefly.
+ * answer cached briefly. The check is handed off (struct ticket_checker):
+ * the call is parked, the queue thread goes on serving everyone else, and
+ * the answer comes back as a completion on the queue (an empty batch on the
+ * parked call). Calls with the same unchecked ticket share one check; at
+ * most MAX_VERIFYING distinct checks wait at once, past that a call with an
+ * unchecked ticket is answered UNAVAILABLE at once.
+ *
+ * Bounds (p2p-peerd(8), BOUNDS): calls at once in total and per client
+ * address (past them RESOURCE_EXHAUSTED); bytes of replies in flight (sent to
+ * gRPC, not yet taken by the client) in total and per client: a call whose
+ * next message does not fit waits, holding no data, until bytes come back; a
+ * send the client does not take within send_timeout cancels the call. In
+ * plain text the listening socket is ours (an accept thread hands each
+ * connection to gRPC): gRPC 1.51's own listener stops accepting for good
+ * after one EMFILE, and ours keeps a reserve of descriptors by refusing
+ * connections above RLIMIT_NOFILE - FD_RESERVE.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <grpc/byte_buffer.h>
@@ -28,23 +55,66 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include <stdatomic.h>
+
 #include "FileSharing.pb-c.h"
 #include "chunk.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "log.h"
+#include "metrics.h"
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
 #include "ratelimit.h"
+#include "reflection.h"
+#include "wire.h"
 
 #define TICKET_CACHE 256
 #define TICKET_CACHE_SECONDS 20
 #define MAX_REQUEST_BYTES 4096
+#define MAX_VERIFYING 64 /* distinct tickets waiting for the directory */
+#define FD_RESERVE 64    /* descriptors kept from connections, for files and the rest */
+#define CLIENT_BUCKETS 256
 
-enum kind { K_DOWNLOAD, K_STAT, K_READ, K_UNKNOWN, K_COUNT };
+enum kind { K_DOWNLOAD, K_STAT, K_READ, K_HEALTH_CHECK, K_HEALTH_WATCH, K_REFLECT, K_REFLECT_ALPHA, K_UNKNOWN, K_COUNT };
 
 static const char *const method_paths[K_UNKNOWN] = {
 	[K_DOWNLOAD] = "/FileService/DownloadFile",
 	[K_STAT] = "/p2p.v1.Peer/Stat",
 	[K_READ] = "/p2p.v1.Peer/Read",
+	[K_HEALTH_CHECK] = "/grpc.health.v1.Health/Check",
+	[K_HEALTH_WATCH] = "/grpc.health.v1.Health/Watch",
+	[K_REFLECT] = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+	[K_REFLECT_ALPHA] = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+};
+
+/* The services whose health is the peer's: "" is the whole server. */
+static const char *const health_services[] = { "", "p2p.v1.Peer", "FileService" };
+#define MAX_WATCHERS 64
+#define HEALTH_SERVICE_UNKNOWN 3
+
+static bool is_reflection(enum kind k)
+{
+	return k == K_REFLECT || k == K_REFLECT_ALPHA;
+}
+
+struct call;
+
+/* One ticket check in progress: the calls waiting for it. The first call
+ * (owner) carries the empty batch that brings the answer back. */
+struct verify {
+	struct rpc *r;
+	char ticket[SHA256_HEX_LEN + 1];
+	struct call *owner, *waiters;
+	int result;
+	char file[FILENAME_MAX_BYTES + 1];
+	struct verify *next;
+};
+
+/* Calls and reply bytes in flight of one client address. */
+struct client {
+	char addr[INET6_ADDRSTRLEN];
+	long long calls, inflight;
+	struct client *next;
 };
 
 struct cached_ticket {
@@ -61,6 +131,28 @@ struct rpc {
 	struct share *sh;
 	struct ticket_checker *tc;
 	long long max_message, chunk_size;
+	long long max_calls, max_calls_client, max_inflight, max_inflight_client;
+	double send_timeout;
+	long long ncalls, inflight;    /* queue thread only */
+	struct client *clients[CLIENT_BUCKETS];
+	struct call *active;      /* calls admitted, for the send timeout */
+	struct call *starved, **starved_tail; /* calls waiting for bytes, in order */
+	bool bytes_back;          /* bytes came back since the starved were tried */
+	double housekeeping;      /* next look at stuck sends */
+	/* our listening socket (plain text) */
+	int lfd, stop_fd, fd_cap;
+	pthread_t accept_thread;
+	bool accepting;
+	char (*fd_addr)[INET6_ADDRSTRLEN]; /* the address of each accepted descriptor */
+	int nfd_addr;
+	/* health */
+	atomic_bool serving;      /* rpc_set_serving */
+	char *folder;
+	dev_t folder_dev;
+	ino_t folder_ino;
+	int last_health;          /* queue thread: SERVING (1) or NOT_SERVING (2) */
+	struct call *watchers;
+	int nwatchers;
 	bool shutting_down;
 	int shutdown_tag;
 	bool shutdown_done;
@@ -69,15 +161,19 @@ struct rpc {
 	struct cached_ticket cache[TICKET_CACHE];
 	unsigned cache_next;
 	struct ratelimit upload;  /* touched by the queue thread only */
+	atomic_llong new_upload_rate; /* rpc_set_upload_rate's, for the queue thread; -1: none */
 	struct call *paced;       /* Reads waiting for upload tokens, soonest first */
+	struct verify *verifying; /* queue thread only */
+	int nverifying;           /* queue thread only: length of verifying */
+	int outstanding;          /* checks whose done() has not returned (cache_lock) */
+	pthread_cond_t outstanding_cond;
 };
-
-struct call;
 
 /* A completion-queue tag: which call, and which of its batches. */
 struct tag {
 	struct call *c;
-	enum { T_REQUEST, T_CLOSE, T_SEND, T_FINISH } op;
+	enum { T_REQUEST, T_CLOSE, T_SEND, T_FINISH, T_VERIFIED, T_RECV } op;
+	struct verify *v; /* T_VERIFIED */
 };
 
 struct call {
@@ -88,7 +184,23 @@ struct call {
 	grpc_metadata_array md;
 	grpc_call_details details;      /* K_UNKNOWN only */
 	grpc_byte_buffer *payload;
-	struct tag t_request, t_close, t_send, t_finish;
+	ProtobufCMessage *req;          /* the unpacked request */
+	const char *name;               /* the file it names (inside req) */
+	char ticket[SHA256_HEX_LEN + 1];
+	struct call *verify_next;       /* parked on a struct verify */
+	struct client *cl;              /* set once admitted */
+	struct call *active_prev, *active_next;
+	long long inflight;             /* reply bytes this call has in flight */
+	bool starved;                   /* on r->starved */
+	struct call *starved_next;
+	bool sending;                   /* a message batch is not complete yet */
+	bool timed_out;                 /* cancelled: the client took nothing */
+	double send_since;
+	struct tag t_request, t_close, t_send, t_finish, t_verified, t_recv;
+	/* Health/Watch */
+	bool watching, watch_known;
+	int sent_health;
+	struct call *watch_next;
 	int pending;                    /* batches started, not completed */
 	int cancelled;                  /* from RECV_CLOSE_ON_SERVER */
 	bool metadata_sent, finished;
@@ -104,9 +216,46 @@ struct call {
 };
 
 static void request_call(struct rpc *r, enum kind kind);
+static void reflect_recv(struct call *c);
+static void health_start(struct call *c, const uint8_t *req, size_t len);
+static void health_poll(struct rpc *r);
+
+static void bytes_give_back(struct call *c);
 
 static void call_free(struct call *c)
 {
+	struct rpc *r = c->r;
+
+	if (c->cl) {
+		bytes_give_back(c);
+		r->ncalls--;
+		if (--c->cl->calls == 0 && c->cl->inflight == 0) {
+			unsigned h = 0;
+
+			for (const char *q = c->cl->addr; *q; q++)
+				h = h * 31 + (unsigned char)*q;
+			for (struct client **pp = &r->clients[h % CLIENT_BUCKETS]; *pp; pp = &(*pp)->next)
+				if (*pp == c->cl) {
+					*pp = c->cl->next;
+					break;
+				}
+			free(c->cl);
+		}
+		if (c->active_prev)
+			c->active_prev->active_next = c->active_next;
+		else
+			r->active = c->active_next;
+		if (c->active_next)
+			c->active_next->active_prev = c->active_prev;
+	}
+	if (c->watching) {
+		for (struct call **pp = &r->watchers; *pp; pp = &(*pp)->watch_next)
+			if (*pp == c) {
+				*pp = c->watch_next;
+				break;
+			}
+		r->nwatchers--;
+	}
 	if (c->call)
 		grpc_call_unref(c->call);
 	grpc_metadata_array_destroy(&c->md);
@@ -114,6 +263,8 @@ static void call_free(struct call *c)
 		grpc_call_details_destroy(&c->details);
 	if (c->payload)
 		grpc_byte_buffer_destroy(c->payload);
+	if (c->req)
+		protobuf_c_message_free_unpacked(c->req, NULL);
 	if (c->send_buf)
 		grpc_byte_buffer_destroy(c->send_buf);
 	if (c->have_details)
@@ -125,7 +276,7 @@ static void call_free(struct call *c)
 
 static void maybe_free(struct call *c)
 {
-	if (c->pending == 0 && (c->finished || !c->call) && !c->paced_next && c->r->paced != c)
+	if (c->pending == 0 && (c->finished || !c->call) && !c->paced_next && c->r->paced != c && !c->starved)
 		call_free(c);
 }
 
@@ -157,6 +308,7 @@ static void finish(struct call *c, grpc_status_code code, const char *msg)
 	c->have_details = true;
 	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 	ops[n].data.send_status_from_server.status = code;
+	metrics_grpc_handled((int)c->kind, (int)code);
 	ops[n].data.send_status_from_server.status_details = &c->status_details;
 	n++;
 	c->finished = true;
@@ -180,11 +332,14 @@ static void send_message(struct call *c, grpc_byte_buffer *buf, bool last)
 	if (c->send_buf)
 		grpc_byte_buffer_destroy(c->send_buf);
 	c->send_buf = buf; /* destroyed once the batch completes */
+	c->sending = true;
+	c->send_since = mono_now();
 	if (last) {
 		c->status_details = grpc_slice_from_static_string("");
 		c->have_details = true;
 		ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
 		ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+		metrics_grpc_handled((int)c->kind, GRPC_STATUS_OK);
 		ops[n].data.send_status_from_server.status_details = &c->status_details;
 		n++;
 		c->finished = true;
@@ -228,6 +383,170 @@ static uint8_t *payload_bytes(struct call *c, size_t *len)
 	return copy;
 }
 
+/* ---- bounds ------------------------------------------------------------- */
+
+/* The client address of a call: from gRPC's peer string ("ipv4:A:P",
+ * "ipv6:[A]:P"), or, for a connection we accepted ("fd:N"), as recorded
+ * when it was accepted. */
+static void call_address(struct call *c, char out[INET6_ADDRSTRLEN])
+{
+	char *peer = grpc_call_get_peer(c->call);
+	const char *a = peer ? peer : "";
+	size_t n;
+	int fd;
+
+	if (strncmp(a, "fd:", 3) == 0 && (fd = atoi(a + 3)) >= 0 && fd < c->r->nfd_addr && c->r->fd_addr[fd][0]) {
+		memcpy(out, c->r->fd_addr[fd], INET6_ADDRSTRLEN);
+	} else {
+		if (strncmp(a, "ipv4:", 5) == 0 || strncmp(a, "ipv6:", 5) == 0)
+			a += 5;
+		if (*a == '[')
+			a++;
+		n = strcspn(a, "]");
+		if (n == strlen(a) && strchr(a, ':')) /* ipv4:A:P */
+			n = (size_t)(strrchr(a, ':') - a);
+		if (n >= INET6_ADDRSTRLEN)
+			n = INET6_ADDRSTRLEN - 1;
+		memcpy(out, a, n);
+		out[n] = '\0';
+	}
+	gpr_free(peer);
+}
+
+/* Count the call against the caps; false when it is over one (answered). */
+static bool admit_call(struct call *c)
+{
+	struct rpc *r = c->r;
+	char addr[INET6_ADDRSTRLEN];
+	struct client *cl;
+	unsigned h = 0;
+
+	call_address(c, addr);
+	for (const char *q = addr; *q; q++)
+		h = h * 31 + (unsigned char)*q;
+	for (cl = r->clients[h % CLIENT_BUCKETS]; cl && strcmp(cl->addr, addr) != 0; cl = cl->next)
+		;
+	if (r->ncalls >= r->max_calls) {
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "this peer serves too many calls now (max_calls); try again");
+		return false;
+	}
+	if (cl && cl->calls >= r->max_calls_client) {
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+		       "too many calls from your address now (max_calls_per_client); try again");
+		return false;
+	}
+	if (!cl) {
+		if (!(cl = calloc(1, sizeof(*cl)))) {
+			finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+			return false;
+		}
+		memcpy(cl->addr, addr, sizeof(cl->addr));
+		cl->next = r->clients[h % CLIENT_BUCKETS];
+		r->clients[h % CLIENT_BUCKETS] = cl;
+	}
+	cl->calls++;
+	r->ncalls++;
+	c->cl = cl;
+	c->active_next = r->active;
+	if (r->active)
+		r->active->active_prev = c;
+	r->active = c;
+	return true;
+}
+
+/* Take n bytes of the reply budgets for c. Whoever has nothing in flight
+ * may always take, so a message larger than a budget still goes alone. */
+static bool bytes_take(struct call *c, long long n)
+{
+	struct rpc *r = c->r;
+
+	if ((r->inflight && r->inflight + n > r->max_inflight) ||
+	    (c->cl->inflight && c->cl->inflight + n > r->max_inflight_client))
+		return false;
+	r->inflight += n;
+	c->cl->inflight += n;
+	c->inflight += n;
+	return true;
+}
+
+static void bytes_give_back(struct call *c)
+{
+	if (!c->inflight)
+		return;
+	c->r->inflight -= c->inflight;
+	c->cl->inflight -= c->inflight;
+	c->inflight = 0;
+	c->r->bytes_back = true;
+}
+
+/* Wait, holding no data, until bytes come back. */
+static void starve(struct call *c)
+{
+	c->starved = true;
+	c->starved_next = NULL;
+	*c->r->starved_tail = c;
+	c->r->starved_tail = &c->starved_next;
+}
+
+static void unstarve(struct call *c)
+{
+	struct rpc *r = c->r;
+
+	for (struct call **pp = &r->starved; *pp; pp = &(*pp)->starved_next)
+		if (*pp == c) {
+			*pp = c->starved_next;
+			if (!*pp)
+				r->starved_tail = pp;
+			break;
+		}
+	c->starved = false;
+	c->starved_next = NULL;
+}
+
+static void handle_download(struct call *c);
+static void read_next(struct call *c);
+
+/* Bytes came back: try the waiting calls again, in the order they came. */
+static void run_starved(struct rpc *r)
+{
+	struct call *list = r->starved, *c;
+
+	r->bytes_back = false;
+	r->starved = NULL;
+	r->starved_tail = &r->starved;
+	while ((c = list)) {
+		list = c->starved_next;
+		c->starved = false;
+		c->starved_next = NULL;
+		if (c->cancelled || r->shutting_down)
+			finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		else if (c->kind == K_DOWNLOAD)
+			handle_download(c);
+		else
+			read_next(c);
+		maybe_free(c);
+	}
+}
+
+/* Once a second: cancel the calls whose client took nothing for
+ * send_timeout, so their bytes come back. */
+static void housekeeping(struct rpc *r)
+{
+	double now = mono_now();
+
+	if (now < r->housekeeping)
+		return;
+	r->housekeeping = now + 1;
+	health_poll(r);
+	for (struct call *c = r->active; c; c = c->active_next)
+		if (c->sending && now - c->send_since > r->send_timeout && !c->timed_out) {
+			log_debug("gRPC: a client took nothing for %.0fs; cancelling its call", r->send_timeout);
+			grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+						     "the client read nothing for send_timeout", NULL);
+			c->timed_out = true;
+		}
+}
+
 /* ---- tickets ------------------------------------------------------------ */
 
 static bool ticket_cached(struct rpc *r, const char *ticket, char *file)
@@ -258,15 +577,10 @@ static void ticket_remember(struct rpc *r, const char *ticket, const char *file)
 	pthread_mutex_unlock(&r->cache_lock);
 }
 
-/* Check the call's ticket for name. Returns GRPC_STATUS_OK or the status to
- * answer, with msg set. */
-static grpc_status_code check_ticket(struct call *c, const char *name, const char **msg)
+/* The call's ticket from its metadata "authorization: Bearer TICKET". */
+static bool ticket_of(struct call *c)
 {
-	struct rpc *r = c->r;
-	char ticket[SHA256_HEX_LEN + 1] = "", file[FILENAME_MAX_BYTES + 1] = "", token[SHA256_HEX_LEN + 1];
-	struct json_object *body, *reply = NULL, *v;
-	int status;
-
+	c->ticket[0] = '\0';
 	for (size_t i = 0; i < c->md.count; i++) {
 		const grpc_metadata *m = &c->md.metadata[i];
 		size_t klen = GRPC_SLICE_LENGTH(m->key), vlen = GRPC_SLICE_LENGTH(m->value);
@@ -274,133 +588,207 @@ static grpc_status_code check_ticket(struct call *c, const char *name, const cha
 
 		if (klen == 13 && memcmp(GRPC_SLICE_START_PTR(m->key), "authorization", 13) == 0 &&
 		    vlen == 7 + SHA256_HEX_LEN && strncasecmp(val, "Bearer ", 7) == 0) {
-			memcpy(ticket, val + 7, SHA256_HEX_LEN);
-			ticket[SHA256_HEX_LEN] = '\0';
+			memcpy(c->ticket, val + 7, SHA256_HEX_LEN);
+			c->ticket[SHA256_HEX_LEN] = '\0';
 		}
 	}
-	if (!valid_sha256_hex(ticket)) {
-		*msg = "missing or malformed ticket: send metadata \"authorization: Bearer TICKET\" from POST /tickets";
-		return GRPC_STATUS_UNAUTHENTICATED;
-	}
-	if (!ticket_cached(r, ticket, file)) {
-		pthread_mutex_lock(&r->tc->session->lock);
-		snprintf(token, sizeof(token), "%s", r->tc->session->token);
-		pthread_mutex_unlock(&r->tc->session->lock);
-		if (!*token) {
-			*msg = "this peer is not logged in to the directory, so it cannot check tickets";
-			return GRPC_STATUS_UNAVAILABLE;
+	return valid_sha256_hex(c->ticket);
+}
+
+static void serve(struct call *c, const char *file);
+
+/* Runs on any thread, exactly once per check: keep the answer and wake the
+ * queue thread with an empty batch on the owner call (posted at once).
+ * v belongs to the queue thread as soon as the batch is started. */
+static void verify_done(void *arg, int result, const char *file)
+{
+	struct verify *v = arg;
+	struct rpc *r = v->r;
+	grpc_call_error e;
+
+	v->result = result;
+	if (result == 1 && (!file || strlen(file) > FILENAME_MAX_BYTES))
+		v->result = 0;
+	if (v->result == 1)
+		memcpy(v->file, file, strlen(file) + 1);
+	e = grpc_call_start_batch(v->owner->call, NULL, 0, &v->owner->t_verified, NULL);
+	if (e != GRPC_CALL_OK)
+		log_err("cannot resume a call after its ticket check: grpc error %d", (int)e);
+	pthread_mutex_lock(&r->cache_lock);
+	r->outstanding--;
+	pthread_cond_broadcast(&r->outstanding_cond);
+	pthread_mutex_unlock(&r->cache_lock);
+}
+
+/* Park c until its ticket is checked, sharing a check already under way. */
+static void park(struct call *c)
+{
+	struct rpc *r = c->r;
+	struct verify *v;
+
+	for (v = r->verifying; v; v = v->next)
+		if (strcmp(v->ticket, c->ticket) == 0) {
+			c->verify_next = v->waiters;
+			v->waiters = c;
+			c->pending++;
+			return;
 		}
-		body = json_object_new_object();
-		json_object_object_add(body, "ticket", json_object_new_string(ticket));
-		status = dir_call(r->tc->directory, "POST", "/tickets/verify", token, body, &reply, 10);
-		json_object_put(body);
-		if (status == 0 || status >= 500) {
-			json_object_put(reply);
-			*msg = "the directory cannot be reached to check the ticket";
-			return GRPC_STATUS_UNAVAILABLE;
-		}
-		if (status != 200 || !json_object_object_get_ex(reply, "file", &v) ||
-		    !json_object_is_type(v, json_type_string)) {
-			json_object_put(reply);
-			*msg = "the ticket is unknown, expired, or for another peer";
-			return GRPC_STATUS_UNAUTHENTICATED;
-		}
-		snprintf(file, sizeof(file), "%s", json_object_get_string(v));
-		json_object_put(reply);
-		ticket_remember(r, ticket, file);
+	if (r->nverifying >= MAX_VERIFYING) {
+		metrics_add(M_TICKETS_UNAVAILABLE, 1);
+		finish(c, GRPC_STATUS_UNAVAILABLE, "too many ticket checks are waiting for the directory; try again");
+		return;
 	}
-	if (strcmp(file, name) != 0) {
-		*msg = "the ticket is for another file";
-		return GRPC_STATUS_PERMISSION_DENIED;
+	if (!(v = calloc(1, sizeof(*v)))) {
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
 	}
-	return GRPC_STATUS_OK;
+	v->r = r;
+	memcpy(v->ticket, c->ticket, sizeof(v->ticket));
+	v->owner = v->waiters = c;
+	c->t_verified.v = v;
+	c->pending++;
+	v->next = r->verifying;
+	r->verifying = v;
+	r->nverifying++;
+	pthread_mutex_lock(&r->cache_lock);
+	r->outstanding++;
+	pthread_mutex_unlock(&r->cache_lock);
+	r->tc->verify(r->tc->ctx, v->ticket, verify_done, v);
+}
+
+/* The directory answered the check v (queue thread): go on with its calls. */
+static void verified(struct rpc *r, struct verify *v)
+{
+	struct call *c, *next;
+
+	for (struct verify **pp = &r->verifying; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	r->nverifying--;
+	if (v->result == 1)
+		ticket_remember(r, v->ticket, v->file);
+	for (c = v->waiters; c; c = next) {
+		next = c->verify_next;
+		c->verify_next = NULL;
+		c->pending--;
+		metrics_add(v->result == 1 ? M_TICKETS_VALID : v->result == 0 ? M_TICKETS_REFUSED : M_TICKETS_UNAVAILABLE, 1);
+		if (c->cancelled || r->shutting_down)
+			finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		else if (v->result == 1)
+			serve(c, v->file);
+		else if (v->result == 0)
+			finish(c, GRPC_STATUS_UNAUTHENTICATED, "the ticket is unknown, expired, or for another peer");
+		else if (v->result == -ENOTCONN)
+			finish(c, GRPC_STATUS_UNAVAILABLE,
+			       "this peer is not logged in to the directory, so it cannot check tickets");
+		else if (v->result == -EHOSTUNREACH)
+			finish(c, GRPC_STATUS_UNAVAILABLE, "the directory cannot be reached to check the ticket");
+		else
+			finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot check the ticket now (out of memory)");
+		if (c != v->owner)
+			maybe_free(c);
+	}
+	free(v);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
 
-/* Validate the name and the ticket; on failure the call is finished. */
-static bool admit(struct call *c, const char *name)
-{
-	const char *msg = NULL;
-	grpc_status_code code;
-
-	if (!name || !valid_filename(name, strlen(name))) {
-		finish(c, GRPC_STATUS_INVALID_ARGUMENT,
-		       "invalid file name: 1-255 bytes of UTF-8 without '/', not \".\" or \"..\"");
-		return false;
-	}
-	code = check_ticket(c, name, &msg);
-	if (code != GRPC_STATUS_OK) {
-		finish(c, code, msg);
-		return false;
-	}
-	return true;
-}
-
 static void not_found(struct call *c, int r)
 {
-	finish(c, r == -ENOENT ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_INTERNAL,
-	       r == -ENOENT ? "no such shared file" : "cannot open the file");
+	if (r == -ENOENT)
+		finish(c, GRPC_STATUS_NOT_FOUND, "no such shared file");
+	else if (r == -EMFILE || r == -ENFILE || r == -ENOMEM)
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "this peer is out of file descriptors or memory now; try again");
+	else
+		finish(c, GRPC_STATUS_INTERNAL, "cannot open the file");
 }
 
-static void handle_download(struct call *c, const uint8_t *req, size_t len)
+static void handle_download(struct call *c)
 {
-	FileRequest *m = file_request__unpack(NULL, len, req);
-	FileResponse resp = FILE_RESPONSE__INIT;
-	uint64_t size;
-	uint8_t *data;
+	uint8_t head[16], *p = head;
+	uint64_t size, got = 0, v;
+	long long need;
+	grpc_slice slice;
 	char msg[256];
+	ssize_t n = 0;
 	int fd, r;
 
-	if (!m) {
-		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed FileRequest");
-		return;
-	}
-	if (!admit(c, m->file_name))
-		goto out;
-	r = share_open_file(c->r->sh, m->file_name, &fd, &size);
+	r = share_open_file(c->r->sh, c->name, &fd, &size);
 	if (r < 0) {
 		not_found(c, r);
-		goto out;
+		return;
 	}
-	if (size > (uint64_t)c->r->max_message) {
+	/* The limit counts the encoded reply (field tag and length too), which
+	 * is what the client's receive limit (4 MiB by default) counts. */
+	need = size ? (long long)(1 + wire_varint_size(size) + size) : 0;
+	if (need > c->r->max_message) {
 		close(fd);
-		snprintf(msg, sizeof(msg), "the file is %llu bytes, more than DownloadFile sends (%lld): "
-			 "use the streaming p2p.v1.Peer/Read", (unsigned long long)size, c->r->max_message);
+		snprintf(msg, sizeof(msg), "the file is %llu bytes; with its framing that is more than DownloadFile "
+			 "sends (%lld): use the streaming p2p.v1.Peer/Read", (unsigned long long)size, c->r->max_message);
 		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
-		goto out;
+		return;
 	}
-	data = malloc(size ? size : 1);
-	if (!data || pread(fd, data, size, 0) != (ssize_t)size) {
-		free(data);
+	if (!bytes_take(c, need)) {
 		close(fd);
-		finish(c, GRPC_STATUS_INTERNAL, "cannot read the file");
-		goto out;
+		starve(c); /* opened again when bytes come back */
+		return;
 	}
+	/* FileResponse{file_content = 1}, encoded by hand straight into the
+	 * slice gRPC sends: one copy of the file in memory, not three. */
+	if (size) {
+		*p++ = 0x0a;
+		for (v = size; v >= 0x80; v >>= 7)
+			*p++ = (uint8_t)(v | 0x80);
+		*p++ = (uint8_t)v;
+	}
+	slice = grpc_slice_malloc_large((size_t)need);
+	memcpy(GRPC_SLICE_START_PTR(slice), head, (size_t)(p - head));
+	while (got < size && (n = pread(fd, GRPC_SLICE_START_PTR(slice) + (p - head) + got, size - got, (off_t)got)) > 0)
+		got += (uint64_t)n;
 	close(fd);
-	resp.file_content.data = data;
-	resp.file_content.len = size;
-	send_message(c, pack(&resp.base), true);
-	free(data);
-out:
-	file_request__free_unpacked(m, NULL);
+	if (got < size) {
+		grpc_slice_unref(slice);
+		finish(c, GRPC_STATUS_INTERNAL, n == 0 ? "the file was truncated while being read" : "cannot read the file");
+		return;
+	}
+	metrics_add(M_BYTES_SERVED, size);
+	send_message(c, grpc_raw_byte_buffer_create(&slice, 1), true);
+	grpc_slice_unref(slice);
 }
 
-static void handle_stat(struct call *c, const uint8_t *req, size_t len)
+/* What Stat says must hold when Read opens the file: it is still there,
+ * with the size and mtime it was hashed with. -ENOENT, -ESTALE or 0. */
+static int still_there(struct rpc *r, const struct shared_file *f)
 {
-	P2p__V1__StatRequest *m = p2p__v1__stat_request__unpack(NULL, len, req);
+	struct stat st;
+	uint64_t size;
+	int fd, e = share_open_file(r->sh, f->name, &fd, &size);
+
+	if (e < 0)
+		return e;
+	e = fstat(fd, &st) < 0 ? -errno : 0;
+	close(fd);
+	if (e == 0 && ((uint64_t)st.st_size != f->size || (int64_t)st.st_mtim.tv_sec != f->mtime))
+		e = -ESTALE;
+	return e;
+}
+
+static void handle_stat(struct call *c)
+{
 	P2p__V1__StatResponse resp = P2P__V1__STAT_RESPONSE__INIT;
 	ProtobufCBinaryData *blocks = NULL;
 	struct shared_file f;
 	int r;
 
-	if (!m) {
-		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed StatRequest");
-		return;
-	}
-	if (admit(c, m->name)) {
-		r = share_stat(c->r->sh, m->name, &f);
-		if (r < 0) {
+	{
+		r = share_stat(c->r->sh, c->name, &f);
+		if (r == 0)
+			r = still_there(c->r, &f);
+		if (r == -ESTALE) {
+			finish(c, GRPC_STATUS_UNAVAILABLE, "the file changed since it was hashed; try again shortly");
+		} else if (r < 0) {
 			not_found(c, r);
 		} else if (f.blocks.n && !(blocks = calloc(f.blocks.n, sizeof(*blocks)))) {
 			finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -419,7 +807,6 @@ static void handle_stat(struct call *c, const uint8_t *req, size_t len)
 		free(blocks);
 		block_list_free(&f.blocks);
 	}
-	p2p__v1__stat_request__free_unpacked(m, NULL);
 }
 
 /* Wait for upload tokens: keep the call on the paced list (sorted by wake
@@ -458,12 +845,17 @@ static void read_next(struct call *c)
 
 		c->charged = true;
 		if (wait > 0) {
+			metrics_add(M_RATELIMIT_UPLOAD_WAITS, 1);
 			pace(c, now + wait);
 			return;
 		}
 	}
+	if (!bytes_take(c, (long long)want + CHUNK_HEADER_MAX)) {
+		starve(c);
+		return;
+	}
 	c->charged = false;
-	parts[1] = grpc_slice_malloc((size_t)want);
+	parts[1] = grpc_slice_malloc_large((size_t)want);
 	while (got < want && (n = pread(c->fd, GRPC_SLICE_START_PTR(parts[1]) + got, want - got,
 					(off_t)(c->pos + got))) > 0)
 		got += (uint64_t)n;
@@ -476,6 +868,7 @@ static void read_next(struct call *c)
 	}
 	parts[0] = grpc_slice_from_copied_buffer((const char *)head, chunk_header(head, c->pos, want));
 	c->pos += want;
+	metrics_add(M_BYTES_SERVED, want);
 	send_message(c, grpc_raw_byte_buffer_create(parts, 2), false);
 	grpc_slice_unref(parts[0]);
 	grpc_slice_unref(parts[1]);
@@ -509,37 +902,45 @@ static void run_paced(struct rpc *r)
 	}
 }
 
-static void handle_read(struct call *c, const uint8_t *req, size_t len)
+static void handle_read(struct call *c)
 {
-	P2p__V1__ReadRequest *m = p2p__v1__read_request__unpack(NULL, len, req);
+	const P2p__V1__ReadRequest *m = (const P2p__V1__ReadRequest *)c->req;
 	uint64_t size;
 	int r;
 
-	if (!m) {
-		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed ReadRequest");
-		return;
-	}
-	if (!admit(c, m->name))
-		goto out;
-	r = share_open_file(c->r->sh, m->name, &c->fd, &size);
+	r = share_open_file(c->r->sh, c->name, &c->fd, &size);
 	if (r < 0) {
 		not_found(c, r);
-		goto out;
+		return;
 	}
 	if (m->offset > size || (m->length && m->length > size - m->offset)) {
 		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "the range is outside the file");
-		goto out;
+		return;
 	}
 	c->pos = m->offset;
 	c->end = m->length ? m->offset + m->length : size;
 	read_next(c);
-out:
-	p2p__v1__read_request__free_unpacked(m, NULL);
+}
+
+/* The ticket is good for file: serve the call if it names that file. */
+static void serve(struct call *c, const char *file)
+{
+	if (strcmp(file, c->name) != 0) {
+		finish(c, GRPC_STATUS_PERMISSION_DENIED, "the ticket is for another file");
+		return;
+	}
+	switch (c->kind) {
+	case K_DOWNLOAD: handle_download(c); break;
+	case K_STAT: handle_stat(c); break;
+	case K_READ: handle_read(c); break;
+	default: finish(c, GRPC_STATUS_INTERNAL, "no handler"); break;
+	}
 }
 
 static void start_call(struct call *c)
 {
 	grpc_op close_op;
+	char file[FILENAME_MAX_BYTES + 1];
 	uint8_t *req;
 	size_t len = 0;
 
@@ -547,8 +948,15 @@ static void start_call(struct call *c)
 	close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	close_op.data.recv_close_on_server.cancelled = &c->cancelled;
 	start_batch(c, &close_op, 1, &c->t_close);
+	metrics_grpc_started((int)c->kind);
 	if (c->kind == K_UNKNOWN) {
 		finish(c, GRPC_STATUS_UNIMPLEMENTED, "no such method");
+		return;
+	}
+	if (!admit_call(c))
+		return;
+	if (is_reflection(c->kind)) {
+		reflect_recv(c);
 		return;
 	}
 	req = payload_bytes(c, &len);
@@ -556,13 +964,195 @@ static void start_call(struct call *c)
 		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "missing or oversized request message");
 		return;
 	}
+	if (c->kind == K_HEALTH_CHECK || c->kind == K_HEALTH_WATCH) {
+		health_start(c, req, len);
+		free(req);
+		return;
+	}
 	switch (c->kind) {
-	case K_DOWNLOAD: handle_download(c, req, len); break;
-	case K_STAT: handle_stat(c, req, len); break;
-	case K_READ: handle_read(c, req, len); break;
+	case K_DOWNLOAD:
+		if ((c->req = (ProtobufCMessage *)file_request__unpack(NULL, len, req)))
+			c->name = ((FileRequest *)c->req)->file_name;
+		break;
+	case K_STAT:
+		if ((c->req = (ProtobufCMessage *)p2p__v1__stat_request__unpack(NULL, len, req)))
+			c->name = ((P2p__V1__StatRequest *)c->req)->name;
+		break;
+	case K_READ:
+		if ((c->req = (ProtobufCMessage *)p2p__v1__read_request__unpack(NULL, len, req)))
+			c->name = ((P2p__V1__ReadRequest *)c->req)->name;
+		break;
 	default: break;
 	}
+	/* The name is field 1 in all three requests. */
+	if (c->req && c->name && wire_field_len(req, len, 1) != (long long)strlen(c->name))
+		c->name = NULL;
 	free(req);
+	if (!c->req) {
+		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");
+		return;
+	}
+	if (!c->name || !valid_filename(c->name, strlen(c->name))) {
+		finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+		       "invalid file name: 1-255 bytes of UTF-8 without '/', not \".\" or \"..\"");
+		return;
+	}
+	if (!ticket_of(c)) {
+		finish(c, GRPC_STATUS_UNAUTHENTICATED,
+		       "missing or malformed ticket: send metadata \"authorization: Bearer TICKET\" from POST /tickets");
+		return;
+	}
+	if (ticket_cached(c->r, c->ticket, file)) {
+		metrics_add(M_TICKETS_VALID, 1);
+		metrics_add(M_TICKETS_CACHED, 1);
+		serve(c, file);
+	} else {
+		park(c);
+	}
+}
+
+/* ---- health and reflection ---------------------------------------------- */
+
+/* SERVING (1) while main says so and the folder is still the one we
+ * opened and can be opened; else NOT_SERVING (2). */
+static int health_now(struct rpc *r)
+{
+	struct stat st;
+	int fd, ok;
+
+	if (!atomic_load(&r->serving))
+		return 2;
+	fd = open(r->folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ok = fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == r->folder_dev && st.st_ino == r->folder_ino;
+	if (fd >= 0)
+		close(fd);
+	return ok ? 1 : 2;
+}
+
+static void watch_next(struct call *c)
+{
+	Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+	int st = c->watch_known ? c->r->last_health : HEALTH_SERVICE_UNKNOWN;
+
+	if (c->finished || c->sending)
+		return;
+	if (c->cancelled || c->r->shutting_down) {
+		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		return;
+	}
+	if (st == c->sent_health)
+		return;
+	resp.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)st;
+	c->sent_health = st;
+	send_message(c, pack(&resp.base), false);
+}
+
+/* Once a second (housekeeping): tell the watchers of a change. */
+static void health_poll(struct rpc *r)
+{
+	int st;
+
+	if (!r->watchers)
+		return;
+	st = health_now(r);
+	if (st == r->last_health)
+		return;
+	r->last_health = st;
+	log_info("gRPC health: %s", st == 1 ? "SERVING" : "NOT_SERVING");
+	for (struct call *c = r->watchers; c; c = c->watch_next)
+		watch_next(c);
+}
+
+static void health_start(struct call *c, const uint8_t *req, size_t len)
+{
+	struct rpc *r = c->r;
+	Grpc__Health__V1__HealthCheckRequest *m = grpc__health__v1__health_check_request__unpack(NULL, len, req);
+	Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+	bool known = false;
+
+	if (!m || !m->service || wire_field_len(req, len, 1) != (long long)strlen(m->service)) {
+		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(health_services) / sizeof(health_services[0]); i++)
+		if (strcmp(m->service, health_services[i]) == 0)
+			known = true;
+	r->last_health = health_now(r);
+	if (c->kind == K_HEALTH_CHECK) {
+		if (!known) {
+			finish(c, GRPC_STATUS_NOT_FOUND, "unknown service");
+		} else {
+			resp.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)r->last_health;
+			send_message(c, pack(&resp.base), true);
+		}
+		goto out;
+	}
+	if (r->nwatchers >= MAX_WATCHERS) {
+		finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many health watchers");
+		goto out;
+	}
+	c->watching = true;
+	c->watch_known = known;
+	c->sent_health = -1;
+	c->watch_next = r->watchers;
+	r->watchers = c;
+	r->nwatchers++;
+	watch_next(c);
+out:
+	if (m)
+		grpc__health__v1__health_check_request__free_unpacked(m, NULL);
+}
+
+/* ServerReflectionInfo: one request, one answer, until the client closes. */
+static void reflect_recv(struct call *c)
+{
+	grpc_op op;
+
+	if (c->cancelled || c->r->shutting_down) {
+		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		return;
+	}
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_MESSAGE;
+	op.data.recv_message.recv_message = &c->payload;
+	start_batch(c, &op, 1, &c->t_recv);
+}
+
+static void reflect_received(struct call *c, int success)
+{
+	uint8_t *req;
+	size_t len = 0;
+
+	if (c->finished)
+		return;
+	if (!success || c->cancelled) {
+		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		return;
+	}
+	if (!c->payload) { /* the client is done */
+		finish(c, GRPC_STATUS_OK, "");
+		return;
+	}
+	req = payload_bytes(c, &len);
+	grpc_byte_buffer_destroy(c->payload);
+	c->payload = NULL;
+	if (!req) {
+		finish(c, GRPC_STATUS_INVALID_ARGUMENT, "oversized request message");
+		return;
+	}
+	send_message(c, reflection_answer(req, len), false);
+	free(req);
+}
+
+/* A message went out: the call's next step. */
+static void next_step(struct call *c)
+{
+	if (c->kind == K_HEALTH_WATCH)
+		watch_next(c);
+	else if (is_reflection(c->kind))
+		reflect_recv(c);
+	else
+		read_next(c);
 }
 
 /* ---- the completion queue ----------------------------------------------- */
@@ -577,17 +1167,20 @@ static void request_call(struct rpc *r, enum kind kind)
 	c->r = r;
 	c->kind = kind;
 	c->fd = -1;
-	c->t_request = (struct tag){ c, T_REQUEST };
-	c->t_close = (struct tag){ c, T_CLOSE };
-	c->t_send = (struct tag){ c, T_SEND };
-	c->t_finish = (struct tag){ c, T_FINISH };
+	c->t_request = (struct tag){ c, T_REQUEST, NULL };
+	c->t_close = (struct tag){ c, T_CLOSE, NULL };
+	c->t_send = (struct tag){ c, T_SEND, NULL };
+	c->t_finish = (struct tag){ c, T_FINISH, NULL };
+	c->t_verified = (struct tag){ c, T_VERIFIED, NULL };
+	c->t_recv = (struct tag){ c, T_RECV, NULL };
 	grpc_metadata_array_init(&c->md);
 	if (kind == K_UNKNOWN) {
 		grpc_call_details_init(&c->details);
 		e = grpc_server_request_call(r->srv, &c->call, &c->details, &c->md, r->cq, r->cq, &c->t_request);
 	} else {
 		e = grpc_server_request_registered_call(r->srv, r->methods[kind], &c->call, &c->deadline, &c->md,
-							&c->payload, r->cq, r->cq, &c->t_request);
+							is_reflection(kind) ? NULL : &c->payload, r->cq, r->cq,
+							&c->t_request);
 	}
 	if (e != GRPC_CALL_OK) {
 		log_err("cannot request a gRPC call: error %d", (int)e);
@@ -595,27 +1188,51 @@ static void request_call(struct rpc *r, enum kind kind)
 	}
 }
 
+/* A new upload_rate (rpc_set_upload_rate) takes effect here, on the queue
+ * thread: the bucket starts again full, and the Reads waiting for tokens
+ * under the old rate go at once (their chunk is paid for). */
+static void apply_upload_rate(struct rpc *r)
+{
+	long long rate = atomic_exchange(&r->new_upload_rate, -1);
+	double now;
+
+	if (rate < 0)
+		return;
+	now = mono_now();
+	ratelimit_init(&r->upload, (double)rate, (double)r->chunk_size, now);
+	for (struct call *c = r->paced; c; c = c->paced_next)
+		c->wake = now;
+	run_paced(r);
+}
+
+void rpc_set_upload_rate(struct rpc *r, long long rate)
+{
+	if (r && rate >= 0)
+		atomic_store(&r->new_upload_rate, rate);
+}
+
 static void *cq_thread(void *arg)
 {
 	struct rpc *r = arg;
 
 	for (;;) {
-		gpr_timespec until = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+		gpr_timespec until;
 		grpc_event ev;
 		struct tag *t;
 		struct call *c;
+		double wait = 1.0; /* housekeeping */
 
-		if (r->paced) {
-			double wait = r->paced->wake - mono_now();
-
-			until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-					     gpr_time_from_micros(wait > 0 ? (int64_t)(wait * 1e6) : 0, GPR_TIMESPAN));
-		}
+		apply_upload_rate(r);
+		if (r->paced && r->paced->wake - mono_now() < wait)
+			wait = r->paced->wake - mono_now();
+		until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+				     gpr_time_from_micros(wait > 0 ? (int64_t)(wait * 1e6) : 0, GPR_TIMESPAN));
 		ev = grpc_completion_queue_next(r->cq, until, NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
 		if (ev.type != GRPC_OP_COMPLETE) {
 			run_paced(r);
+			housekeeping(r);
 			continue;
 		}
 		if (ev.tag == &r->shutdown_tag) {
@@ -639,71 +1256,246 @@ static void *cq_thread(void *arg)
 			break;
 		case T_CLOSE:
 			c->pending--;
+			if (c->cancelled && c->starved) {
+				unstarve(c);
+				finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+			} else if (c->cancelled && c->watching && !c->sending && !c->finished) {
+				finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+			}
 			break;
 		case T_SEND:
+		case T_FINISH:
 			c->pending--;
+			if (c->send_buf) { /* taken by the client, or dropped */
+				grpc_byte_buffer_destroy(c->send_buf);
+				c->send_buf = NULL;
+			}
+			c->sending = false;
+			bytes_give_back(c);
+			if (t->op == T_FINISH)
+				break;
 			if (!ev.success)
 				c->cancelled = 1;
 			if (!c->finished)
-				read_next(c);
+				next_step(c);
 			break;
-		case T_FINISH:
+		case T_RECV:
 			c->pending--;
+			reflect_received(c, ev.success);
+			break;
+		case T_VERIFIED: /* each waiter's pending is settled there */
+			verified(r, t->v);
 			break;
 		}
 		maybe_free(c);
 		if (r->paced)
 			run_paced(r);
+		if (r->bytes_back && r->starved)
+			run_starved(r);
+		housekeeping(r);
 	}
 	return NULL;
 }
 
-int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct ticket_checker *tc,
-	      long long max_message, long long chunk_size, long long upload_rate, int *bound_port)
+/* ---- our listening socket (plain text) ----------------------------------- */
+
+/* Bind ADDR:PORT ("0.0.0.0:50001", "[::1]:0", "localhost:7000"). */
+static int listen_on(const char *spec)
+{
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM }, *ai, *a;
+	size_t hl;
+	int fd = -1, one = 1, e;
+
+	if (!colon || colon == spec)
+		return -EINVAL;
+	hl = (size_t)(colon - spec);
+	if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
+		spec++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	if ((e = getaddrinfo(host, colon + 1, &hints, &ai)) != 0)
+		return -EINVAL;
+	for (a = ai; a; a = a->ai_next) {
+		fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 1024) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd >= 0 ? fd : -EADDRINUSE;
+}
+
+static int bound_port_of(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return 0;
+	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					      : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Accept, keep FD_RESERVE descriptors free, back off on EMFILE/ENFILE
+ * (the connection waits in the backlog) instead of spinning, and hand each
+ * connection to gRPC with the client's address recorded. */
+static void *accept_thread(void *arg)
+{
+	struct rpc *r = arg;
+	struct pollfd pfd[2] = { { r->lfd, POLLIN, 0 }, { r->stop_fd, POLLIN, 0 } };
+	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+	double quiet_until = 0;
+	unsigned long refused = 0;
+
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd, one = 1, e;
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		fd = accept4(r->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			e = errno;
+			if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED)
+				continue;
+			if (mono_now() >= quiet_until) {
+				log_errno(LOG_WARNING, e, "gRPC: cannot accept a connection; pausing 200 ms");
+				quiet_until = mono_now() + 10;
+			}
+			poll(&pfd[1], 1, 200);
+			continue;
+		}
+		if (fd >= r->fd_cap || fd >= r->nfd_addr) {
+			close(fd);
+			if (refused++ == 0 || mono_now() >= quiet_until) {
+				log_warn("gRPC: %lu connection(s) refused: %d descriptors in use, the limit is %d "
+					 "(RLIMIT_NOFILE less %d kept for files)", refused, fd, r->fd_cap + FD_RESERVE,
+					 FD_RESERVE);
+				quiet_until = mono_now() + 10;
+			}
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		r->fd_addr[fd][0] = '\0';
+		if (ss.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, r->fd_addr[fd], INET6_ADDRSTRLEN);
+		else if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, r->fd_addr[fd], INET6_ADDRSTRLEN);
+		grpc_server_add_channel_from_fd(r->srv, fd, creds);
+	}
+	grpc_server_credentials_release(creds);
+	return NULL;
+}
+
+static void set_int(grpc_arg *a, const char *key, long long v)
+{
+	a->type = GRPC_ARG_INTEGER;
+	a->key = (char *)key;
+	a->value.integer = v > 0x7fffffff ? 0x7fffffff : (int)v;
+}
+
+int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share *sh, struct ticket_checker *tc,
+	      const struct peerd_settings *set, int *bound_port)
 {
 	struct rpc *r = calloc(1, sizeof(*r));
-	grpc_arg args[2];
-	grpc_channel_args chargs = { 2, args };
+	grpc_arg args[4];
+	grpc_channel_args chargs = { 4, args };
 	grpc_server_credentials *creds;
+	struct rlimit rl;
 
 	if (!r)
 		return -ENOMEM;
 	r->sh = sh;
 	r->tc = tc;
-	r->max_message = max_message;
-	r->chunk_size = chunk_size;
-	ratelimit_init(&r->upload, (double)upload_rate, (double)chunk_size, mono_now());
+	r->lfd = r->stop_fd = -1;
+	r->max_message = set->max_message;
+	r->chunk_size = set->chunk_size;
+	r->max_calls = set->max_calls;
+	r->max_calls_client = set->max_calls_per_client;
+	r->max_inflight = set->max_inflight;
+	r->max_inflight_client = set->max_inflight_per_client;
+	r->send_timeout = (double)set->send_timeout;
+	r->starved_tail = &r->starved;
+	atomic_init(&r->serving, true);
+	atomic_init(&r->new_upload_rate, -1);
+	r->folder = strdup(set->folder);
+	{
+		struct stat st;
+
+		if (fstat(sh->dirfd, &st) == 0) {
+			r->folder_dev = st.st_dev;
+			r->folder_ino = st.st_ino;
+		}
+	}
+	r->last_health = 1;
+	metrics_grpc_init(method_paths, K_UNKNOWN);
+	if (!r->folder || reflection_init() < 0) {
+		free(r->folder);
+		free(r);
+		return -ENOMEM;
+	}
+	ratelimit_init(&r->upload, (double)set->upload_rate, (double)set->chunk_size, mono_now());
 	pthread_mutex_init(&r->cache_lock, NULL);
 	pthread_cond_init(&r->shutdown_cond, NULL);
-	args[0].type = GRPC_ARG_INTEGER;
-	args[0].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-	args[0].value.integer = (int)(max_message > chunk_size ? max_message : chunk_size) + 4096;
-	args[1].type = GRPC_ARG_INTEGER;
-	args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[1].value.integer = MAX_REQUEST_BYTES;
+	pthread_cond_init(&r->outstanding_cond, NULL);
+	set_int(&args[0], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+		(set->max_message > set->chunk_size ? set->max_message : set->chunk_size) + 4096);
+	set_int(&args[1], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, MAX_REQUEST_BYTES);
+	/* A client queues its calls past this on its side, not ours. */
+	set_int(&args[2], GRPC_ARG_MAX_CONCURRENT_STREAMS, set->max_calls_per_client);
+	/* A connection without calls for 5 minutes is closed (GOAWAY). */
+	set_int(&args[3], GRPC_ARG_MAX_CONNECTION_IDLE_MS, 300000);
 	r->cq = grpc_completion_queue_create_for_next(NULL);
 	r->srv = grpc_server_create(&chargs, NULL);
 	for (int k = 0; k < K_UNKNOWN; k++)
 		r->methods[k] = grpc_server_register_method(r->srv, method_paths[k], NULL,
-							    GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+							    is_reflection((enum kind)k) ? GRPC_SRM_PAYLOAD_NONE
+										: GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+							    0);
 	grpc_server_register_completion_queue(r->srv, r->cq, NULL);
 	*bound_port = 0;
-	if (listen) {
+	if (listen_fd < 0 && listen && peer_tls_enabled()) {
+		/* gRPC 1.51 adopts connections we accept in plain text only. */
 		creds = peer_server_creds();
 		*bound_port = grpc_server_add_http2_port(r->srv, listen, creds);
 		grpc_server_credentials_release(creds);
-		if (*bound_port == 0) {
-			log_err("cannot listen for gRPC on %s", listen);
-			grpc_server_destroy(r->srv);
-			grpc_completion_queue_shutdown(r->cq);
-			while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-			       GRPC_QUEUE_SHUTDOWN)
-				;
-			grpc_completion_queue_destroy(r->cq);
-			free(r);
-			return -EADDRINUSE;
+	} else if (listen_fd >= 0 || listen) {
+		r->lfd = listen_fd >= 0 ? listen_fd : listen_on(listen);
+		if (r->lfd >= 0) {
+			*bound_port = bound_port_of(r->lfd);
+			if (!*bound_port && listen_fd >= 0)
+				*bound_port = -1; /* a UNIX socket from systemd: still served */
 		}
 	}
+	if (*bound_port == 0 && (listen || listen_fd >= 0)) {
+		log_err("cannot listen for gRPC on %s", listen ? listen : "the socket passed by systemd");
+		if (r->lfd >= 0 && listen_fd < 0)
+			close(r->lfd);
+		grpc_server_destroy(r->srv);
+		grpc_completion_queue_shutdown(r->cq);
+		while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+		       GRPC_QUEUE_SHUTDOWN)
+			;
+		grpc_completion_queue_destroy(r->cq);
+		free(r->folder);
+		free(r);
+		return -EADDRINUSE;
+	}
+	if (*bound_port < 0)
+		*bound_port = 0;
 	grpc_server_start(r->srv);
 	/* A few outstanding requests per method so bursts are taken at once. */
 	for (int k = 0; k < K_COUNT; k++)
@@ -713,23 +1505,46 @@ int rpc_start(struct rpc **out, const char *listen, struct share *sh, struct tic
 		log_err("cannot start the gRPC thread");
 		return -EAGAIN;
 	}
+	if (r->lfd >= 0) {
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > (1u << 20))
+			rl.rlim_cur = 1u << 20;
+		r->nfd_addr = (int)rl.rlim_cur;
+		r->fd_cap = rl.rlim_cur > 2 * FD_RESERVE ? (int)rl.rlim_cur - FD_RESERVE : (int)rl.rlim_cur / 2;
+		r->fd_addr = calloc((size_t)r->nfd_addr, sizeof(*r->fd_addr));
+		r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		fcntl(r->lfd, F_SETFL, fcntl(r->lfd, F_GETFL) | O_NONBLOCK);
+		if (!r->fd_addr || r->stop_fd < 0 || pthread_create(&r->accept_thread, NULL, accept_thread, r) != 0) {
+			log_err("cannot start the gRPC accept thread");
+			return -EAGAIN;
+		}
+		r->accepting = true;
+	}
 	*out = r;
 	return 0;
 }
 
-/* Plain text only (gRPC 1.51); main.c refuses socket activation with TLS. */
-void rpc_add_fd(struct rpc *r, int fd)
+void rpc_set_serving(struct rpc *r, bool serving)
 {
-	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-
-	grpc_server_add_channel_from_fd(r->srv, fd, creds);
-	grpc_server_credentials_release(creds);
+	if (r)
+		atomic_store(&r->serving, serving);
 }
 
 void rpc_stop(struct rpc *r)
 {
 	if (!r)
 		return;
+	if (r->accepting) {
+		uint64_t one = 1;
+
+		if (write(r->stop_fd, &one, sizeof(one)) < 0)
+			log_errno(LOG_WARNING, errno, "cannot stop the gRPC accept thread");
+		pthread_join(r->accept_thread, NULL);
+	}
+	if (r->lfd >= 0)
+		close(r->lfd);
+	if (r->stop_fd >= 0)
+		close(r->stop_fd);
+	free(r->fd_addr);
 	r->shutting_down = true;
 	grpc_server_shutdown_and_notify(r->srv, r->cq, &r->shutdown_tag);
 	grpc_server_cancel_all_calls(r->srv);
@@ -737,6 +1552,9 @@ void rpc_stop(struct rpc *r)
 	pthread_mutex_lock(&r->cache_lock);
 	while (!r->shutdown_done)
 		pthread_cond_wait(&r->shutdown_cond, &r->cache_lock);
+	/* A check still under way posts to the queue when it ends. */
+	while (r->outstanding > 0)
+		pthread_cond_wait(&r->outstanding_cond, &r->cache_lock);
 	pthread_mutex_unlock(&r->cache_lock);
 	grpc_server_destroy(r->srv);
 	grpc_completion_queue_shutdown(r->cq);
@@ -744,5 +1562,14 @@ void rpc_stop(struct rpc *r)
 	grpc_completion_queue_destroy(r->cq);
 	pthread_mutex_destroy(&r->cache_lock);
 	pthread_cond_destroy(&r->shutdown_cond);
+	pthread_cond_destroy(&r->outstanding_cond);
+	for (int i = 0; i < CLIENT_BUCKETS; i++)
+		while (r->clients[i]) {
+			struct client *cl = r->clients[i];
+
+			r->clients[i] = cl->next;
+			free(cl);
+		}
+	free(r->folder);
 	free(r);
 }

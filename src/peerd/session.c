@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "peerd.h"
 
@@ -36,17 +37,12 @@ struct session {
 	bool index_again;
 	void (*on_login)(void *arg);
 	void *on_login_arg;
-	struct session_token legacy; /* LEGACY: rpc.c's view of the token */
 };
 
 static void set_token(struct session *s, const char *token, const char *user)
 {
 	dirclient_set_token(s->dc, token);
 	snprintf(s->username, sizeof(s->username), "%s", token && *token ? user : "");
-	pthread_mutex_lock(&s->legacy.lock);
-	snprintf(s->legacy.token, sizeof(s->legacy.token), "%s", token ? token : "");
-	snprintf(s->legacy.username, sizeof(s->legacy.username), "%s", s->username);
-	pthread_mutex_unlock(&s->legacy.lock);
 }
 
 bool session_logged_in(const struct session *s)
@@ -217,6 +213,7 @@ static void away(struct session *s)
 	struct timeval tv;
 
 	s->failures++;
+	metrics_set(M_DIRECTORY_UP, 0);
 	crypto_random(&rnd, sizeof(rnd));
 	delay = backoff_delay(s->failures, RETRY_BASE_S, (double)s->p->set.retry_max, rnd / 4294967296.0);
 	if (s->failures == 1)
@@ -248,6 +245,7 @@ static void round_end(struct session *s, enum dir_status st)
 	if (s->failures)
 		log_notice("the directory %s is back (after %u attempt(s))", dirclient_url(s->dc), s->failures);
 	s->failures = 0;
+	metrics_set(M_DIRECTORY_UP, 1);
 	session_notify_status(s);
 }
 
@@ -397,6 +395,7 @@ static void on_ctl_login(void *arg, const struct dir_result *r)
 		return;
 	}
 	set_token(s, r->token, lc->user);
+	metrics_set(M_DIRECTORY_UP, 1);
 	log_info("logged in as %s at %s", s->username, dirclient_url(s->dc));
 	if (json_object_object_get_ex(r->json, "expires_at", &v))
 		lc->expires_at = json_object_get(v);
@@ -472,16 +471,12 @@ int session_new(struct peerd *p, struct dirclient *dc, struct session **out)
 		return -ENOMEM;
 	s->p = p;
 	s->dc = dc;
-	pthread_mutex_init(&s->legacy.lock, NULL);
 	s->ev_beat = event_new(p->base, -1, EV_PERSIST, on_beat, s);
 	s->ev_retry = evtimer_new(p->base, on_retry, s);
 	if (!s->ev_beat || !s->ev_retry) {
 		session_free(s);
 		return -ENOMEM;
 	}
-	/* LEGACY: rpc.c reads the token through this until its rewrite. */
-	p->tc.directory = p->set.directory;
-	p->tc.session = &s->legacy;
 	*out = s;
 	return 0;
 }
@@ -529,6 +524,5 @@ void session_free(struct session *s)
 		event_free(s->ev_beat);
 	if (s->ev_retry)
 		event_free(s->ev_retry);
-	pthread_mutex_destroy(&s->legacy.lock);
 	free(s);
 }

@@ -31,13 +31,20 @@ const struct conf_key peerd_keys[] = {
 	KEY("heartbeat", CONF_INT, heartbeat, 1, 3600),
 	KEY("max_message", CONF_INT, max_message, 1024, 64LL << 20),
 	KEY("chunk_size", CONF_INT, chunk_size, 4096, 4LL << 20),
-	KEY("upload_rate", CONF_INT, upload_rate, 0, 1LL << 40),
-	KEY("download_rate", CONF_INT, download_rate, 0, 1LL << 40),
+	KEY("upload_rate", CONF_INT, upload_rate, 0, PEER_RATE_MAX),
+	KEY("download_rate", CONF_INT, download_rate, 0, PEER_RATE_MAX),
 	KEY("retry_max", CONF_INT, retry_max, 1, 3600),
 	KEY("directory_ca", CONF_STRING, directory_ca, 0, 0),
 	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
 	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
 	KEY("tls_ca", CONF_STRING, tls_ca, 0, 0),
+	/* rpc.c's bounds */
+	KEY("max_calls", CONF_INT, max_calls, 1, 1000000),
+	KEY("max_calls_per_client", CONF_INT, max_calls_per_client, 1, 1000000),
+	KEY("max_inflight", CONF_INT, max_inflight, 1 << 20, 1LL << 40),
+	KEY("max_inflight_per_client", CONF_INT, max_inflight_per_client, 1 << 20, 1LL << 40),
+	KEY("send_timeout", CONF_INT, send_timeout, 1, 86400),
+	KEY("metrics_listen", CONF_STRING, metrics_listen, 0, 0),
 	{ NULL, 0, 0, 0, 0 },
 };
 
@@ -63,6 +70,12 @@ static const struct conf_help key_help[] = {
 	{ "tls_certificate", "PEM certificate chain: serve and download over gRPC with TLS (with tls_key)" },
 	{ "tls_key", "PEM private key of tls_certificate" },
 	{ "tls_ca", "PEM CA of the peers' certificates: mutual TLS (default: gRPC's roots, no client certificates)" },
+	{ "max_calls", "gRPC calls served at once; more get RESOURCE_EXHAUSTED (default 1024)" },
+	{ "max_calls_per_client", "gRPC calls at once from one client address (default 64)" },
+	{ "max_inflight", "reply bytes in flight to all clients; past it calls wait (default 33554432)" },
+	{ "max_inflight_per_client", "reply bytes in flight to one client address (default 8388608)" },
+	{ "send_timeout", "seconds a client may take nothing before its call is cancelled (default 60)" },
+	{ "metrics_listen", "ADDR:PORT to serve Prometheus metrics on, GET /metrics (default: off)" },
 };
 
 void settings_defaults(struct peerd_settings *s)
@@ -75,6 +88,11 @@ void settings_defaults(struct peerd_settings *s)
 	s->max_message = 4 << 20;
 	s->chunk_size = 256 << 10;
 	s->retry_max = 60;
+	s->max_calls = 1024;
+	s->max_calls_per_client = 64;
+	s->max_inflight = 32 << 20;
+	s->max_inflight_per_client = 8 << 20;
+	s->send_timeout = 60;
 }
 
 int settings_check(const struct peerd_settings *s, char *err, size_t len)

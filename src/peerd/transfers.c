@@ -152,7 +152,7 @@ static void searched(void *arg, const struct dir_result *r)
 	}
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
-	t->limit = p->set.download_rate > 0 ? &p->download_limit : NULL;
+	t->limit = &p->download_limit; /* rate 0: no wait; SetRates may change it */
 	t->dc = p->dc;
 	t->wake_fd = tr->wake_fd;
 	snprintf(t->name, sizeof(t->name), "%s", sc->name);
@@ -536,6 +536,17 @@ int transfers_new(struct peerd *p, struct transfers **out)
 	}
 	*out = tr;
 	return 0;
+}
+
+void transfers_set_download_rate(struct peerd *p, long long rate)
+{
+	/* A burst of one 64 KiB slice at most, so a limit holds from the start. */
+	double burst = rate < (64 << 10) ? (double)rate : (double)(64 << 10);
+
+	pthread_mutex_lock(&p->download_limit.lock);
+	ratelimit_init(&p->download_limit.rl, (double)rate, burst, mono_now());
+	pthread_mutex_unlock(&p->download_limit.lock);
+	p->set.download_rate = rate;
 }
 
 void transfers_set_observer(struct transfers *tr, void (*fn)(void *arg), void *arg)

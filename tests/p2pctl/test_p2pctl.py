@@ -406,6 +406,47 @@ class TestCommands(Base):
         self.assertEqual(rc, EXIT_NOT_FOUND)
         self.assertIn("no running transfer 9: see 'p2pctl transfers'", err)
 
+    def test_set_rates(self):
+        self.fake.on("SetRates", reply(upload_rate=1048576, download_rate=0))
+        rc, out, err = self.ctl("set", "upload-rate", "1M")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.fake.last(), {"method": "io.p2p.Peer.SetRates", "parameters": {"upload_rate": 1048576}})
+        self.assertEqual(out, "Upload rate: 1.0 MiB/s; download rate: unlimited (until the peer restarts).\n")
+        self.fake.on("SetRates", reply(upload_rate=0, download_rate=2560))
+        rc, out, err = self.ctl("set", "upload-rate", "unlimited", "download-rate", "2560")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.fake.last()["parameters"], {"upload_rate": 0, "download_rate": 2560})
+        self.assertIn("download rate: 2.5 KiB/s", out)
+        rc, out, _ = self.ctl("set", "download-rate", "2560", "--json")
+        self.assertEqual(json.loads(out), {"upload_rate": 0, "download_rate": 2560})
+        n = len(self.fake.calls)
+        for args, msg in ((["upload-rate"], "missing argument"),
+                          (["upload-rate", "1", "download-rate"], "needs a value"),
+                          (["speed", "1"], "unknown setting 'speed'"),
+                          (["upload-rate", "-1"], "unknown option -1"),
+                          (["upload-rate", "x1"], "is not a rate"),
+                          (["upload-rate", "1.5M"], "is not a rate"),
+                          (["upload-rate", "2T"], "is not a rate"),
+                          (["download-rate", "1025G"], "is not a rate"),
+                          (["upload-rate", "1", "upload-rate", "2"], "given twice"),
+                          (["upload-rate", "1", "download-rate", "2", "x"], "unexpected argument")):
+            rc, _, err = self.ctl("set", *args)
+            self.assertEqual(rc, EXIT_USAGE, (args, err))
+            self.assertIn(msg, err, args)
+        self.assertEqual(len(self.fake.calls), n)  # nothing reached peerd
+        self.fake.on("SetRates", error("org.varlink.service.InvalidParameter", parameter="upload_rate"))
+        rc, _, err = self.ctl("set", "upload-rate", "5")
+        self.assertEqual(rc, EXIT_USAGE, err)
+        self.assertIn("upload_rate", err)
+
+    def test_status_traffic_and_rates(self):
+        self.fake.on("Status", reply(**dict(STATUS, bytes_up=3 * 1024 * 1024, bytes_down=512,
+                                            upload_rate=1048576, download_rate=0)))
+        rc, out, err = self.ctl("status")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Traffic:    3.0 MiB up, 512 B down since start\n", out)
+        self.assertIn("Rates:      up 1.0 MiB/s, down unlimited\n", out)
+
 
 class TestErrors(Base):
     def test_each_error(self):
@@ -544,7 +585,10 @@ class TestCompletion(unittest.TestCase):
         return p.stdout.decode().split()
 
     def test_completion(self):
-        self.assertEqual(self.complete("se"), ["search"])
+        self.assertEqual(sorted(self.complete("se")), ["search", "set"])
+        self.assertEqual(self.complete("set", "up"), ["upload-rate"])
+        self.assertEqual(self.complete("set", "upload-rate", "un"), ["unlimited"])
+        self.assertEqual(self.complete("set", "upload-rate", "1M", "d"), ["download-rate"])
         self.assertIn("transfers", self.complete(""))
         self.assertEqual(self.complete("-s", "x.sock", "do"), ["download"])
         self.assertEqual(sorted(self.complete("download", "f", "--")),

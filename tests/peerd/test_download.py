@@ -289,6 +289,91 @@ class Swarm(unittest.TestCase):
         self.assertEqual(self.net.assert_ok(last)["state"], "done")
         self.assertGreaterEqual(time.monotonic() - t0, 2.5)
 
+    def _download_started(self, getter, name):
+        """Start a Download on a second control connection; return it."""
+        starter = Varlink(os.path.join(self.net.bases[getter], "ctl.sock"))
+        starter.send_raw(json.dumps({"method": "io.p2p.Peer.Download", "parameters": {"name": name},
+                                     "more": True}).encode() + b"\0")
+        v = self.net.peers[getter][1]
+
+        def some_in():
+            t = [x for x in v.call("Transfers")["parameters"]["transfers"] if x["name"] == name]
+            return t and t[0]["received"] > 0
+
+        p2ptest.wait_for(some_in, timeout=20, what="the first bytes of " + name)
+        return starter
+
+    @staticmethod
+    def _finish(starter):
+        while True:
+            m = starter.recv()
+            if not m.get("continues"):
+                starter.close()
+                return m
+
+    def test_set_rates_while_transferring(self):
+        """SetRates changes both limits at once: a download held to 256 KiB/s
+        by its own download_rate, or by the source's upload_rate, finishes at
+        full speed when the limit is lifted mid-way; a limit set at runtime
+        holds the next download; Status counts the bytes both ways."""
+        a, b, c = os.urandom(4 * MiB), os.urandom(4 * MiB), os.urandom(3 * MiB)
+        vs, _, _ = self.net.peer("seed", {"a.bin": a, "b.bin": b, "c.bin": c}, ["--upload-rate", str(256 * 1024)])
+        vg, folder, proc = self.net.peer("getter", extra=["--download-rate", str(256 * 1024)])
+        st = self.net.assert_ok(vg.call("Status"))
+        self.assertEqual((st["download_rate"], st["upload_rate"], st["bytes_down"]), (256 * 1024, 0, 0))
+
+        # Both limits lifted while a.bin runs (16 s at 256 KiB/s).
+        t0 = time.monotonic()
+        starter = self._download_started("getter", "a.bin")
+        self.assertEqual(self.net.assert_ok(vg.call("SetRates", {"download_rate": 0})),
+                         {"upload_rate": 0, "download_rate": 0})
+        self.assertEqual(self.net.assert_ok(vs.call("SetRates", {"upload_rate": 0})),
+                         {"upload_rate": 0, "download_rate": 0})
+        self.assertEqual(self.net.assert_ok(self._finish(starter))["state"], "done")
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertIn("download_rate: 0 bytes/s (was 262144)", proc.output())
+
+        # Only the source's upload_rate lifted: the download, still held
+        # by it, goes on at once (the Reads paced under the old rate go).
+        self.net.assert_ok(vs.call("SetRates", {"upload_rate": 256 * 1024}))
+        t0 = time.monotonic()
+        starter = self._download_started("getter", "b.bin")
+        self.net.assert_ok(vs.call("SetRates", {"upload_rate": 0}))
+        self.assertEqual(self.net.assert_ok(self._finish(starter))["state"], "done")
+        self.assertLess(time.monotonic() - t0, 10)
+
+        # A limit set at runtime holds: 3 MiB at 1 MiB/s takes about 3 s.
+        self.assertEqual(self.net.assert_ok(vs.call("SetRates", {"upload_rate": MiB})),
+                         {"upload_rate": MiB, "download_rate": 0})
+        t0 = time.monotonic()
+        _, last = download(vg, "c.bin")
+        self.assertEqual(self.net.assert_ok(last)["state"], "done")
+        self.assertGreaterEqual(time.monotonic() - t0, 2.0)
+        for name, data in (("a.bin", a), ("b.bin", b), ("c.bin", c)):
+            with open(os.path.join(folder, name), "rb") as f:
+                self.assertEqual(f.read(), data, name)
+
+        # Bytes since start, as Status says (file bytes; nothing else counts).
+        total = len(a) + len(b) + len(c)
+        sg, ss = self.net.assert_ok(vg.call("Status")), self.net.assert_ok(vs.call("Status"))
+        self.assertEqual(sg["bytes_down"], total)
+        self.assertEqual(ss["bytes_up"], total)
+        self.assertEqual(ss["upload_rate"], MiB)
+        # SetRates without parameters reads the rates.
+        self.assertEqual(self.net.assert_ok(vs.call("SetRates")), {"upload_rate": MiB, "download_rate": 0})
+
+    def test_set_rates_bad_values(self):
+        v, _, _ = self.net.peer("p", extra=["--upload-rate", "1000"])
+        for params, bad in (({"upload_rate": -1}, "upload_rate"), ({"download_rate": "fast"}, "download_rate"),
+                            ({"upload_rate": 2 ** 40 + 1}, "upload_rate"), ({"download_rate": 1.5}, "download_rate"),
+                            ({"upload_rate": 5, "download_rate": True}, "download_rate")):
+            r = v.call("SetRates", params)
+            self.assertEqual(r.get("error"), "org.varlink.service.InvalidParameter", params)
+            self.assertEqual(r["parameters"], {"parameter": bad})
+        # Nothing changed, not even by the call whose other value was good.
+        st = self.net.assert_ok(v.call("Status"))
+        self.assertEqual((st["upload_rate"], st["download_rate"]), (1000, 0))
+
     def test_bad_rate_options(self):
         for opt in ("--upload-rate", "--download-rate"):
             r = subprocess.run([p2ptest.binary("p2p-peerd"), "--folder", "/tmp", opt, "-5", "--check"],
