@@ -457,6 +457,8 @@ static void m_download(struct client *c, struct json_object *params, bool more)
 	const char *name = param_string(c, params, "name", true, &answered);
 	const char *from = answered ? NULL : param_string(c, params, "from", false, &answered);
 	const char *to = answered ? NULL : param_string(c, params, "to", false, &answered);
+	struct json_object *fp; /* issue 14: "force" replaces an existing file */
+	bool force = json_object_object_get_ex(params, "force", &fp) && json_object_get_boolean(fp);
 	const char *error = "TransferFailed";
 	char folder[4096];
 	struct transfer *t;
@@ -465,6 +467,10 @@ static void m_download(struct client *c, struct json_object *params, bool more)
 
 	if (answered)
 		return;
+	if (json_object_object_get_ex(params, "force", &fp) && !json_object_is_type(fp, json_type_boolean)) {
+		invalid(c, "force");
+		return;
+	}
 	if (!valid_filename(name, strlen(name))) {
 		invalid(c, "name");
 		return;
@@ -484,7 +490,7 @@ static void m_download(struct client *c, struct json_object *params, bool more)
 		}
 		to = folder;
 	}
-	if (download_start(p, name, from, to, &t, &error) < 0) {
+	if (download_start(p, name, from, to, force, &t, &error) < 0) {
 		struct json_object *o = json_object_new_object();
 
 		json_object_object_add(o, "name", json_object_new_string(name));
@@ -573,6 +579,7 @@ static bool watch_report(struct watch *w, double now)
 		json_object_object_add(o, "name", json_object_new_string(t->name));
 		json_object_object_add(o, "message", json_object_new_string(t->message));
 		json_object_object_add(o, "received", json_object_new_int64((int64_t)t->received));
+		json_object_object_add(o, "retry", json_object_new_boolean(t->retry)); /* issue 14 */
 		if (t->state == TRANSFER_CANCELLED)
 			json_object_object_add(o, "id", json_object_new_string(t->id));
 		reply_error(w->c, t->state == TRANSFER_CANCELLED ? "Cancelled" : t->error, o);

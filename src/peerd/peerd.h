@@ -41,6 +41,8 @@ struct peerd_settings {
 	long long upload_rate;   /* bytes/s served to all peers together; 0: unlimited */
 	long long download_rate; /* bytes/s received by all downloads together; 0: unlimited */
 	long long retry_max;     /* s, the longest backoff while the directory is away */
+	long long download_progress_bytes;    /* a source delivers at least this much ... */
+	long long download_progress_interval; /* ... per this many seconds of waiting, or is dropped */
 };
 
 extern const struct conf_key peerd_keys[];
@@ -145,7 +147,19 @@ void rpc_add_fd(struct rpc *r, int fd);
 void rpc_stop(struct rpc *r);
 
 /* A download (download.c). Fields below lock are shared with the worker. */
-#define MAX_SOURCES 16
+#define MAX_SOURCES 16  /* sources used for one version */
+#define MAX_VERSIONS 8  /* versions (size, SHA-256) tried for one name */
+#define MAX_HITS 256    /* directory entries considered for one name */
+#define DOWNLOAD_PROGRESS_BYTES (64 << 10) /* defaults of the progress deadline */
+#define DOWNLOAD_PROGRESS_INTERVAL 10
+
+/* One entry of the directory's answer for a name: a peer's claim. */
+struct dir_hit {
+	char peer[USERNAME_MAX + 1];
+	char target[300]; /* gRPC host:port or [v6]:port */
+	uint64_t size;
+	char sha256[SHA256_HEX_LEN + 1];
+};
 
 enum transfer_state { TRANSFER_RUNNING, TRANSFER_DONE, TRANSFER_FAILED, TRANSFER_CANCELLED };
 
@@ -177,17 +191,35 @@ struct transfer {
 	int sources_used;              /* sources that delivered verified ranges */
 	bool cancel;
 	double seconds;
-	char error[64], message[256];
+	char error[64], message[1024];
 	struct transfer *next;
+	/* The directory's entries grouped by version, in the order tried
+	 * (download_plan); src[] holds the version being fetched. */
+	struct dir_hit *plan;
+	size_t nplan;
+	bool force;                    /* replace an existing file of other content */
+	bool retry;                    /* locked: on failure, trying again later can help */
+	long long progress_bytes;      /* a source must deliver this many bytes ... */
+	long long progress_interval;   /* ... per this many seconds of waiting */
 };
 
 /* Ask a transfer to stop (its lock not held); the partial file and its
  * verified ranges stay for the next Download of the same name. */
 void download_cancel(struct transfer *t);
 /* Search the directory for name and start fetching it into the directory
- * to (absolute). On failure *error names the control-socket error. */
-int download_start(struct peerd *p, const char *name, const char *from, const char *to,
+ * to (absolute); force: replace a file of that name with other content.
+ * On failure *error names the control-socket error. */
+int download_start(struct peerd *p, const char *name, const char *from, const char *to, bool force,
 		   struct transfer **out, const char **error);
+/* Choose the sources of t (name, to, lock set up) from the directory's
+ * entries hits[n] (every entry with a size and SHA-256, in the directory's
+ * order): not self, only from when given; grouped by version (size,
+ * SHA-256), the versions with most sources first, then in the directory's
+ * order. 0, or -ENOENT with *error = "NotFound". */
+int download_plan(struct transfer *t, const struct dir_hit *hits, size_t n, const char *self, const char *from,
+		  const char **error);
+/* Start the worker thread of a planned transfer. 0 or -EAGAIN. */
+int download_begin(struct transfer *t);
 /* Keep STATE_DIR/transfers up to date with the running transfers (main
  * loop; not while stopping). */
 void download_save(struct peerd *p);
