@@ -352,12 +352,19 @@ static int explain_error(const struct ctl *c, const char *method, struct varlink
 			errmsg("no online peer shares %s: check the exact name with 'p2pctl search'", jstr(p, "name", "that file"));
 		status = EXIT_NOT_FOUND;
 	} else if (!strcmp(e, "io.p2p.Peer.VerificationFailed")) {
-		errmsg("%s failed verification (%s): nothing was saved; try again, or pick another source with --from",
+		errmsg("%s failed verification: %s; nothing was saved under its name",
 		       jstr(p, "name", "the file"), jstr(p, "message", "size or SHA-256 mismatch"));
 		status = EXIT_VERIFICATION;
+	} else if (!strcmp(e, "io.p2p.Peer.FileExists")) {
+		errmsg("%s", jstr(p, "message", "a file of that name exists; it is kept (use --force to replace it)"));
 	} else if (!strcmp(e, "io.p2p.Peer.TransferFailed")) {
-		errmsg("download of %s failed after %lld bytes (%s): run the same command again to resume",
-		       jstr(p, "name", "the file"), (long long)jint(p, "received"), jstr(p, "message", "no source could complete it"));
+		/* issue 14: peerd says whether trying again can help ("retry"). */
+		struct json_object *retry = NULL;
+		bool again = !json_object_object_get_ex(p, "retry", &retry) || json_object_get_boolean(retry);
+
+		errmsg("download of %s failed after %lld bytes: %s%s", jstr(p, "name", "the file"),
+		       (long long)jint(p, "received"), jstr(p, "message", "no source could complete it"),
+		       again ? "; run the same command again to resume" : "");
 	} else if (!strcmp(e, "io.p2p.Peer.Cancelled")) {
 		errmsg("transfer %s was cancelled", jstr(p, "id", "?"));
 	} else if (!strcmp(e, "io.p2p.Peer.PermissionDenied")) {
@@ -612,7 +619,7 @@ static void cmd_usage(FILE *f, const struct cmd *cmd);
 
 /* Common options every command takes after its name. */
 enum { OPT_JSON = 1000, OPT_PW_STDIN, OPT_PW_FILE, OPT_EXACT, OPT_LIMIT, OPT_OFFSET,
-       OPT_FROM, OPT_TO };
+       OPT_FROM, OPT_TO, OPT_FORCE };
 
 /* Parse a command's options; returns -1 when done, or EXIT_* + 1 on help /
  * bad usage (so the caller can return it - 1). */
@@ -1160,6 +1167,7 @@ static int interrupted(struct ctl *c, const char *id)
 
 struct download_st {
 	const char *from, *to;
+	bool force; /* issue 14: replace an existing file of other content */
 };
 
 static int download_opt(void *st, int o, const char *arg)
@@ -1170,6 +1178,8 @@ static int download_opt(void *st, int o, const char *arg)
 		d->from = arg;
 	else if (o == OPT_TO)
 		d->to = arg;
+	else if (o == OPT_FORCE)
+		d->force = true;
 	else
 		return -1;
 	return 0;
@@ -1180,6 +1190,7 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 	static const struct option extra[] = {
 		{ "from", required_argument, NULL, OPT_FROM },
 		{ "to", required_argument, NULL, OPT_TO },
+		{ "force", no_argument, NULL, OPT_FORCE },
 	};
 	const struct cmd *cmd = find_cmd("download");
 	struct download_st st = { 0 };
@@ -1190,7 +1201,7 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 	sigset_t sigs;
 	int s, e, sigfd;
 
-	s = parse_cmd_opts(c, cmd, argc, argv, extra, 2, download_opt, &st);
+	s = parse_cmd_opts(c, cmd, argc, argv, extra, 3, download_opt, &st);
 	if (s >= 0)
 		return s - 1;
 	if (!want_args(cmd, argc, argv, 1, 1) || !check_filename("file name", argv[optind]))
@@ -1219,6 +1230,8 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 		json_object_object_add(params, "from", json_object_new_string(st.from));
 	if (st.to)
 		json_object_object_add(params, "to", json_object_new_string(to));
+	if (st.force)
+		json_object_object_add(params, "force", json_object_new_boolean(true));
 	s = ctl_connect(c);
 	if (s) {
 		json_object_put(params);
@@ -1379,9 +1392,10 @@ static const struct cmd commands[] = {
 	  "      --exact NAME  match the whole file name instead of a substring\n"
 	  "      --limit N     show at most N results (1-1000, default 50)\n"
 	  "      --offset N    skip the first N results\n", cmd_search },
-	{ "download", "NAME [--from PEER] [--to DIR]", "fetch a file, verify it and share it",
+	{ "download", "NAME [--from PEER] [--to DIR] [--force]", "fetch a file, verify it and share it",
 	  "      --from PEER   read only from this peer\n"
-	  "      --to DIR      save into DIR instead of the shared folder\n", cmd_download },
+	  "      --to DIR      save into DIR instead of the shared folder\n"
+	  "      --force       replace a file of that name with other content (kept otherwise)\n", cmd_download },
 	{ "transfers", "", "list running and recent transfers", "", cmd_transfers },
 	{ "cancel", "ID", "stop a running transfer", "", cmd_cancel },
 };
