@@ -276,6 +276,10 @@ static void call_failed(struct stream *s, struct rcall *rc, grpc_status_code st,
 		stalled(s);
 	else if (st == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(details, "larger than max"))
 		drop(s, WHY_BAD, "sent a message larger than the limit (%s)", details);
+	else if (st == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(details, "Buffers full"))
+		/* The channel's memory quota (peerclient.h): an announced
+		 * message larger than the limit fills it before it is whole. */
+		drop(s, WHY_BAD, "sent or announced a message larger than the limit (its channel's buffers are full)");
 	else if (st != GRPC_STATUS_OK)
 		drop(s, WHY_TRANSIENT, "failed (gRPC status %d: %s)", (int)st, details);
 	else
@@ -1217,10 +1221,13 @@ static void *worker(void *arg)
 		fsync(f->fd);
 		if (verify)
 			unlinkat(pdirfd, t->name, 0); /* nothing in it was verified */
-		fail(t, verify ? "VerificationFailed" : "TransferFailed", "no source delivered the file (%s)%s",
-		     f->report,
-		     verify ? "; retrying will not help until other sources are online"
-			    : "; what was verified is kept, and trying again may help");
+		if (verify)
+			fail(t, "VerificationFailed",
+			     "no source delivered bytes matching the SHA-256 it is indexed with (%s); retrying will "
+			     "not help until other sources are online", f->report);
+		else
+			fail(t, "TransferFailed", "no source could complete the transfer (%s; %zu of %zu ranges "
+			     "verified and kept to resume)", f->report, f->rg.done, f->rg.n);
 		goto out;
 	}
 	if (fsync(f->fd) < 0) {

@@ -18,19 +18,35 @@
 
 grpc_channel *peer_channel(const char *target, int max_receive)
 {
-	grpc_arg args[5] = {
+	grpc_arg args[6] = {
 		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, { .integer = max_receive } },
 		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, { .integer = PEER_RECV_WINDOW } },
 		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_BDP_PROBE, { .integer = 0 } },
 		/* A link that drops silently is noticed by HTTP/2 pings. */
 		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, { .integer = 10000 } },
 		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS, { .integer = 10000 } },
+		{ GRPC_ARG_POINTER, NULL, { .integer = 0 } }, /* the quota, below */
 	};
-	grpc_channel_args chargs = { 5, args };
-	grpc_channel_credentials *creds = peer_client_creds();
-	grpc_channel *ch = grpc_channel_create(target, creds, &chargs);
+	grpc_resource_quota *quota = grpc_resource_quota_create("peer source");
+	grpc_channel_args chargs = { 6, args };
+	grpc_channel_credentials *creds;
+	grpc_channel *ch;
 
+	if (!quota)
+		return NULL;
+	/* What gRPC buffers for this source: a message is only checked
+	 * against max_receive once it is whole, and the transport widens the
+	 * window to let an announced message arrive; past its quota the
+	 * transport cancels the call (RESOURCE_EXHAUSTED). */
+	grpc_resource_quota_resize(quota, PEER_QUOTA(max_receive));
+	args[5].type = GRPC_ARG_POINTER;
+	args[5].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+	args[5].value.pointer.p = quota;
+	args[5].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+	creds = peer_client_creds();
+	ch = grpc_channel_create(target, creds, &chargs);
 	grpc_channel_credentials_release(creds);
+	grpc_resource_quota_unref(quota);
 	return ch;
 }
 

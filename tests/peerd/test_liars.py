@@ -14,6 +14,7 @@ import time
 import unittest
 
 import p2ptest
+from h2liar import H2Liar
 from liar import Liar
 from test_control import Varlink
 from test_download import Net, download, MiB
@@ -108,13 +109,14 @@ class LyingSources(Base):
         self.assertFalse(os.path.exists(os.path.join(folder, ".p2p-partial", "w.bin")))
 
     def test_stalling_source_loses_its_range(self):
-        # One range (2 MiB); the trickler sorts first and takes it; within
-        # the deadline the range goes to the honest source.
+        # Three ranges; the honest source is slow (about 1 s a range), so
+        # the staller surely claims one; within the deadline that range
+        # goes to the honest source.
         for lie in ("trickle", "hang"):
             name = lie + ".bin"
-            data = os.urandom(2 * MiB)
+            data = os.urandom(3 * 4 * MiB)
             self.liar("aaa-" + lie, name, data, lie)
-            self.net.peer("honest-" + lie, {name: data})
+            self.net.peer("honest-" + lie, {name: data}, ["--upload-rate", str(4 * MiB)])
             v, folder, proc = self.getter("getter-" + lie)
             t0 = time.monotonic()
             _, last = download(v, name)
@@ -122,7 +124,7 @@ class LyingSources(Base):
             self.assertEqual(self.net.assert_ok(last)["state"], "done", last)
             self.assert_landed(folder, name, data)
             self.assertIn("aaa-%s stalled" % lie, proc.output())
-            self.assertLess(took, INTERVAL + 8, "the stalled range was not handed over within the deadline")
+            self.assertLess(took, 3 + INTERVAL + 8, "the stalled range was not handed over within the deadline")
 
     def test_stalling_source_alone_fails_in_bounded_time(self):
         for lie in ("trickle", "hang"):
@@ -157,6 +159,33 @@ class LyingSources(Base):
             self.assertIn(words, last["parameters"]["message"])
             self.assertIn("aaa-" + lie, last["parameters"]["message"])
             self.assertFalse(os.path.exists(os.path.join(folder, name)))
+
+    def test_announced_huge_message_ends_the_source_at_once(self):
+        # A hand-made HTTP/2 source announces a 3 GiB gRPC message; gRPC
+        # checks the size only once a message is whole, so peerd's channel
+        # quota must end it, long before the progress deadline (60 s here).
+        _, _, pb2, _ = STUBS
+        data = os.urandom(MiB)
+        stat = pb2.StatResponse(name="h.bin", size=len(data), sha256=sha(data), mtime=1).SerializeToString()
+        h = H2Liar(stat)
+        self.liars.append(h)
+        self.net.d.register("aaa-h2", "pw-h2-0123456789")
+        tok = self.net.d.login("aaa-h2", "pw-h2-0123456789")
+        r = self.net.d.req("POST", "/index", tok, json={"ip": "127.0.0.1", "port": h.port, "folder": "/h2", "files": [
+            {"name": "h.bin", "size": len(data), "sha256": sha(data)}]})
+        self.assertEqual(r.status_code, 200, r.text)
+        v, folder, proc = self.getter(extra=["--download-progress-interval", "60"])
+        t0 = time.monotonic()
+        _, last = download(v, "h.bin")
+        took = time.monotonic() - t0
+        self.assertEqual(last.get("error"), "io.p2p.Peer.VerificationFailed", last)
+        self.assertIn("aaa-h2 sent or announced a message larger than the limit", last["parameters"]["message"])
+        self.assertLess(took, 10)
+        # What it could push into peerd's memory is bounded by the quota
+        # (16 MiB for a Read channel), not by the announced 3 GiB.
+        self.assertLess(h.sent, 64 * MiB, "the source pushed %d bytes" % h.sent)
+        print("# the announcing source could send %d bytes in %.1f s" % (h.sent, took), flush=True)
+        self.assertFalse(os.path.exists(os.path.join(folder, "h.bin")))
 
     def test_past_range_source_replaced_by_honest_one(self):
         data = os.urandom(2 * MiB)
