@@ -24,8 +24,10 @@
  * holds at most PEER_RECV_WINDOW bytes in flight whatever the file size
  * (GRPC-NOTES: lookahead + no BDP probing). NULL when out of memory. */
 #define PEER_RECV_WINDOW (4 << 20)
-/* The memory quota of each channel: a message, the window and slack. */
-#define PEER_QUOTA(max_receive) ((size_t)(max_receive) + 2 * PEER_RECV_WINDOW + (4u << 20))
+/* The memory quota of each channel: a message, twice the window, and
+ * room for the 8 MiB of received chunks a download may queue for its hash
+ * plus slack (received slices count against it until they are freed). */
+#define PEER_QUOTA(max_receive) ((size_t)(max_receive) + 2 * PEER_RECV_WINDOW + (12u << 20))
 grpc_channel *peer_channel(const char *target, int max_receive);
 
 /* One call. stop() is told the seconds waited since it was last called,
