@@ -1388,6 +1388,7 @@ int download_begin(struct transfer *t)
 		t->progress_bytes = DOWNLOAD_PROGRESS_BYTES;
 	if (t->progress_interval <= 0)
 		t->progress_interval = DOWNLOAD_PROGRESS_INTERVAL;
+	t->retry = true; /* a local error may pass; the causes that do not say so */
 	return pthread_create(&t->thread, NULL, worker, t) != 0 ? -EAGAIN : 0;
 }
 
