@@ -188,9 +188,10 @@ class LyingSources(Base):
         self.assertFalse(os.path.exists(os.path.join(folder, "h.bin")))
 
     def test_past_range_source_replaced_by_honest_one(self):
-        data = os.urandom(2 * MiB)
+        # Three ranges and a slow honest source: the liar surely claims one.
+        data = os.urandom(3 * 4 * MiB)
         self.liar("aaa-past", "p.bin", data, "past-range")
-        self.net.peer("honest", {"p.bin": data})
+        self.net.peer("honest", {"p.bin": data}, ["--upload-rate", str(4 * MiB)])
         v, folder, proc = self.getter()
         _, last = download(v, "p.bin")
         self.assertEqual(self.net.assert_ok(last)["state"], "done", last)
