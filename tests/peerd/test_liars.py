@@ -286,6 +286,29 @@ class LocalInterference(Base):
         self.assert_landed(folder, "movie.mkv", data)
         self.assertIn("resuming, 1 of 2 ranges verified on disk", proc.output())
 
+    def test_partial_file_held_open_by_another_process(self):
+        # Someone has the partial file open before the download starts (no
+        # lease can be had): the download may run, but the file is not
+        # put into place while that process could still write to it.
+        data = os.urandom(MiB)
+        self.net.peer("src", {"held.bin": data})
+        v, folder, proc = self.getter()
+        os.mkdir(os.path.join(folder, ".p2p-partial"))
+        partial = os.path.join(folder, ".p2p-partial", "held.bin")
+        holder = open(partial, "wb")
+        try:
+            _, last = download(v, "held.bin")
+            self.assertEqual(last.get("error"), "io.p2p.Peer.TransferFailed", last)
+            self.assertIn("another process has", last["parameters"]["message"])
+            self.assertIs(last["parameters"]["retry"], True)
+            self.assertFalse(os.path.exists(os.path.join(folder, "held.bin")))
+            self.assertIn("no write lease on the partial file", proc.output())
+        finally:
+            holder.close()
+        _, last = download(v, "held.bin")
+        self.assertEqual(self.net.assert_ok(last)["state"], "done", last)
+        self.assert_landed(folder, "held.bin", data)
+
     def test_two_peers_one_folder_two_versions(self):
         v1, v2 = os.urandom(6 * MiB), os.urandom(6 * MiB)
         self.net.peer("src1", {"doc.bin": v1}, ["--upload-rate", str(3 * MiB)])
