@@ -70,6 +70,14 @@ class LyingSources(Base):
         data = os.urandom(3 * MiB)
         self.liar("aaa-bogus1", "popular.iso", data, "bogus")
         self.liar("aaa-bogus2", "popular.iso", data, "bogus")
+        # And one more made-up version at an address where nothing listens,
+        # tied with the honest copy and before it in the directory's order.
+        d = self.net.d
+        d.register("aaa-ghost", "pw-ghost-0123456789")
+        tok = d.login("aaa-ghost", "pw-ghost-0123456789")
+        r = d.req("POST", "/index", tok, json={"ip": "127.0.0.1", "port": p2ptest.free_port(), "folder": "/g",
+                                               "files": [{"name": "popular.iso", "size": 12345, "sha256": "ab" * 32}]})
+        self.assertEqual(r.status_code, 200, r.text)
         self.net.peer("honest", {"popular.iso": data})
         v, folder, proc = self.getter()
         _, last = download(v, "popular.iso")
@@ -77,8 +85,11 @@ class LyingSources(Base):
         self.assertEqual(p["state"], "done")
         self.assertEqual(p["sha256"], sha(data))
         self.assert_landed(folder, "popular.iso", data)
-        self.assertIn("trying the next version", proc.output())
-        self.assertIn("aaa-bogus1 sent bytes whose whole-file SHA-256", proc.output())
+        out = proc.output()
+        self.assertIn("aaa-bogus1 sent bytes whose whole-file SHA-256", out)
+        self.assertIn("trying the next version (12345 bytes", out)
+        self.assertIn("aaa-ghost failed", out)
+        self.assertIn("trying the next version (%d bytes, SHA-256 %s)" % (len(data), sha(data)), out)
 
     def test_own_block_list_tied_with_the_honest_source(self):
         # One liar and one honest source, tied 1:1, the liar first in the
