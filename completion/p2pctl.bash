@@ -85,7 +85,7 @@ _p2pctl()
 	case $cmd in
 	register|login) opts+=" --password-stdin --password-file" ;;
 	search) opts+=" --exact --limit --offset" ;;
-	download) opts+=" --from --to" ;;
+	download) opts+=" --from --to --force" ;;
 	esac
 	[[ $cur == -* ]] && COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 } && complete -F _p2pctl p2pctl

@@ -8,7 +8,9 @@
                 stack) -> the same client; and -> a grpcio client that
                 writes, fsyncs and hashes (a Python verified download)
   download      p2pctl-style Download between two p2p-peerd: Read, write,
-                fsync, SHA-256 verify, rename (the whole verified transfer)
+                fsync, SHA-256 verify, rename (the whole verified transfer);
+                and again with the partial file's write lease broken, so
+                peerd reads the file back from disk and hashes it again
 
 and two floors measured on the receiving side's own resources, no network:
 the write alone (the same bytes copied from the page cache into a new file
@@ -289,6 +291,31 @@ def main():
         return dt
     measure("verified download (Read+write+fsync+SHA-256)", download)
 
+    # The same with the partial file's write lease broken while it runs
+    # (an open with O_NONBLOCK from here), so that peerd reads the whole
+    # file back from disk and hashes it again before the rename: what
+    # proving the disk costs when it cannot be proven by the lease.
+    partial = os.path.join(dst_dir, ".p2p-partial", "big.bin")
+
+    def break_lease():
+        for _ in range(20000):
+            try:
+                os.close(os.open(partial, os.O_RDONLY | os.O_NONBLOCK))
+            except BlockingIOError:
+                return  # the lease is breaking: peerd will read back
+            except FileNotFoundError:
+                time.sleep(0.0005)
+                continue
+            return
+
+    def download_reread():
+        t = threading.Thread(target=break_lease)
+        t.start()
+        dt = download()
+        t.join()
+        return dt
+    measure("verified download, read back from disk", download_reread)
+
     def med(k):
         return statistics.median(results[k])
 
@@ -306,6 +333,9 @@ def main():
     for label, f in (("median", med), ("best", best)):
         print("%-6s: verified download vs raw TCP %.2fx, vs Python grpcio download %.2fx; "
               "Read stream (C client) vs raw TCP %.2fx" % (label, f(raw) / f(dl), f(pydl) / f(dl), f(raw) / f(c)))
+    rr = "verified download, read back from disk"
+    print("reading back from disk: %+.2f s median (%.2fx the download), SHA-256 floor %.2f s"
+          % (med(rr) - med(dl), med(rr) / med(dl), med("floor: SHA-256 alone (OpenSSL, in memory)")))
     print("receiver folder on %s" % ("disk" if a.disk else a.dest or "tmpfs (/dev/shm)"))
 
     # The swarm: one source, then four, each limited to --swarm-rate.

@@ -41,6 +41,7 @@ enum peer_error {
 	PEER_E_CANCELLED,
 	PEER_E_PERMISSION_DENIED,
 	PEER_E_BUSY,
+	PEER_E_FILE_EXISTS,
 	PEER_E_COUNT
 };
 
@@ -60,6 +61,7 @@ static inline const char *peer_error_name(enum peer_error e)
 		[PEER_E_CANCELLED] = PEER_IFACE ".Cancelled",
 		[PEER_E_PERMISSION_DENIED] = PEER_IFACE ".PermissionDenied",
 		[PEER_E_BUSY] = PEER_IFACE ".Busy",
+		[PEER_E_FILE_EXISTS] = PEER_IFACE ".FileExists",
 	};
 
 	return (unsigned)e < PEER_E_COUNT ? names[e] : PEER_IFACE ".TransferFailed";

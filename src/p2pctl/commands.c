@@ -620,6 +620,7 @@ static int interrupted(struct ctl *c, const char *id)
 
 struct download_st {
 	const char *from, *to;
+	bool force; /* replace an existing file of other content */
 };
 
 static int download_opt(void *st, int o, const char *arg)
@@ -630,6 +631,8 @@ static int download_opt(void *st, int o, const char *arg)
 		d->from = arg;
 	else if (o == OPT_TO)
 		d->to = arg;
+	else if (o == OPT_FORCE)
+		d->force = true;
 	else
 		return -1;
 	return 0;
@@ -640,6 +643,7 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 	static const struct option extra[] = {
 		{ "from", required_argument, NULL, OPT_FROM },
 		{ "to", required_argument, NULL, OPT_TO },
+		{ "force", no_argument, NULL, OPT_FORCE },
 	};
 	const struct cmd *cmd = find_cmd("download");
 	struct download_st st = { 0 };
@@ -650,7 +654,7 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 	sigset_t sigs;
 	int s, e, sigfd;
 
-	s = parse_cmd_opts(c, cmd, argc, argv, extra, 2, download_opt, &st);
+	s = parse_cmd_opts(c, cmd, argc, argv, extra, 3, download_opt, &st);
 	if (s >= 0)
 		return s - 1;
 	if (!want_args(cmd, argc, argv, 1, 1) || !check_filename("file name", argv[optind]))
@@ -679,6 +683,8 @@ static int cmd_download(struct ctl *c, int argc, char **argv)
 		json_object_object_add(params, "from", json_object_new_string(st.from));
 	if (st.to)
 		json_object_object_add(params, "to", json_object_new_string(to));
+	if (st.force)
+		json_object_object_add(params, "force", json_object_new_boolean(true));
 	s = ctl_connect(c);
 	if (s) {
 		json_object_put(params);
@@ -961,9 +967,10 @@ const struct cmd commands[] = {
 	  "      --exact NAME  match the whole file name instead of a substring\n"
 	  "      --limit N     show at most N results (1-1000, default 50)\n"
 	  "      --offset N    skip the first N results\n", cmd_search },
-	{ "download", "NAME [--from PEER] [--to DIR]", "fetch a file, verify it and share it",
+	{ "download", "NAME [--from PEER] [--to DIR] [--force]", "fetch a file, verify it and share it",
 	  "      --from PEER   read only from this peer\n"
-	  "      --to DIR      save into DIR instead of the shared folder\n", cmd_download },
+	  "      --to DIR      save into DIR instead of the shared folder\n"
+	  "      --force       replace a file of that name with other content (kept otherwise)\n", cmd_download },
 	{ "transfers", "", "list running and recent transfers", "", cmd_transfers },
 	{ "cancel", "ID", "stop a running transfer, or forget a paused one", "", cmd_cancel },
 	{ "pause", "ID", "stop a running transfer, keeping it to resume", "", cmd_pause },

@@ -117,12 +117,19 @@ int explain_error(const struct ctl *c, const char *method, struct varlink_reply 
 			errmsg("no online peer shares %s: check the exact name with 'p2pctl search'", jstr(p, "name", "that file"));
 		status = EXIT_NOT_FOUND;
 	} else if (!strcmp(e, peer_error_name(PEER_E_VERIFICATION_FAILED))) {
-		errmsg("%s failed verification (%s): nothing was saved; try again, or pick another source with --from",
+		errmsg("%s failed verification: %s; nothing was saved under its name",
 		       jstr(p, "name", "the file"), jstr(p, "message", "size or SHA-256 mismatch"));
 		status = EXIT_VERIFICATION;
+	} else if (!strcmp(e, peer_error_name(PEER_E_FILE_EXISTS))) {
+		errmsg("%s", jstr(p, "message", "a file of that name exists; it is kept (use --force to replace it)"));
 	} else if (!strcmp(e, peer_error_name(PEER_E_TRANSFER_FAILED))) {
-		errmsg("download of %s failed after %lld bytes (%s): run the same command again to resume",
-		       jstr(p, "name", "the file"), (long long)jint(p, "received"), jstr(p, "message", "no source could complete it"));
+		/* peerd says whether trying again can help ("retry"). */
+		struct json_object *retry = NULL;
+		bool again = !json_object_object_get_ex(p, "retry", &retry) || json_object_get_boolean(retry);
+
+		errmsg("download of %s failed after %lld bytes: %s%s", jstr(p, "name", "the file"),
+		       (long long)jint(p, "received"), jstr(p, "message", "no source could complete it"),
+		       again ? "; run the same command again to resume" : "");
 	} else if (!strcmp(e, peer_error_name(PEER_E_CANCELLED))) {
 		errmsg("transfer %s was cancelled", jstr(p, "id", "?"));
 	} else if (!strcmp(e, peer_error_name(PEER_E_PERMISSION_DENIED))) {

@@ -107,7 +107,7 @@ struct cmd {
 };
 /* Common options every command takes after its name. */
 enum { OPT_JSON = 1000, OPT_PW_STDIN, OPT_PW_FILE, OPT_EXACT, OPT_LIMIT, OPT_OFFSET,
-       OPT_FROM, OPT_TO };
+       OPT_FROM, OPT_TO, OPT_FORCE };
 extern const struct cmd commands[];
 extern const size_t ncommands;
 const struct cmd *find_cmd(const char *name);

@@ -545,12 +545,21 @@ static void m_download(struct control_call *call, struct json_object *params)
 	const char *name = param_string(call, params, "name", true, &answered);
 	const char *from = param_string(call, params, "from", false, &answered);
 	const char *to = param_string(call, params, "to", false, &answered);
+	struct json_object *fp; /* "force": replace an existing file of other content */
+	bool force = false;
 	char folder[PATH_MAX];
 	struct download_call *dc;
 	struct stat st;
 
 	if (answered)
 		return;
+	if (json_object_object_get_ex(params, "force", &fp) && !json_object_is_type(fp, json_type_null)) {
+		if (!json_object_is_type(fp, json_type_boolean)) {
+			invalid(call, "force");
+			return;
+		}
+		force = json_object_get_boolean(fp);
+	}
 	if (!valid_filename(name, strlen(name))) {
 		invalid(call, "name");
 		return;
@@ -584,7 +593,7 @@ static void m_download(struct control_call *call, struct json_object *params)
 	}
 	dc->call = call;
 	snprintf(dc->name, sizeof(dc->name), "%s", name);
-	transfers_start(p->transfers, name, from, to, download_started, dc);
+	transfers_start(p->transfers, name, from, to, force, download_started, dc);
 }
 
 static void m_transfers(struct control_call *call, struct json_object *params)

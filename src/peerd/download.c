@@ -1,42 +1,50 @@
-/* download.c — fetching a file from other peers (DESIGN.md, "Download
- * semantics").
+/* download.c — the fetch engine: which sources to trust, fetching their
+ * ranges, and proving the file on disk before it gets its name (DESIGN.md,
+ * "Download semantics"; p2pctl(1) and p2p-peerd(8) say it for users).
  *
- * The control socket starts a transfer on the main loop (search the
- * directory, choose the sources that have the same size and SHA-256). A
- * worker thread then:
+ * download_plan groups the directory's entries for a name by the (size,
+ * SHA-256) they were indexed with: each group is one version, and the
+ * directory's entries are only claims by peers. The groups are tried in
+ * order — most sources first, then the directory's order — and the worker
+ * moves on to the next when one cannot deliver bytes matching its SHA-256.
+ * For one version the worker thread:
  *
- *  1. asks every source for the file's metadata and block hashes (p2p.v1
- *     Stat, block_size/block_sha256): a source that now has another
- *     version is not used, and neither is one whose block list differs
- *     from the one most sources send;
+ *  1. asks every source for its block hashes (p2p.v1 Stat): a source that
+ *     now has another version is not used. Sources that send the same list
+ *     form a class; the class most sources agree on is used first, and a
+ *     class whose bytes then fail the whole-file SHA-256 is dropped and the
+ *     next one tried, its ranges on disk checked again against its list;
  *  2. verifies what DIR/.p2p-partial/NAME already holds, block by block, so
- *     a download interrupted in any way (cancel, SIGTERM, kill -9, a crash)
- *     continues from its verified ranges with no state file to trust;
- *  3. starts one stream thread per source; each claims the lowest range
- *     still to fetch (one range = one block, so a fast source simply takes
- *     more of them), reads it with p2p.v1 Read, pwrites the chunks in place
- *     and, with more than one source, hashes them as they arrive (with one
- *     there is no other source to refetch from). A range that does not
- *     match its block hash goes back to be fetched from another source and
- *     its source is dropped; so is a source that fails or stays silent;
- *  4. meanwhile hashes the whole file in order on a second core, so the
- *     final check costs no pass of its own: with one source the stream
- *     hands each chunk over in memory as soon as it is written; otherwise
- *     (ranges land out of order) and for ranges resumed from disk, it reads
- *     each range back from the page cache once it is done. The whole-file
- *     SHA-256 from the directory's index stays the authority: the block
- *     hashes come from a source and only steer which ranges to refetch.
+ *     a download interrupted in any way continues from its verified ranges;
+ *  3. runs one stream thread per source; each claims the lowest range still
+ *     to fetch, reads it with p2p.v1 Read, pwrites the chunks in place and,
+ *     with more than one source, checks each range against its block hash.
+ *     A source whose range fails, that sends a malformed chunk, a chunk past
+ *     the range or a message over the channel's limit, or that does not
+ *     deliver progress_bytes per progress_interval seconds of waiting, is
+ *     dropped for this transfer and its range goes to the others;
+ *  4. meanwhile hashes the whole file in order on a second core: from
+ *     memory as a single source writes it, else read back from the file.
  *
- * When every range is in and the SHA-256 matches, it fsyncs and renames the
- * file into place atomically; a corrupt or short file never appears under
- * the final name. Sources that predate block hashes still work: their
- * ranges are checked only by the whole-file hash, and a partial file
- * without block hashes to check it against is fetched again.
+ * The file on disk is what is verified. The partial file is held by one
+ * transfer: an OFD write lock, and it is opened O_NONBLOCK so that opening
+ * it while another transfer holds its lease fails at once. That lease (a
+ * write lease, F_SETLEASE) is taken when the file is opened and makes the
+ * kernel report any other open of the file; while it stays unbroken, every
+ * byte in the file was written by this transfer, so the hash of what it
+ * wrote is the hash of the disk. When the lease cannot be taken or was
+ * broken, the whole file is read back and hashed again under a fresh lease
+ * before the rename, or the transfer fails if some other process still has
+ * the file open. The rename never replaces a file: renameat2
+ * RENAME_NOREPLACE, and an existing file with other content is kept and
+ * the transfer fails with FileExists (unless force).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,30 +55,32 @@
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/alloc.h>
-#include <grpc/support/time.h>
 #include <openssl/evp.h>
 
 #include "log.h"
 #include "metrics.h"
 #include "chunk.h"
 #include "p2p/v1/peer.pb-c.h"
+#include "peerclient.h"
 #include "peerd.h"
 #include "ranges.h"
 
 #define PARTIAL_DIR ".p2p-partial"
 #define TICKET_REUSE_S 30     /* tickets live 60 s by default; take a new one well before */
-#define IDLE_TIMEOUT_S 60     /* a source silent this long in a call is dropped */
-#define WAIT_SLICE_MS 250     /* how often a waiting stream looks at cancel */
-#define RECV_WINDOW (4 << 20) /* per-stream HTTP/2 receive window: caps memory per source */
 #define MAX_IOV 1024
 #define HASHQ_BYTES (8u << 20) /* chunks waiting for the whole-file hash, at most */
 #define HASHQ_LEN 256
 #define MIN_BLOCK (64u << 10)
 #define MAX_BLOCK (1u << 30)
+/* A lease break is reported by a signal to the holder; it is turned off
+ * (F_SETOWN 0) right after the lease is taken, and this one, ignored by
+ * default, covers the moment between. F_GETLEASE tells what happened. */
+#define LEASE_SIGNAL SIGWINCH
 
 struct fetch;
+
+/* Why a source was dropped, for the error message and its retry hint. */
+enum why { WHY_NONE, WHY_TRANSIENT, WHY_BAD };
 
 /* One source and the thread that streams ranges from it. */
 struct stream {
@@ -83,6 +93,14 @@ struct stream {
 	grpc_channel *ch;
 	grpc_completion_queue *cq;
 	EVP_MD_CTX *md;
+	struct block_list list; /* the block hashes it sent; n == 0: none */
+	/* The progress deadline: seconds waited in calls and bytes received
+	 * since the window began. */
+	double waited;
+	uint64_t win_bytes;
+	bool stalled;
+	enum why why;
+	char whytext[160]; /* locked once the stream runs */
 	struct iovec iov[MAX_IOV];
 };
 
@@ -91,6 +109,7 @@ struct stream {
 struct fetch {
 	struct transfer *t;
 	int fd;
+	bool lease;               /* the write lease was taken at open */
 	struct block_list blocks; /* expected block hashes; n == 0: none known */
 	bool check_ranges;        /* several sources: verify each range as it lands */
 	bool hash_inline;         /* one source: chunks go to the whole-file hash from memory */
@@ -111,6 +130,9 @@ struct fetch {
 	unsigned hashq_head, hashq_len;
 	bool hasher_done;
 	struct stream s[MAX_SOURCES];
+	/* What went wrong with each version tried, for the final message. */
+	char report[1024];
+	bool any_transient, any_bad;
 };
 
 static void fail(struct transfer *t, const char *error, const char *fmt, ...)
@@ -156,25 +178,67 @@ void download_cancel(struct transfer *t)
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* The one place that makes a channel to another peer. The receive window
- * is capped so that each source holds at most RECV_WINDOW bytes in flight
- * whatever the file size (GRPC-NOTES: lookahead + no BDP probing). */
-static grpc_channel *open_channel(const char *target)
-{
-	grpc_arg args[5] = {
-		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, { .integer = 16 << 20 } },
-		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, { .integer = RECV_WINDOW } },
-		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_BDP_PROBE, { .integer = 0 } },
-		/* A link that drops silently is noticed by HTTP/2 pings. */
-		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, { .integer = 10000 } },
-		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS, { .integer = 10000 } },
-	};
-	grpc_channel_args chargs = { 5, args };
-	grpc_channel_credentials *creds = peer_client_creds();
-	grpc_channel *ch = grpc_channel_create(target, creds, &chargs);
+/* Source s is dropped for this transfer: say why (the first reason wins). */
+static void drop(struct stream *s, enum why why, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-	grpc_channel_credentials_release(creds);
-	return ch;
+static void drop(struct stream *s, enum why why, const char *fmt, ...)
+{
+	struct transfer *t = s->f->t;
+	va_list ap;
+
+	pthread_mutex_lock(&t->lock);
+	if (s->why == WHY_NONE) {
+		s->why = why;
+		va_start(ap, fmt);
+		vsnprintf(s->whytext, sizeof(s->whytext), fmt, ap);
+		va_end(ap);
+		log_warn("download %s: %s %s; not using it for this transfer", t->name, t->src[s->idx].peer,
+			 s->whytext);
+	}
+	s->f->alive &= ~(1u << s->idx);
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- the progress deadline -------------------------------------------------- */
+
+/* Close the window when it is over: false when the source delivered too
+ * little in it (stalled). */
+static bool progress_ok(struct stream *s)
+{
+	struct transfer *t = s->f->t;
+
+	if (s->waited < (double)t->progress_interval)
+		return true;
+	if (s->win_bytes >= (uint64_t)t->progress_bytes) {
+		s->waited = 0;
+		s->win_bytes = 0;
+		return true;
+	}
+	return false;
+}
+
+/* rcall's stop(): the transfer was cancelled, or the source stalls. */
+static bool stream_stop(void *arg, double waited, bool done)
+{
+	struct stream *s = arg;
+
+	s->waited += waited;
+	if (done)
+		return false; /* what arrived is counted by the caller */
+	if (cancelled(s->f->t))
+		return true;
+	if (!progress_ok(s))
+		s->stalled = true;
+	return s->stalled;
+}
+
+static void stalled(struct stream *s)
+{
+	struct transfer *t = s->f->t;
+
+	drop(s, WHY_TRANSIENT, "stalled (%llu bytes in %lld s of waiting, fewer than the %lld required)",
+	     (unsigned long long)s->win_bytes, t->progress_interval, t->progress_bytes);
 }
 
 static int stream_ticket(struct stream *s)
@@ -191,146 +255,59 @@ static int stream_ticket(struct stream *s)
 	return 0;
 }
 
-/* ---- one call on a stream's channel ---------------------------------------- */
-
-struct rcall {
-	grpc_call *call;
-	grpc_metadata md;
-	grpc_metadata_array initial, trailing;
-	grpc_byte_buffer *sendbuf;
-	grpc_status_code status;
-	grpc_slice details;
-	bool gave_up;
-};
-
-/* Wait for a batch. Cancels the call when the transfer is cancelled or the
- * source stays silent for IDLE_TIMEOUT_S; the batch then completes. */
-static bool rcall_wait(struct stream *s, struct rcall *rc, void *tag)
+/* The end of a call that failed: say why the source goes. */
+static void call_failed(struct stream *s, struct rcall *rc, grpc_status_code st, const char *details)
 {
-	double since = mono_now();
-
-	for (;;) {
-		gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-						  gpr_time_from_millis(WAIT_SLICE_MS, GPR_TIMESPAN));
-		grpc_event ev = grpc_completion_queue_pluck(s->cq, tag, until, NULL);
-
-		if (ev.type == GRPC_OP_COMPLETE)
-			return ev.success;
-		if (!rc->gave_up && (cancelled(s->f->t) || mono_now() - since > IDLE_TIMEOUT_S)) {
-			grpc_call_cancel(rc->call, NULL);
-			rc->gave_up = true;
-		}
-	}
-}
-
-static int rcall_begin(struct stream *s, struct rcall *rc, const char *method, const ProtobufCMessage *req)
-{
-	char auth[SHA256_HEX_LEN + 8];
-	grpc_slice body;
-	grpc_op ops[4];
-
-	memset(rc, 0, sizeof(*rc));
-	rc->details = grpc_empty_slice();
-	rc->status = GRPC_STATUS_UNKNOWN;
-	grpc_metadata_array_init(&rc->initial);
-	grpc_metadata_array_init(&rc->trailing);
-	snprintf(auth, sizeof(auth), "Bearer %s", s->ticket);
-	rc->md.key = grpc_slice_from_static_string("authorization");
-	rc->md.value = grpc_slice_from_copied_string(auth);
-	rc->call = grpc_channel_create_call(s->ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
-					    grpc_slice_from_static_string(method), NULL,
-					    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-	if (!rc->call)
-		return -ENOMEM;
-	body = grpc_slice_malloc(protobuf_c_message_get_packed_size(req));
-	protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(body));
-	rc->sendbuf = grpc_raw_byte_buffer_create(&body, 1);
-	grpc_slice_unref(body);
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[0].data.send_initial_metadata.count = 1;
-	ops[0].data.send_initial_metadata.metadata = &rc->md;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = rc->sendbuf;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &rc->initial;
-	if (grpc_call_start_batch(rc->call, ops, 4, (void *)1, NULL) != GRPC_CALL_OK)
-		return -EIO;
-	return rcall_wait(s, rc, (void *)1) ? 0 : -EIO;
-}
-
-/* The next message, or NULL at the end of the stream or on failure. */
-static grpc_byte_buffer *rcall_recv(struct stream *s, struct rcall *rc)
-{
-	grpc_byte_buffer *buf = NULL;
-	grpc_op op;
-
-	memset(&op, 0, sizeof(op));
-	op.op = GRPC_OP_RECV_MESSAGE;
-	op.data.recv_message.recv_message = &buf;
-	if (grpc_call_start_batch(rc->call, &op, 1, (void *)2, NULL) != GRPC_CALL_OK)
-		return NULL;
-	if (!rcall_wait(s, rc, (void *)2) && buf) {
-		grpc_byte_buffer_destroy(buf);
-		buf = NULL;
-	}
-	return buf;
-}
-
-/* Collect the status and release the call. */
-static grpc_status_code rcall_end(struct stream *s, struct rcall *rc)
-{
-	grpc_op op;
-
-	if (rc->call) {
-		memset(&op, 0, sizeof(op));
-		op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-		op.data.recv_status_on_client.trailing_metadata = &rc->trailing;
-		op.data.recv_status_on_client.status = &rc->status;
-		op.data.recv_status_on_client.status_details = &rc->details;
-		if (grpc_call_start_batch(rc->call, &op, 1, (void *)3, NULL) == GRPC_CALL_OK)
-			rcall_wait(s, rc, (void *)3);
-		if (rc->status != GRPC_STATUS_OK && !rc->gave_up) {
-			char *d = grpc_slice_to_c_string(rc->details);
-
-			log_warn("download %s from %s: status %d %s", s->f->t->name, s->f->t->src[s->idx].peer,
-				 (int)rc->status, d);
-			gpr_free(d);
-		}
-		grpc_call_unref(rc->call);
-	}
-	grpc_slice_unref(rc->details);
-	grpc_slice_unref(rc->md.value);
-	if (rc->sendbuf)
-		grpc_byte_buffer_destroy(rc->sendbuf);
-	grpc_metadata_array_destroy(&rc->initial);
-	grpc_metadata_array_destroy(&rc->trailing);
-	return rc->status;
+	if (cancelled(s->f->t))
+		return;
+	if (s->stalled)
+		stalled(s);
+	else if (st == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(details, "larger than max"))
+		drop(s, WHY_BAD, "sent a message larger than the limit (%s)", details);
+	else if (st == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(details, "Buffers full"))
+		/* The channel's memory quota (peerclient.h): an announced
+		 * message larger than the limit fills it before it is whole. */
+		drop(s, WHY_BAD, "sent or announced a message larger than the limit (its channel's buffers are full)");
+	else if (st != GRPC_STATUS_OK)
+		drop(s, WHY_TRANSIENT, "failed (gRPC status %d: %s)", (int)st, details);
+	else
+		drop(s, WHY_TRANSIENT, "ended the stream early");
+	(void)rc;
 }
 
 /* ---- Stat: the block hashes ------------------------------------------------ */
 
-/* Ask source s for the file's metadata. 0 with *out filled (n == 0 when
- * the source sends no block hashes), -ESTALE when it now has another
- * version (drop it), -EPROTO for a malformed block list, -EIO otherwise. */
-static int stream_stat(struct stream *s, struct block_list *out)
+/* Ask source s for the file's metadata, on a channel of its own (a Stat
+ * reply may be larger than a chunk). 0 with s->list filled (n == 0 when
+ * the source sends no block hashes), or -1 with the source dropped. */
+static int stream_stat(struct stream *s)
 {
 	struct transfer *t = s->f->t;
 	P2p__V1__StatRequest req = P2P__V1__STAT_REQUEST__INIT;
 	P2p__V1__StatResponse *m = NULL;
 	grpc_byte_buffer *buf = NULL;
-	struct rcall rc;
-	int r = -EIO;
+	grpc_channel *ch;
+	grpc_status_code st;
+	struct rcall rc = { .stop = stream_stop, .arg = s };
+	char details[128];
+	int r = -1;
 
-	*out = (struct block_list){ 0, 0, NULL };
-	if (stream_ticket(s) < 0)
-		return -EIO;
+	s->list = (struct block_list){ 0, 0, NULL };
+	if (stream_ticket(s) < 0) {
+		drop(s, WHY_TRANSIENT, "could not be given a ticket by the directory");
+		return -1;
+	}
+	if (!(ch = peer_channel(t->src[s->idx].target, PEER_MAX_STAT_MESSAGE))) {
+		drop(s, WHY_TRANSIENT, "could not be reached (out of memory)");
+		return -1;
+	}
 	req.name = t->name;
-	if (rcall_begin(s, &rc, "/p2p.v1.Peer/Stat", &req.base) == 0 && (buf = rcall_recv(s, &rc))) {
+	if (rcall_begin(&rc, ch, s->cq, "/p2p.v1.Peer/Stat", s->ticket, &req.base) == 0 &&
+	    (buf = rcall_recv(&rc))) {
 		grpc_byte_buffer_reader rd;
 		grpc_slice all;
 
+		s->win_bytes += grpc_byte_buffer_length(buf);
 		if (grpc_byte_buffer_reader_init(&rd, buf)) {
 			all = grpc_byte_buffer_reader_readall(&rd);
 			grpc_byte_buffer_reader_destroy(&rd);
@@ -339,33 +316,46 @@ static int stream_stat(struct stream *s, struct block_list *out)
 		}
 		grpc_byte_buffer_destroy(buf);
 	}
-	if (rcall_end(s, &rc) != GRPC_STATUS_OK || !m)
+	st = rcall_end(&rc, details, sizeof(details));
+	grpc_channel_destroy(ch);
+	if (st == GRPC_STATUS_UNIMPLEMENTED && !s->stalled)
+		return 0; /* a server without Stat: no block hashes, Read may work */
+	if (st != GRPC_STATUS_OK || !buf) {
+		call_failed(s, &rc, st, details);
 		goto out;
+	}
+	if (!m) {
+		drop(s, WHY_BAD, "sent a malformed Stat reply");
+		goto out;
+	}
 	if (m->size != t->size || !m->sha256 || strcmp(m->sha256, t->sha256) != 0) {
-		log_warn("download %s: %s now has another version of the file; not using it", t->name,
-			 t->src[s->idx].peer);
-		r = -ESTALE;
+		drop(s, WHY_TRANSIENT, "now has another version of the file");
 		goto out;
 	}
 	r = 0;
 	if (m->block_size == 0)
 		goto out;
-	r = -EPROTO;
 	if (m->block_size < MIN_BLOCK || m->block_size > MAX_BLOCK ||
-	    m->n_block_sha256 != (t->size + m->block_size - 1) / m->block_size)
-		goto out;
-	for (size_t i = 0; i < m->n_block_sha256; i++)
-		if (m->block_sha256[i].len != SHA256_BYTES)
-			goto out;
-	if (m->n_block_sha256 && !(out->sha = malloc(m->n_block_sha256 * SHA256_BYTES))) {
-		r = -ENOMEM;
+	    m->n_block_sha256 != (t->size + m->block_size - 1) / m->block_size) {
+		drop(s, WHY_BAD, "sent a malformed block list");
+		r = -1;
 		goto out;
 	}
 	for (size_t i = 0; i < m->n_block_sha256; i++)
-		memcpy(out->sha + i * SHA256_BYTES, m->block_sha256[i].data, SHA256_BYTES);
-	out->n = m->n_block_sha256;
-	out->block_size = m->block_size;
-	r = 0;
+		if (m->block_sha256[i].len != SHA256_BYTES) {
+			drop(s, WHY_BAD, "sent a malformed block list");
+			r = -1;
+			goto out;
+		}
+	if (m->n_block_sha256 && !(s->list.sha = malloc(m->n_block_sha256 * SHA256_BYTES))) {
+		drop(s, WHY_TRANSIENT, "sent a block list we have no memory for");
+		r = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < m->n_block_sha256; i++)
+		memcpy(s->list.sha + i * SHA256_BYTES, m->block_sha256[i].data, SHA256_BYTES);
+	s->list.n = m->n_block_sha256;
+	s->list.block_size = m->block_size;
 out:
 	if (m)
 		p2p__v1__stat_response__free_unpacked(m, NULL);
@@ -460,8 +450,9 @@ static grpc_byte_buffer *hashq_push(struct fetch *f, grpc_byte_buffer *buf, uint
 }
 
 /* Fetch range i (offset, length) from source s into the partial file and
- * check it against its block hash. 0, -EBADMSG (wrong bytes), -ECANCELED,
- * a local write error (-ENOSPC, ...; *local set) or -EIO. */
+ * check it against its block hash. 0; -EBADMSG (the source sent something
+ * wrong and is dropped), -EIO (it failed or stalled and is dropped),
+ * -ECANCELED, or a local write error (-ENOSPC, ...; *local set). */
 static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t length, bool *local)
 {
 	struct fetch *f = s->f;
@@ -470,28 +461,33 @@ static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t le
 	unsigned char digest[SHA256_BYTES];
 	unsigned int dlen = 0;
 	uint64_t pos = offset, end = offset + length;
-	struct rcall rc;
+	struct rcall rc = { .stop = stream_stop, .arg = s };
+	grpc_status_code st;
+	char details[128];
 	int r = -EIO;
 
 	*local = false;
-	if (stream_ticket(s) < 0)
+	if (stream_ticket(s) < 0) {
+		drop(s, WHY_TRANSIENT, "could not be given a ticket by the directory");
 		return -EIO;
+	}
 	req.name = t->name;
 	req.offset = offset;
 	req.length = length;
 	if (f->check_ranges)
 		EVP_DigestInit_ex(s->md, EVP_sha256(), NULL);
-	if (rcall_begin(s, &rc, "/p2p.v1.Peer/Read", &req.base) < 0)
+	if (rcall_begin(&rc, s->ch, s->cq, "/p2p.v1.Peer/Read", s->ticket, &req.base) < 0)
 		goto status;
 	while (pos < end) {
-		grpc_byte_buffer *buf = rcall_recv(s, &rc);
+		grpc_byte_buffer *buf = rcall_recv(&rc);
 		grpc_byte_buffer_reader rd;
 		grpc_slice *piece;
-		uint64_t coff, clen;
+		uint64_t coff = 0, clen = 0;
 		int n = 0, k = -EPROTO;
 
 		if (!buf)
 			break;
+		s->win_bytes += grpc_byte_buffer_length(buf);
 		if (grpc_byte_buffer_reader_init(&rd, buf)) {
 			while (n < MAX_IOV && grpc_byte_buffer_reader_peek(&rd, &piece))
 				s->iov[n++] = (struct iovec){ GRPC_SLICE_START_PTR(*piece), GRPC_SLICE_LENGTH(*piece) };
@@ -500,12 +496,21 @@ static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t le
 		}
 		if (k < 0 || coff != pos || clen > end - pos || clen == 0) {
 			log_warn("download %s: malformed chunk from %s", t->name, t->src[s->idx].peer);
+			if (k < 0 || clen == 0)
+				drop(s, WHY_BAD, "sent a malformed chunk");
+			else if (coff != pos)
+				drop(s, WHY_BAD, "sent a chunk at offset %llu where %llu was due", (unsigned long long)coff,
+				     (unsigned long long)pos);
+			else
+				drop(s, WHY_BAD, "sent a chunk past the requested range (%llu bytes at %llu, the range ends "
+				     "at %llu)", (unsigned long long)clen, (unsigned long long)coff, (unsigned long long)end);
 			r = -EBADMSG;
 		} else {
 			/* Hash before writing: pwrite_all advances the iovecs. */
 			for (int j = 0; f->check_ranges && j < k; j++)
 				EVP_DigestUpdate(s->md, s->iov[j].iov_base, s->iov[j].iov_len);
-			if ((r = pwrite_all(f->fd, s->iov, k, pos)) < 0)
+			r = pwrite_all(f->fd, s->iov, k, pos);
+			if (r < 0)
 				*local = true;
 		}
 		if (r == 0) {
@@ -522,18 +527,36 @@ static int stream_range(struct stream *s, size_t i, uint64_t offset, uint64_t le
 		if (buf)
 			grpc_byte_buffer_destroy(buf);
 		if (r == -EBADMSG || *local) {
-			grpc_call_cancel(rc.call, NULL);
-			rc.gave_up = true;
+			rcall_cancel(&rc);
+			break;
+		}
+		if (!progress_ok(s)) {
+			s->stalled = true;
+			rcall_cancel(&rc);
 			break;
 		}
 		throttle(t, clen);
 	}
+	if (pos == end && r == 0) {
+		/* The range is in: the stream must end here. */
+		grpc_byte_buffer *more = rcall_recv(&rc);
+
+		if (more) {
+			grpc_byte_buffer_destroy(more);
+			drop(s, WHY_BAD, "sent data past the requested range");
+			rcall_cancel(&rc);
+			r = -EBADMSG;
+		}
+	}
 status:
+	st = rcall_end(&rc, details, sizeof(details));
 	/* A range counts only with all its bytes and an OK status. */
-	if (rcall_end(s, &rc) != GRPC_STATUS_OK || pos != end) {
-		if (!*local && r != -EBADMSG)
-			r = cancelled(t) ? -ECANCELED : -EIO;
-	} else if (!*local && r != -EBADMSG) {
+	if (r == -EBADMSG || *local) {
+		/* said already */
+	} else if (st != GRPC_STATUS_OK || pos != end) {
+		call_failed(s, &rc, st, details);
+		r = cancelled(t) ? -ECANCELED : -EIO;
+	} else {
 		r = 0;
 		if (f->check_ranges)
 			EVP_DigestFinal_ex(s->md, digest, &dlen);
@@ -541,6 +564,7 @@ status:
 			log_warn("download %s: range %zu (bytes %llu-%llu) from %s does not match its SHA-256; "
 				 "dropping that source", t->name, i, (unsigned long long)offset,
 				 (unsigned long long)(end - 1), t->src[s->idx].peer);
+			drop(s, WHY_BAD, "sent range %zu not matching its block hash", i);
 			r = -EBADMSG;
 		}
 	}
@@ -595,8 +619,6 @@ static void *stream_main(void *arg)
 		if (r < 0) metrics_add(r == -EBADMSG ? M_SOURCES_DROPPED_HASH : r == -ETIMEDOUT ? M_SOURCES_DROPPED_SLOW : M_SOURCES_DROPPED_ERROR, 1);
 		pthread_cond_broadcast(&t->cond);
 		pthread_mutex_unlock(&t->lock);
-		if (r == -EIO)
-			log_warn("download %s: source %s failed; the others go on", t->name, t->src[s->idx].peer);
 		if (r < 0)
 			break;
 	}
@@ -643,52 +665,6 @@ static int hash_span(int fd, uint64_t off, uint64_t len, unsigned char *buf, EVP
 static bool same_blocks(const struct block_list *a, const struct block_list *b)
 {
 	return a->block_size == b->block_size && a->n == b->n && memcmp(a->sha, b->sha, a->n * SHA256_BYTES) == 0;
-}
-
-/* Ask every source for the block hashes and take the list most of them
- * send (the first on a tie). A source that sends another list for the same
- * SHA-256 is lying or broken: it is not used. So is one that now has
- * another version. Sources that send none (older peers) stay. */
-static void fetch_blocks(struct fetch *f)
-{
-	struct transfer *t = f->t;
-	struct block_list lists[MAX_SOURCES];
-	int votes[MAX_SOURCES] = { 0 }, best = -1;
-
-	memset(lists, 0, sizeof(lists));
-	for (int i = 0; i < t->nsrc && t->size > 0 && !cancelled(t); i++) {
-		int r = stream_stat(&f->s[i], &lists[i]);
-
-		if (r == -ESTALE)
-			f->alive &= ~(1u << i);
-		else if (r == -EPROTO)
-			log_warn("download %s: %s sent a malformed block list", t->name, t->src[i].peer);
-	}
-	for (int i = 0; i < t->nsrc; i++) {
-		if (!lists[i].n)
-			continue;
-		for (int j = 0; j < t->nsrc; j++)
-			votes[i] += lists[j].n && same_blocks(&lists[i], &lists[j]);
-		if (best < 0 || votes[i] > votes[best])
-			best = i;
-	}
-	for (int i = 0; i < t->nsrc; i++) {
-		if (lists[i].n && best >= 0 && i != best && !same_blocks(&lists[i], &lists[best])) {
-			log_warn("download %s: %s sends other block hashes than %d other source(s); not using it",
-				 t->name, t->src[i].peer, votes[best]);
-			f->alive &= ~(1u << i);
-		}
-		if (i != best)
-			block_list_free(&lists[i]);
-	}
-	if (best >= 0) {
-		f->blocks = lists[best];
-		return;
-	}
-	if (t->size > 0)
-		log_notice("download %s: no source sent block hashes; ranges are checked by the whole-file SHA-256 "
-			   "only", t->name);
-	f->blocks = (struct block_list){ BLOCK_SIZE, 0, NULL };
 }
 
 /* Mark the ranges the partial file already holds, verified by their block
@@ -803,67 +779,150 @@ static void hash_file(struct fetch *f, EVP_MD_CTX *md, unsigned char *buf)
 	pthread_mutex_unlock(&t->lock);
 }
 
-static void *worker(void *arg)
+/* ---- the partial file: lock, lease, final check --------------------------- */
+
+/* Take the write lease on fd: from now on the kernel notes any other open
+ * of the file. false when the file system has no leases or someone else
+ * has the file open. */
+static bool lease_take(int fd)
 {
-	struct transfer *t = arg;
-	struct fetch *f = calloc(1, sizeof(*f));
-	char got[SHA256_HEX_LEN + 1];
-	unsigned char digest[SHA256_BYTES], *buf = malloc(1 << 20);
-	unsigned int dlen = 0;
-	EVP_MD_CTX *md = EVP_MD_CTX_new(), *own = EVP_MD_CTX_new();
+	if (fcntl(fd, F_SETSIG, LEASE_SIGNAL) < 0 || fcntl(fd, F_SETLEASE, F_WRLCK) < 0)
+		return false;
+	if (fcntl(fd, F_SETOWN, 0) < 0)
+		log_debug("cannot turn off the lease signal: %s", strerror(errno));
+	return true;
+}
+
+static bool lease_held(int fd)
+{
+	return fcntl(fd, F_GETLEASE) == F_WRLCK;
+}
+
+/* Open DIR/.p2p-partial/NAME for this transfer alone. 0, or -EBUSY when
+ * another transfer (of this or another peerd) holds it, or -errno. */
+static int partial_open(struct fetch *f, int pdirfd)
+{
+	struct transfer *t = f->t;
+	struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
 	struct stat st;
-	int dirfd = -1, pdirfd = -1, r;
 
-	if (!f || !buf || !md || !own || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-		fail(t, "TransferFailed", "out of memory");
-		goto out;
-	}
-	f->t = t;
-	f->fd = -1;
-	dirfd = open(t->to, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0) {
-		fail(t, "TransferFailed", "cannot open %s: %s", t->to, strerror(errno));
-		goto out;
-	}
-	if (mkdirat(dirfd, PARTIAL_DIR, 0700) < 0 && errno != EEXIST) {
-		fail(t, "TransferFailed", "cannot create %s/%s: %s", t->to, PARTIAL_DIR, strerror(errno));
-		goto out;
-	}
-	pdirfd = openat(dirfd, PARTIAL_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	f->fd = pdirfd < 0 ? -1 : openat(pdirfd, t->name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (f->fd < 0 || fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		fail(t, "TransferFailed", "cannot open the partial file: %s", strerror(errno));
-		goto out;
-	}
-	for (int i = 0; i < t->nsrc; i++) {
-		struct stream *s = &f->s[i];
+	/* O_NONBLOCK: a file under another transfer's lease fails with
+	 * EWOULDBLOCK at once instead of waiting for the lease to break. */
+	f->fd = openat(pdirfd, t->name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+	if (f->fd < 0)
+		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return -EINVAL;
+	if (fcntl(f->fd, F_OFD_SETLK, &lk) < 0)
+		return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+	f->lease = lease_take(f->fd);
+	if (!f->lease)
+		log_info("download %s: no write lease on the partial file (%s); it is read back before the rename",
+			 t->name, strerror(errno));
+	return 0;
+}
 
-		s->f = f;
-		s->idx = (unsigned)i;
-		s->ch = open_channel(t->src[i].target);
-		s->cq = grpc_completion_queue_create_for_pluck(NULL);
-		s->md = EVP_MD_CTX_new();
-		if (!s->ch || !s->cq || !s->md) {
-			fail(t, "TransferFailed", "out of memory");
-			goto out;
-		}
-		f->alive |= 1u << i;
+/* The proof that the bytes on disk are the hashed ones. With the lease
+ * unbroken since the file was opened, nobody else could write it: what
+ * this transfer hashed is the disk. Otherwise the file is hashed again,
+ * as read back, under a new lease (so that nobody can open it while it is
+ * read and renamed). 0, -EBUSY (another process has the file open) or
+ * -EBADMSG (the disk holds other bytes). */
+static int prove_disk(struct fetch *f, unsigned char *buf, bool *reread)
+{
+	struct transfer *t = f->t;
+	unsigned char digest[SHA256_BYTES];
+	unsigned int dlen = 0;
+	char got[SHA256_HEX_LEN + 1];
+	EVP_MD_CTX *md;
+	bool leased;
+	int r;
+
+	*reread = false;
+	if (f->lease && lease_held(f->fd))
+		return 0;
+	*reread = true;
+	if (f->lease)
+		log_warn("download %s: another process opened the partial file during the download; "
+			 "reading it back to check it", t->name);
+	fcntl(f->fd, F_SETLEASE, F_UNLCK);
+	leased = lease_take(f->fd);
+	if (!leased && errno == EAGAIN)
+		return -EBUSY;
+	if (!(md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(md);
+		return -ENOMEM;
 	}
-	fetch_blocks(f);
-	/* With one source there is nowhere else to fetch a bad range from:
-	 * the whole-file SHA-256 decides, and each byte is hashed once. */
-	f->check_ranges = f->blocks.n && __builtin_popcount(f->alive) > 1;
-	f->hash_inline = __builtin_popcount(f->alive) == 1;
-	if (ranges_init(&f->rg, t->size, f->blocks.block_size) < 0) {
-		fail(t, "TransferFailed", "out of memory");
-		goto out;
-	}
-	r = resume_ranges(f, buf, own);
-	if (r < 0) {
-		fail(t, "TransferFailed", "cannot prepare the partial file: %s", strerror(-r));
-		goto out;
-	}
+	r = hash_span(f->fd, 0, t->size, buf, md, NULL, NULL);
+	EVP_DigestFinal_ex(md, digest, &dlen);
+	EVP_MD_CTX_free(md);
+	if (r < 0)
+		return r;
+	crypto_hex(digest, SHA256_BYTES, got);
+	if (strcmp(got, t->sha256) != 0)
+		return -EBADMSG;
+	if (leased && !lease_held(f->fd))
+		return -EBUSY;
+	f->lease = leased;
+	return 0;
+}
+
+/* Does DIR/NAME exist, and with which content? The index in t->plan of
+ * a version it holds; -ENOENT: no such file; -EEXIST: a regular file with
+ * other content; -EISDIR: something else. */
+static int existing(int dirfd, const struct transfer *t)
+{
+	char got[SHA256_HEX_LEN + 1];
+	struct block_list bl = { 0, 0, NULL };
+	struct stat st;
+	uint64_t got_size = 0;
+	int fd, r = -EEXIST;
+	bool sized = false;
+
+	if (fstatat(dirfd, t->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? -ENOENT : -EISDIR;
+	if (!S_ISREG(st.st_mode))
+		return -EISDIR;
+	for (size_t i = 0; i < t->nplan; i++)
+		sized |= t->plan[i].size == (uint64_t)st.st_size;
+	if (!sized || (fd = openat(dirfd, t->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)) < 0)
+		return -EEXIST;
+	if (share_hash_fd(fd, got, &got_size, &bl) == 0)
+		for (size_t i = 0; i < t->nplan && r < 0; i++)
+			if (t->plan[i].size == got_size && !strcmp(t->plan[i].sha256, got))
+				r = (int)i;
+	block_list_free(&bl);
+	close(fd);
+	return r;
+}
+
+/* ---- one version ------------------------------------------------------------ */
+
+static void report(struct fetch *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void report(struct fetch *f, const char *fmt, ...)
+{
+	size_t used = strlen(f->report);
+	va_list ap;
+
+	if (used >= sizeof(f->report) - 1)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(f->report + used, sizeof(f->report) - used, fmt, ap);
+	va_end(ap);
+}
+
+/* Start the stream threads of the sources in f->alive, hash while they
+ * fetch, and wait for them. */
+static void run_streams(struct fetch *f, EVP_MD_CTX *md, unsigned char *buf)
+{
+	struct transfer *t = f->t;
+
 	pthread_mutex_lock(&t->lock);
+	f->running = 0;
+	f->hash_end = 0;
+	f->hasher_done = false;
+	f->bad_range = false;
 	for (int i = 0; i < t->nsrc; i++) {
 		if (!(f->alive & (1u << i)))
 			continue;
@@ -880,41 +939,338 @@ static void *worker(void *arg)
 			pthread_join(f->s[i].thread, NULL);
 			f->s[i].started = false;
 		}
-	if (cancelled(t)) {
-		/* A checkpoint: the verified ranges survive a crash as well. */
-		fsync(f->fd);
-		fail(t, "Cancelled", "cancelled (%zu of %zu ranges verified and kept)", f->rg.done, f->rg.n);
+	for (; f->hashq_len; f->hashq_len--, f->hashq_head = (f->hashq_head + 1) % HASHQ_LEN)
+		grpc_byte_buffer_destroy(f->hashq[f->hashq_head].buf);
+	f->hashq_bytes = 0;
+}
+
+/* Outcomes of one version. */
+enum outcome { GOT_IT, NEXT_VERSION, STOP };
+
+/* Fetch the version now in t->sha256/size/src[] into f->fd. GOT_IT: the
+ * whole-file hash matches (digest in *match); NEXT_VERSION: these sources
+ * could not deliver it (f->report says why); STOP: cancelled or a local
+ * error (t failed already). */
+static enum outcome fetch_version(struct fetch *f, unsigned char *buf, EVP_MD_CTX *own)
+{
+	struct transfer *t = f->t;
+	uint32_t tried = 0, listless = 0, all;
+	enum outcome out = NEXT_VERSION;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int r;
+
+	if (!md) {
+		fail(t, "TransferFailed", "out of memory");
+		return STOP;
+	}
+	f->alive = 0;
+	for (int i = 0; i < t->nsrc; i++) {
+		struct stream *s = &f->s[i];
+
+		memset(s, 0, sizeof(*s));
+		s->f = f;
+		s->idx = (unsigned)i;
+		s->ch = peer_channel(t->src[i].target, PEER_MAX_CHUNK_MESSAGE);
+		s->cq = grpc_completion_queue_create_for_pluck(NULL);
+		s->md = EVP_MD_CTX_new();
+		if (!s->ch || !s->cq || !s->md) {
+			fail(t, "TransferFailed", "out of memory");
+			out = STOP;
+			goto out;
+		}
+		f->alive |= 1u << i;
+	}
+	for (int i = 0; i < t->nsrc && t->size > 0 && !cancelled(t); i++)
+		stream_stat(&f->s[i]);
+	for (int i = 0; i < t->nsrc; i++)
+		if ((f->alive & (1u << i)) && !f->s[i].list.n)
+			listless |= 1u << i;
+	all = f->alive;
+	/* Each pass uses one block list: the one most sources send that has not
+	 * been tried (the first in the directory's order on a tie), with the
+	 * sources that send it and those that send none. */
+	for (int pass = 0; !cancelled(t); pass++) {
+		int best = -1, votes = 0;
+		uint32_t use;
+		unsigned char digest[SHA256_BYTES];
+		unsigned int dlen = 0;
+		char got[SHA256_HEX_LEN + 1];
+
+		/* A dropped source stays dropped. */
+		for (int i = 0; i < t->nsrc; i++)
+			if (f->s[i].why != WHY_NONE)
+				all &= ~(1u << i);
+		listless &= all;
+		use = listless;
+
+		for (int i = 0; i < t->nsrc; i++) {
+			int v = 0;
+
+			if (!(all & ~tried & ~listless & (1u << i)))
+				continue;
+			for (int j = 0; j < t->nsrc; j++)
+				v += (all & ~tried & (1u << j)) && f->s[j].list.n && same_blocks(&f->s[i].list, &f->s[j].list);
+			if (best < 0 || v > votes) {
+				best = i;
+				votes = v;
+			}
+		}
+		if (best < 0 && pass > 0)
+			break;
+		block_list_free(&f->blocks);
+		if (best >= 0) {
+			for (int j = 0; j < t->nsrc; j++)
+				if ((all & ~tried & (1u << j)) && f->s[j].list.n && same_blocks(&f->s[best].list, &f->s[j].list))
+					use |= 1u << j;
+			for (int j = 0; j < t->nsrc; j++)
+				if ((all & ~tried & ~listless & ~use & (1u << j)))
+					log_warn("download %s: %s sends other block hashes than %d other source(s); "
+						 "it is used only if they fail", t->name, t->src[j].peer, votes);
+			if (block_list_copy(&f->blocks, &f->s[best].list) < 0) {
+				fail(t, "TransferFailed", "out of memory");
+				out = STOP;
+				goto out;
+			}
+		} else {
+			if (t->size > 0)
+				log_notice("download %s: no source sent block hashes; ranges are checked by the "
+					   "whole-file SHA-256 only", t->name);
+			f->blocks = (struct block_list){ BLOCK_SIZE, 0, NULL };
+		}
+		tried |= use & ~listless;
+		pthread_mutex_lock(&t->lock);
+		f->alive = use & all;
+		pthread_mutex_unlock(&t->lock);
+		if (!f->alive)
+			break;
+		/* With one source there is nowhere else to fetch a bad range from:
+		 * the whole-file SHA-256 decides, and each byte is hashed once. */
+		f->check_ranges = f->blocks.n && __builtin_popcount(f->alive) > 1;
+		f->hash_inline = __builtin_popcount(f->alive) == 1;
+		ranges_free(&f->rg);
+		if (ranges_init(&f->rg, t->size, f->blocks.block_size) < 0) {
+			fail(t, "TransferFailed", "out of memory");
+			out = STOP;
+			goto out;
+		}
+		pthread_mutex_lock(&t->lock);
+		t->received = 0;
+		pthread_mutex_unlock(&t->lock);
+		if ((r = resume_ranges(f, buf, own)) < 0) {
+			fail(t, "TransferFailed", "cannot prepare the partial file in %s/%s: %s", t->to, PARTIAL_DIR,
+			     strerror(-r));
+			out = STOP;
+			goto out;
+		}
+		EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+		f->hashed_in_memory = 0;
+		run_streams(f, md, buf);
+		if (cancelled(t)) {
+			/* A checkpoint: the verified ranges survive a crash as well. */
+			fsync(f->fd);
+			fail(t, "Cancelled", "cancelled (%zu of %zu ranges verified and kept)", f->rg.done, f->rg.n);
+			out = STOP;
+			goto out;
+		}
+		if (f->io_error) {
+			fail(t, "TransferFailed", "cannot write into %s: %s", t->to, strerror(-f->io_error));
+			out = STOP;
+			goto out;
+		}
+		if (f->hash_end < t->size || f->rg.done < f->rg.n)
+			continue; /* its sources are gone; those of another list may do */
+		EVP_DigestFinal_ex(md, digest, &dlen);
+		crypto_hex(digest, SHA256_BYTES, got);
+		if (!strcmp(got, t->sha256)) {
+			out = GOT_IT;
+			goto out;
+		}
+		/* The ranges matched the list, the file does not match its
+		 * SHA-256: the list and the bytes were false. */
+		for (int j = 0; j < t->nsrc; j++)
+			if (use & (1u << j))
+				drop(&f->s[j], WHY_BAD, "sent bytes whose whole-file SHA-256 is %.12s…, not the indexed one",
+				     got);
+		if (!f->blocks.n)
+			break;
+	}
+	/* This version could not be had: say from whom and why. */
+	report(f, "%sversion of %llu bytes, SHA-256 %.12s…:", f->report[0] ? "; " : "", (unsigned long long)t->size,
+	       t->sha256);
+	for (int i = 0; i < t->nsrc; i++) {
+		struct stream *s = &f->s[i];
+
+		report(f, " %s %s%s", t->src[i].peer, s->why ? s->whytext : "was not tried", i + 1 < t->nsrc ? "," : "");
+		f->any_transient |= s->why == WHY_TRANSIENT;
+		f->any_bad |= s->why == WHY_BAD;
+	}
+out:
+	for (int i = 0; i < t->nsrc; i++) {
+		struct stream *s = &f->s[i];
+
+		peer_cq_destroy(s->cq);
+		if (s->ch)
+			grpc_channel_destroy(s->ch);
+		EVP_MD_CTX_free(s->md);
+		block_list_free(&s->list);
+		s->cq = NULL;
+		s->ch = NULL;
+		s->md = NULL;
+	}
+	EVP_MD_CTX_free(md);
+	return out;
+}
+
+/* Make the i-th version of t->plan the one fetched. */
+static void use_version(struct transfer *t, size_t first, size_t end)
+{
+	pthread_mutex_lock(&t->lock);
+	snprintf(t->sha256, sizeof(t->sha256), "%s", t->plan[first].sha256);
+	t->size = t->plan[first].size;
+	t->nsrc = 0;
+	for (size_t k = first; k < end && t->nsrc < MAX_SOURCES; k++, t->nsrc++) {
+		snprintf(t->src[t->nsrc].peer, sizeof(t->src[0].peer), "%s", t->plan[k].peer);
+		snprintf(t->src[t->nsrc].target, sizeof(t->src[0].target), "%s", t->plan[k].target);
+	}
+	t->received = 0;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static size_t version_end(const struct transfer *t, size_t first)
+{
+	size_t k = first;
+
+	while (k < t->nplan && t->plan[k].size == t->plan[first].size && !strcmp(t->plan[k].sha256, t->plan[first].sha256))
+		k++;
+	return k;
+}
+
+static void *worker(void *arg)
+{
+	struct transfer *t = arg;
+	struct fetch *f = calloc(1, sizeof(*f));
+	unsigned char *buf = malloc(1 << 20);
+	EVP_MD_CTX *own = EVP_MD_CTX_new();
+	enum outcome got = NEXT_VERSION;
+	struct stat st;
+	bool reread = false;
+	int dirfd = -1, pdirfd = -1, r;
+
+	if (!f || !buf || !own) {
+		fail(t, "TransferFailed", "out of memory");
 		goto out;
 	}
-	if (f->io_error) {
-		fail(t, "TransferFailed", "cannot write into %s: %s", t->to, strerror(-f->io_error));
+	f->t = t;
+	f->fd = -1;
+	dirfd = open(t->to, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		fail(t, "TransferFailed", "cannot open %s: %s", t->to, strerror(errno));
 		goto out;
 	}
-	if (f->hash_end < t->size || f->rg.done < f->rg.n) {
+	/* A file of that name is there already: one of the versions offered
+	 * is the download done; other content is the user's and stays. */
+	r = existing(dirfd, t);
+	if (r >= 0) {
+		use_version(t, (size_t)r, version_end(t, (size_t)r));
+		log_info("download %s: %s/%s holds this version already", t->name, t->to, t->name);
+		f->fd = openat(dirfd, t->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		goto landed;
+	}
+	if (r == -EEXIST && !t->force) {
+		t->retry = false;
+		fail(t, "FileExists",
+		     "%s/%s exists with other content; it is kept (move it away, download --to another folder, "
+		     "or use --force to replace it)", t->to, t->name);
+		goto out;
+	}
+	if (r == -EISDIR) {
+		t->retry = false;
+		fail(t, "FileExists", "%s/%s exists and is not a regular file; it is kept", t->to, t->name);
+		goto out;
+	}
+	if (mkdirat(dirfd, PARTIAL_DIR, 0700) < 0 && errno != EEXIST) {
+		fail(t, "TransferFailed", "cannot create %s/%s: %s", t->to, PARTIAL_DIR, strerror(errno));
+		goto out;
+	}
+	pdirfd = openat(dirfd, PARTIAL_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	r = pdirfd < 0 ? -errno : partial_open(f, pdirfd);
+	if (r == -EBUSY) {
+		t->retry = true;
+		fail(t, "TransferFailed",
+		     "another download of %s into %s is running (by another p2p-peerd sharing the folder?); "
+		     "try again when it has ended", t->name, t->to);
+		goto out;
+	}
+	if (r < 0) {
+		fail(t, "TransferFailed", "cannot open the partial file %s/%s/%s: %s", t->to, PARTIAL_DIR, t->name,
+		     strerror(-r));
+		goto out;
+	}
+	for (size_t first = 0, v = 0; first < t->nplan && got == NEXT_VERSION; first = version_end(t, first), v++) {
+		use_version(t, first, version_end(t, first));
+		if (v > 0)
+			log_notice("download %s: trying the next version (%llu bytes, SHA-256 %s) from %d source(s)",
+				   t->name, (unsigned long long)t->size, t->sha256, t->nsrc);
+		got = fetch_version(f, buf, own);
+	}
+	if (got == STOP)
+		goto out;
+	if (got == NEXT_VERSION) {
+		bool verify = f->any_bad && !f->any_transient;
+
+		t->retry = f->any_transient;
 		fsync(f->fd);
-		if (f->bad_range && f->rg.done == 0)
-			unlinkat(pdirfd, t->name, 0);
-		if (f->bad_range)
+		if (verify)
+			unlinkat(pdirfd, t->name, 0); /* nothing in it was verified */
+		if (verify)
 			fail(t, "VerificationFailed",
-			     "ranges arrived damaged (not matching their SHA-256, or malformed) and no other "
-			     "source could deliver them "
-			     "(%zu of %zu ranges verified)", f->rg.done, f->rg.n);
+			     "no source delivered bytes matching the SHA-256 it is indexed with (%s); retrying will "
+			     "not help until other sources are online", f->report);
 		else
-			fail(t, "TransferFailed",
-			     "no source could complete the transfer (%zu of %zu ranges verified and kept to resume)",
-			     f->rg.done, f->rg.n);
+			fail(t, "TransferFailed", "no source could complete the transfer (%s; %zu of %zu ranges "
+			     "verified and kept to resume)", f->report, f->rg.done, f->rg.n);
 		goto out;
 	}
-	EVP_DigestFinal_ex(md, digest, &dlen);
-	crypto_hex(digest, SHA256_BYTES, got);
-	if (strcmp(got, t->sha256) != 0) {
-		unlinkat(pdirfd, t->name, 0);
-		fail(t, "VerificationFailed", "no source delivered bytes matching SHA-256 %s", t->sha256);
+	if (fsync(f->fd) < 0) {
+		fail(t, "TransferFailed", "cannot write %s/%s/%s: %s", t->to, PARTIAL_DIR, t->name, strerror(errno));
 		goto out;
 	}
-	if (fsync(f->fd) < 0 || renameat(pdirfd, t->name, dirfd, t->name) < 0) {
-		fail(t, "TransferFailed", "cannot put %s into place: %s", t->name, strerror(errno));
+	r = prove_disk(f, buf, &reread);
+	if (r == -EBUSY) {
+		t->retry = true;
+		fail(t, "TransferFailed",
+		     "another process has %s/%s/%s open; it is not put into place while that process may write to it",
+		     t->to, PARTIAL_DIR, t->name);
 		goto out;
+	}
+	if (r == -EBADMSG) {
+		t->retry = true;
+		fail(t, "TransferFailed",
+		     "the partial file %s/%s/%s changed on disk while downloading (another process wrote into it); "
+		     "not put into place: the next try checks its ranges again", t->to, PARTIAL_DIR, t->name);
+		goto out;
+	}
+	if (r < 0) {
+		fail(t, "TransferFailed", "cannot read back %s/%s/%s: %s", t->to, PARTIAL_DIR, t->name, strerror(-r));
+		goto out;
+	}
+	/* Never over a file: another one may have appeared since the start. */
+	if (renameat2(pdirfd, t->name, dirfd, t->name, t->force ? 0 : RENAME_NOREPLACE) < 0) {
+		int e = errno == EEXIST ? existing(dirfd, t) : -1;
+
+		if (e >= 0 && t->plan[e].size == t->size && !strcmp(t->plan[e].sha256, t->sha256)) {
+			unlinkat(pdirfd, t->name, 0); /* the same bytes landed meanwhile */
+		} else if (errno == EEXIST || e != -1) {
+			t->retry = false;
+			fail(t, "FileExists",
+			     "%s/%s appeared during the download with other content; it is kept, and the verified "
+			     "download stays in %s/ (move the file away and download again, or use --force)",
+			     t->to, t->name, PARTIAL_DIR);
+			goto out;
+		} else {
+			fail(t, "TransferFailed", "cannot put %s into place: %s", t->name, strerror(errno));
+			goto out;
+		}
 	}
 	{
 		int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -924,7 +1280,8 @@ static void *worker(void *arg)
 			close(dfd);
 		}
 	}
-	if (fstat(f->fd, &st) == 0) {
+landed:
+	if (f->fd >= 0 && fstat(f->fd, &st) == 0) {
 		t->landed = (struct hash_entry){ (uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)st.st_size,
 						 (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, "",
 						 { 0, 0, NULL } };
@@ -938,29 +1295,14 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&t->lock);
 	t->state = TRANSFER_DONE;
 	metrics_add(M_TRANSFERS_DONE, 1);
+	t->received = t->size;
 	t->seconds = mono_now() - t->started;
 	pthread_mutex_unlock(&t->lock);
-	log_info("downloaded %s (%llu bytes, verified; %llu hashed as they arrived) into %s from %d source(s)",
-		 t->name, (unsigned long long)t->size, (unsigned long long)f->hashed_in_memory, t->to,
-		 t->sources_used);
+	log_info("downloaded %s (%llu bytes, verified%s; %llu hashed as they arrived) into %s from %d source(s)",
+		 t->name, (unsigned long long)t->size, reread ? " as read back from disk" : "",
+		 (unsigned long long)f->hashed_in_memory, t->to, t->sources_used);
 out:
 	if (f) {
-		for (int i = 0; i < t->nsrc; i++) {
-			struct stream *s = &f->s[i];
-
-			if (s->cq) {
-				grpc_completion_queue_shutdown(s->cq);
-				while (grpc_completion_queue_pluck(s->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-					       .type != GRPC_QUEUE_SHUTDOWN)
-					;
-				grpc_completion_queue_destroy(s->cq);
-			}
-			if (s->ch)
-				grpc_channel_destroy(s->ch);
-			EVP_MD_CTX_free(s->md);
-		}
-		for (; f->hashq_len; f->hashq_len--, f->hashq_head = (f->hashq_head + 1) % HASHQ_LEN)
-			grpc_byte_buffer_destroy(f->hashq[f->hashq_head].buf);
 		if (f->fd >= 0)
 			close(f->fd);
 		ranges_free(&f->rg);
@@ -968,7 +1310,6 @@ out:
 		free(f);
 	}
 	free(buf);
-	EVP_MD_CTX_free(md);
 	EVP_MD_CTX_free(own);
 	if (pdirfd >= 0)
 		close(pdirfd);
@@ -984,37 +1325,71 @@ out:
 	return NULL;
 }
 
+/* ---- the plan ------------------------------------------------------------------ */
+
 int download_plan(struct transfer *t, const struct dir_hit *hits, size_t n, const char *self, const char *from,
 		  const char **error)
 {
-	bool chosen = false;
+	struct dir_hit *keep = calloc(n ? n : 1, sizeof(*keep)), *plan = calloc(n ? n : 1, sizeof(*plan));
+	size_t *count = calloc(n ? n : 1, sizeof(*count)), nkeep = 0, nplan = 0;
+	bool *placed = calloc(n ? n : 1, sizeof(*placed));
 
-	for (size_t i = 0; i < n && t->nsrc < MAX_SOURCES; i++) {
-		const struct dir_hit *h = &hits[i];
-
-		if (!strcmp(h->peer, self) || (from && strcmp(h->peer, from)))
-			continue;
-		if (!chosen) {
-			chosen = true;
-			memcpy(t->sha256, h->sha256, sizeof(t->sha256));
-			t->size = h->size;
-		} else if (strcmp(h->sha256, t->sha256) || h->size != t->size) {
-			continue; /* another version of the file */
-		}
-		snprintf(t->src[t->nsrc].peer, sizeof(t->src[0].peer), "%s", h->peer);
-		snprintf(t->src[t->nsrc].target, sizeof(t->src[0].target), "%s", h->target);
-		t->nsrc++;
+	if (!keep || !plan || !count || !placed) {
+		free(keep);
+		free(plan);
+		free(count);
+		free(placed);
+		*error = "TransferFailed";
+		return -ENOMEM;
 	}
-	if (t->nsrc == 0) {
+	for (size_t i = 0; i < n; i++) {
+		if ((self && !strcmp(hits[i].peer, self)) || (from && strcmp(hits[i].peer, from)) ||
+		    !valid_sha256_hex(hits[i].sha256))
+			continue;
+		keep[nkeep++] = hits[i];
+	}
+	/* How many sources each version has (a peer counts once per version). */
+	for (size_t i = 0; i < nkeep; i++)
+		for (size_t j = 0; j < nkeep; j++)
+			count[i] += keep[j].size == keep[i].size && !strcmp(keep[j].sha256, keep[i].sha256);
+	/* Versions by their number of sources, then by where each first
+	 * appears in the directory's answer; each version's sources in the
+	 * directory's order. At most MAX_VERSIONS are tried. */
+	for (size_t v = 0; v < MAX_VERSIONS; v++) {
+		size_t best = nkeep;
+
+		for (size_t i = 0; i < nkeep; i++)
+			if (!placed[i] && (best == nkeep || count[i] > count[best]))
+				best = i;
+		if (best == nkeep)
+			break;
+		for (size_t j = 0; j < nkeep; j++)
+			if (!placed[j] && keep[j].size == keep[best].size && !strcmp(keep[j].sha256, keep[best].sha256)) {
+				placed[j] = true;
+				plan[nplan++] = keep[j];
+			}
+	}
+	free(keep);
+	free(count);
+	free(placed);
+	if (nplan == 0) {
+		free(plan);
 		*error = "NotFound";
 		return -ENOENT;
 	}
+	free(t->plan);
+	t->plan = plan;
+	t->nplan = nplan;
+	use_version(t, 0, version_end(t, 0));
 	return 0;
 }
 
 int download_begin(struct transfer *t)
 {
-	int r = pthread_create(&t->thread, NULL, worker, t);
-
-	return r ? -r : 0;
+	if (t->progress_bytes <= 0)
+		t->progress_bytes = DOWNLOAD_PROGRESS_BYTES;
+	if (t->progress_interval <= 0)
+		t->progress_interval = DOWNLOAD_PROGRESS_INTERVAL;
+	t->retry = true; /* a local error may pass; the causes that do not say so */
+	return pthread_create(&t->thread, NULL, worker, t) != 0 ? -EAGAIN : 0;
 }

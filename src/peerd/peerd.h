@@ -52,6 +52,8 @@ struct peerd_settings {
 	long long max_inflight_per_client; /* ... by one client address */
 	long long send_timeout;            /* s a client may take nothing before its call is cancelled */
 	char *metrics_listen;              /* ADDR:PORT of GET /metrics (metrics.c); NULL: off */
+	long long download_progress_bytes;    /* a source delivers at least this much ... */
+	long long download_progress_interval; /* ... per this many seconds of waiting, or is dropped */
 };
 
 extern const struct conf_key peerd_keys[];
@@ -174,7 +176,11 @@ void rpc_set_serving(struct rpc *r, bool serving);
 void rpc_set_upload_rate(struct rpc *r, long long rate);
 
 /* A download (download.c). Fields below lock are shared with the worker. */
-#define MAX_SOURCES 16
+#define MAX_SOURCES 16  /* sources used for one version */
+#define MAX_VERSIONS 8  /* versions (size, SHA-256) tried for one name */
+#define MAX_HITS 256    /* directory entries considered for one name */
+#define DOWNLOAD_PROGRESS_BYTES (64 << 10) /* defaults of the progress deadline */
+#define DOWNLOAD_PROGRESS_INTERVAL 10
 
 enum transfer_state { TRANSFER_RUNNING, TRANSFER_DONE, TRANSFER_FAILED, TRANSFER_CANCELLED };
 
@@ -191,7 +197,6 @@ struct transfer {
 	uint64_t size;
 	struct source src[MAX_SOURCES];
 	int nsrc;
-	char token[SHA256_HEX_LEN + 1], directory[512]; /* unused since dirclient */
 	struct dirclient *dc;          /* tickets (dirclient_ticket_wait) */
 	struct ratelimit_shared *limit; /* the download limit (rate 0: none), or NULL */
 	pthread_t thread;
@@ -210,19 +215,30 @@ struct transfer {
 	bool cancel;
 	bool paused;                   /* cancelled by Pause: kept, listed, resumable */
 	double seconds;
-	char error[64], message[256];
+	char error[64], message[1024];
 	struct transfer *next;
+	/* The directory's entries grouped by version, in the order tried
+	 * (download_plan); src[] holds the version being fetched. */
+	struct dir_hit *plan;
+	size_t nplan;
+	bool force;                    /* replace an existing file of other content */
+	bool retry;                    /* locked: on failure, trying again later can help */
+	long long progress_bytes;      /* a source must deliver this many bytes ... */
+	long long progress_interval;   /* ... per this many seconds of waiting */
 };
 
 /* Ask a transfer to stop (its lock not held); the partial file and its
  * verified ranges stay for the next Download of the same name. */
 void download_cancel(struct transfer *t);
-/* Choose the sources among hits (every version, the directory's order):
- * never self, only from when given, one version. 0, or -ENOENT with *error
- * the control error's short name. Fills t's size, sha256 and sources. */
+/* Choose the sources of t (name, to, lock set up) from the directory's
+ * entries hits[n] (every entry with a size and SHA-256, in the directory's
+ * order): not self, only from when given; grouped by version (size,
+ * SHA-256), the versions with most sources first, then in the directory's
+ * order. 0, or -ENOENT with *error = "NotFound" (-ENOMEM: "TransferFailed").
+ * Fills t's size, sha256, sources and plan. */
 int download_plan(struct transfer *t, const struct dir_hit *hits, size_t n, const char *self, const char *from,
 		  const char **error);
-/* Start the worker thread; 0 or -errno. */
+/* Start the worker thread of a planned transfer. 0 or -EAGAIN. */
 int download_begin(struct transfer *t);
 
 /* transfers.c: the downloads (start, save, resume, reap), with or without
@@ -232,8 +248,9 @@ struct transfers;
 typedef void transfers_started(void *arg, struct transfer *t, enum peer_error err, const char *message);
 int transfers_new(struct peerd *p, struct transfers **out);
 /* Search for name and start fetching it into to (absolute); the same
- * name into the same folder already running is followed instead. */
-void transfers_start(struct transfers *tr, const char *name, const char *from, const char *to,
+ * name into the same folder already running is followed instead. force:
+ * replace a file of that name with other content (kept otherwise). */
+void transfers_start(struct transfers *tr, const char *name, const char *from, const char *to, bool force,
 		     transfers_started *cb, void *arg);
 /* Start again what STATE_DIR/transfers lists (once, after the first login). */
 void transfers_continue_saved(struct transfers *tr);

@@ -34,6 +34,8 @@ const struct conf_key peerd_keys[] = {
 	KEY("upload_rate", CONF_INT, upload_rate, 0, PEER_RATE_MAX),
 	KEY("download_rate", CONF_INT, download_rate, 0, PEER_RATE_MAX),
 	KEY("retry_max", CONF_INT, retry_max, 1, 3600),
+	KEY("download_progress_bytes", CONF_INT, download_progress_bytes, 1, 1LL << 30),
+	KEY("download_progress_interval", CONF_INT, download_progress_interval, 1, 3600),
 	KEY("directory_ca", CONF_STRING, directory_ca, 0, 0),
 	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
 	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
@@ -66,6 +68,8 @@ static const struct conf_help key_help[] = {
 	{ "upload_rate", "most bytes/s served to other peers, all together (default 0: unlimited)" },
 	{ "download_rate", "most bytes/s received by all downloads together (default 0: unlimited)" },
 	{ "retry_max", "longest wait, seconds, between tries while the directory is unreachable (default 60)" },
+	{ "download_progress_bytes", "a download drops a source that delivers fewer bytes than this ... (default 65536)" },
+	{ "download_progress_interval", "... per this many seconds of waiting for it (default 10)" },
 	{ "directory_ca", "PEM CA certificates an https directory is checked against (default: the system's)" },
 	{ "tls_certificate", "PEM certificate chain: serve and download over gRPC with TLS (with tls_key)" },
 	{ "tls_key", "PEM private key of tls_certificate" },
@@ -93,6 +97,8 @@ void settings_defaults(struct peerd_settings *s)
 	s->max_inflight = 32 << 20;
 	s->max_inflight_per_client = 8 << 20;
 	s->send_timeout = 60;
+	s->download_progress_bytes = DOWNLOAD_PROGRESS_BYTES;
+	s->download_progress_interval = DOWNLOAD_PROGRESS_INTERVAL;
 }
 
 int settings_check(const struct peerd_settings *s, char *err, size_t len)

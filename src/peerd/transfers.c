@@ -38,7 +38,8 @@ static const char *const state_names[] = {
 
 /* ---- STATE_DIR/transfers ------------------------------------------------- */
 
-/* The downloads running now, as a JSON array of {"name","to"}, so the next
+/* The downloads running now, as a JSON array of {"name","to"} (and
+ * "paused", "force" when set), so the next
  * start of peerd continues them (after SIGTERM, kill -9 or a crash alike).
  * Written atomically whenever the set changes, but not while stopping, so
  * that what was running stays listed. */
@@ -70,6 +71,8 @@ static void save(struct transfers *tr)
 			json_object_object_add(o, "to", json_object_new_string(t->to));
 			if (t->paused)
 				json_object_object_add(o, "paused", json_object_new_boolean(true));
+			if (t->force)
+				json_object_object_add(o, "force", json_object_new_boolean(true));
 			json_object_array_add(arr, o);
 		}
 		pthread_mutex_unlock(&t->lock);
@@ -95,6 +98,7 @@ struct start_call {
 	char name[FILENAME_MAX_BYTES + 1];
 	char from[USERNAME_MAX + 1];
 	char to[4096];
+	bool force;              /* replace an existing file of other content */
 	transfers_started *cb;
 	void *arg;
 };
@@ -118,6 +122,7 @@ static void transfer_free(struct transfer *t)
 	if (t->has_thread)
 		pthread_join(t->thread, NULL);
 	block_list_free(&t->landed.blocks);
+	free(t->plan);
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->cond);
 	free(t);
@@ -157,10 +162,18 @@ static void searched(void *arg, const struct dir_result *r)
 	t->wake_fd = tr->wake_fd;
 	snprintf(t->name, sizeof(t->name), "%s", sc->name);
 	snprintf(t->to, sizeof(t->to), "%s", sc->to);
-	snprintf(t->directory, sizeof(t->directory), "%s", p->set.directory);
-	if (download_plan(t, r->hits, r->nhits, session_user(p->session), sc->from[0] ? sc->from : NULL, &error) < 0) {
+	t->force = sc->force;
+	t->progress_bytes = p->set.download_progress_bytes;
+	t->progress_interval = p->set.download_progress_interval;
+	/* Every entry with a size and SHA-256, every version, in the
+	 * directory's order (at most MAX_HITS): download_plan decides. */
+	if (download_plan(t, r->hits, r->nhits < MAX_HITS ? r->nhits : MAX_HITS, session_user(p->session),
+			  sc->from[0] ? sc->from : NULL, &error) < 0) {
 		transfer_free(t);
-		sc->cb(sc->arg, NULL, !strcmp(error, "NotFound") ? PEER_E_NOT_FOUND : PEER_E_TRANSFER_FAILED, NULL);
+		if (!strcmp(error, "NotFound"))
+			sc->cb(sc->arg, NULL, PEER_E_NOT_FOUND, NULL);
+		else
+			sc->cb(sc->arg, NULL, PEER_E_TRANSFER_FAILED, "out of memory");
 		goto out;
 	}
 	crypto_random(rnd, sizeof(rnd));
@@ -196,7 +209,7 @@ out:
 	free(sc);
 }
 
-void transfers_start(struct transfers *tr, const char *name, const char *from, const char *to,
+void transfers_start(struct transfers *tr, const char *name, const char *from, const char *to, bool force,
 		     transfers_started *cb, void *arg)
 {
 	struct start_call *sc;
@@ -221,6 +234,7 @@ void transfers_start(struct transfers *tr, const char *name, const char *from, c
 	snprintf(sc->name, sizeof(sc->name), "%s", name);
 	snprintf(sc->from, sizeof(sc->from), "%s", from ? from : "");
 	snprintf(sc->to, sizeof(sc->to), "%s", to);
+	sc->force = force;
 	sc->cb = cb;
 	sc->arg = arg;
 	dir_search_file(tr->p->dc, name, searched, sc);
@@ -275,13 +289,14 @@ void transfers_resume(struct transfers *tr, const char *id, transfers_started *c
 	memcpy(sc->id, t->id, sizeof(sc->id));
 	snprintf(sc->name, sizeof(sc->name), "%s", t->name);
 	snprintf(sc->to, sizeof(sc->to), "%s", t->to);
+	sc->force = t->force;
 	sc->cb = cb;
 	sc->arg = arg;
 	dir_search_file(tr->p->dc, sc->name, searched, sc);
 }
 
 /* A paused transfer listed in STATE_DIR/transfers: listed again, not started. */
-static void add_paused(struct transfers *tr, const char *name, const char *to)
+static void add_paused(struct transfers *tr, const char *name, const char *to, bool force)
 {
 	struct transfer *t = calloc(1, sizeof(*t));
 	uint8_t rnd[8];
@@ -296,6 +311,7 @@ static void add_paused(struct transfers *tr, const char *name, const char *to)
 	crypto_hex(rnd, sizeof(rnd), t->id);
 	t->state = TRANSFER_CANCELLED;
 	t->paused = t->reported = true;
+	t->force = force;
 	t->ended_at = mono_now();
 	snprintf(t->error, sizeof(t->error), "Cancelled");
 	snprintf(t->message, sizeof(t->message), "paused");
@@ -308,6 +324,15 @@ struct continue_call {
 	struct transfers *tr;
 	char name[FILENAME_MAX_BYTES + 1], to[4096];
 };
+
+/* A saved entry's boolean key (absent: false). */
+static bool saved_flag(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_boolean) &&
+	       json_object_get_boolean(v);
+}
 
 static void continued(void *arg, struct transfer *t, enum peer_error err, const char *message)
 {
@@ -344,13 +369,9 @@ void transfers_continue_saved(struct transfers *tr)
 			log_warn("%s: entry %zu is not {\"name\",\"to\"}; skipped", path, i);
 			continue;
 		}
-		{
-			struct json_object *pv;
-
-			if (json_object_object_get_ex(o, "paused", &pv) && json_object_get_boolean(pv)) {
-				add_paused(tr, json_object_get_string(name), json_object_get_string(to));
-				continue;
-			}
+		if (saved_flag(o, "paused")) {
+			add_paused(tr, json_object_get_string(name), json_object_get_string(to), saved_flag(o, "force"));
+			continue;
 		}
 		cc = calloc(1, sizeof(*cc));
 		if (!cc)
@@ -358,7 +379,7 @@ void transfers_continue_saved(struct transfers *tr)
 		cc->tr = tr;
 		snprintf(cc->name, sizeof(cc->name), "%s", json_object_get_string(name));
 		snprintf(cc->to, sizeof(cc->to), "%s", json_object_get_string(to));
-		transfers_start(tr, cc->name, NULL, cc->to, continued, cc);
+		transfers_start(tr, cc->name, NULL, cc->to, saved_flag(o, "force"), continued, cc);
 	}
 	json_object_put(arr);
 }
@@ -409,6 +430,8 @@ int transfer_report(struct transfer *t, struct json_object **out, const char **e
 		json_object_object_add(o, "name", json_object_new_string(t->name));
 		json_object_object_add(o, "message", json_object_new_string(t->message));
 		json_object_object_add(o, "received", json_object_new_int64((int64_t)t->received));
+		/* Whether trying again later can help (p2pctl says "run again" only then). */
+		json_object_object_add(o, "retry", json_object_new_boolean(t->retry));
 		if (t->state == TRANSFER_CANCELLED)
 			json_object_object_add(o, "id", json_object_new_string(t->id));
 		*error = t->state == TRANSFER_CANCELLED ? "Cancelled" : t->error;

@@ -368,13 +368,24 @@ class TestCommands(Base):
         self.assertEqual([e["state"] for e in events], ["running", "done"])
         self.assertEqual(err, "")
 
+    def test_download_force(self):
+        self.fake.on("Download", reply(id=1, name="f", state="done", path="/p/f", size=10, sha256=SHA, seconds=1))
+        rc, _, err = self.ctl("download", "f", "--force")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.fake.last()["parameters"], {"name": "f", "force": True})
+
     def test_download_failures(self):
         for err_reply, code, msg in (
                 (error("io.p2p.Peer.NotFound", name="f"), EXIT_NOT_FOUND, "no online peer shares f"),
                 (error("io.p2p.Peer.VerificationFailed", name="f", message="sha256 mismatch"),
-                 EXIT_VERIFICATION, "f failed verification (sha256 mismatch)"),
+                 EXIT_VERIFICATION, "f failed verification: sha256 mismatch; nothing was saved under its name"),
                 (error("io.p2p.Peer.TransferFailed", name="f", message="all sources gone", received=77),
-                 EXIT_FAIL, "failed after 77 bytes (all sources gone): run the same command again to resume"),
+                 EXIT_FAIL, "failed after 77 bytes: all sources gone; run the same command again to resume"),
+                # peerd says when trying again cannot help (issue 14).
+                (error("io.p2p.Peer.TransferFailed", name="f", message="busy", received=0, retry=False),
+                 EXIT_FAIL, "failed after 0 bytes: busy\n"),
+                (error("io.p2p.Peer.FileExists", name="f", message="/srv/f exists with other content; it is kept"),
+                 EXIT_FAIL, "/srv/f exists with other content; it is kept"),
                 (error("io.p2p.Peer.NotLoggedIn"), EXIT_NOT_LOGGED_IN, "p2pctl login USER"),
                 (error("io.p2p.Peer.Cancelled", id="3"), EXIT_FAIL, "transfer 3 was cancelled")):
             self.fake.on("Download", progress(id=3, name="f", state="running", size=10, received=1, rate=1,

@@ -104,7 +104,8 @@ class Sources(unittest.TestCase):
         _, last = download(v, "l.bin")
         p = self.net.assert_ok(last)
         self.assertEqual(p["state"], "done", last)
-        self.assertIn("aliar sends other block hashes than 2 other source(s); not using it", proc.output())
+        self.assertIn("aliar sends other block hashes than 2 other source(s); it is used only if they fail",
+                      proc.output())
         with open(os.path.join(folder, "l.bin"), "rb") as f:
             self.assertEqual(f.read(), data)
 

@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """Fault test: a source that stays connected, answers HTTP/2 pings, sends
 one chunk and then nothing. The download must give up on it within a bound
-(p2p-peerd drops a source silent for 60 s in a call) — fail with a resume
-point, or move on to another source — instead of waiting forever. HTTP/2
-keepalive does not help here: the connection is alive."""
+(the progress deadline: p2p-peerd drops a source that delivers fewer than
+64 KiB in 10 s of waiting) — fail with a resume point, or move on to another
+source — instead of waiting forever. HTTP/2 keepalive does not help here:
+the connection is alive."""
 import concurrent.futures
 import hashlib
 import os
 import threading
+import time
 import unittest
 
 import grpc
@@ -39,10 +41,14 @@ class StalledSource(unittest.TestCase):
             self.assertEqual(r.status_code, 200, r.text)
             g = Peer(d.url, "waiter", register_with=d)
             p2ptest.wait_for(lambda: len(g.search("stuck.bin")) == 1, what="stuck.bin indexed")
+            t0 = time.monotonic()
             job = Background(g, "stuck.bin", timeout=200)
             _, last = job.result(90)
             self.assertEqual(last.get("error"), "io.p2p.Peer.TransferFailed", last)
             self.assertIn("kept to resume", last["parameters"]["message"])
+            self.assertIn("staller stalled", last["parameters"]["message"])
+            # The default deadline (10 s) plus the ticket and Stat calls.
+            self.assertLess(time.monotonic() - t0, 25)
             g.stop()
         finally:
             release.set()
