@@ -325,6 +325,13 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 		human_size((uint64_t)jint(p, "bytes_down"), down, sizeof(down));
 		printf("Traffic:    %s up, %s down since start\n", up, down);
 	}
+	if (json_object_object_get_ex(p, "bytes_up_total", NULL)) {
+		char up[32], down[32];
+
+		human_size((uint64_t)jint(p, "bytes_up_total"), up, sizeof(up));
+		human_size((uint64_t)jint(p, "bytes_down_total"), down, sizeof(down));
+		printf("            %s up, %s down in total\n", up, down);
+	}
 	if (json_object_object_get_ex(p, "upload_rate", NULL)) {
 		char up[40], down[40];
 

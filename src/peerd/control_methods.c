@@ -370,6 +370,9 @@ static struct json_object *status_json(struct peerd *p)
 	/* File bytes since start, as metrics.c counts them (also without metrics_listen). */
 	json_object_object_add(o, "bytes_up", json_object_new_int64((int64_t)metrics_get(M_BYTES_SERVED)));
 	json_object_object_add(o, "bytes_down", json_object_new_int64((int64_t)metrics_get(M_BYTES_RECEIVED)));
+	/* The same with earlier runs (STATE_DIR/totals). */
+	json_object_object_add(o, "bytes_up_total", json_object_new_int64((int64_t)metrics_total(M_BYTES_SERVED)));
+	json_object_object_add(o, "bytes_down_total", json_object_new_int64((int64_t)metrics_total(M_BYTES_RECEIVED)));
 	return o;
 }
 

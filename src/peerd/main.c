@@ -144,6 +144,8 @@ static int run(struct peerd *p)
 	transfers_set_download_rate(p, p->set.download_rate);
 	if (r < 0)
 		return r;
+	if (metrics_totals_start(p->base, p->set.state_dir) < 0) /* metrics.c */
+		return log_errno(LOG_ERR, ENOMEM, "cannot keep the byte totals");
 	if (p->set.metrics_listen && metrics_start(p->base, p->set.metrics_listen) < 0) /* metrics.c */
 		return log_errno(LOG_ERR, EADDRINUSE, "metrics_listen: cannot serve metrics on %s", p->set.metrics_listen);
 	if (afd >= 0) {
@@ -215,6 +217,7 @@ static void cleanup(struct peerd *p)
 	rpc_stop(p->rpc);
 	if (p->rpc)
 		grpc_shutdown_blocking();
+	metrics_totals_stop(); /* after the last byte served */
 	session_free(p->session);
 	dirclient_free(p->dc);
 	struct event *evs[] = { p->ev_term, p->ev_int, p->ev_hup, p->ev_watchdog };

@@ -1,14 +1,17 @@
 /* metrics.c — p2p-peerd's Prometheus metrics (metrics.h): counters kept as
  * relaxed atomics so that every thread adds without a lock, and the text
  * exposition served by evhttp on the main loop when metrics_listen is set.
- * Process metrics and p2p_build_info come from procmetrics.c. */
+ * Process metrics and p2p_build_info come from procmetrics.c. It also keeps
+ * the byte totals across restarts (STATE_DIR/totals). */
 #include "config.h"
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -70,6 +73,105 @@ static uint64_t get(enum metric m)
 uint64_t metrics_get(enum metric m)
 {
 	return get(m);
+}
+
+/* ---- totals across restarts ------------------------------------------------ */
+
+static struct {
+	char *path;            /* STATE_DIR/totals, or NULL */
+	uint64_t up, down;     /* what earlier runs served and received */
+	struct event *timer;
+} totals;
+
+uint64_t metrics_total(enum metric m)
+{
+	return get(m) + (m == M_BYTES_SERVED ? totals.up : m == M_BYTES_RECEIVED ? totals.down : 0);
+}
+
+/* "KEY N" with N a decimal uint64: 0, or -EINVAL. */
+static int totals_line(const char *line, const char *key, uint64_t *out)
+{
+	size_t k = strlen(key);
+	unsigned long long v;
+	char *end;
+
+	if (strncmp(line, key, k) || line[k] != ' ' || line[k + 1] < '0' || line[k + 1] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(line + k + 1, &end, 10);
+	if (errno || (*end && *end != '\n'))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static void totals_save(void)
+{
+	char *tmp = NULL;
+	FILE *f;
+	bool ok;
+
+	if (!totals.path || asprintf(&tmp, "%s.tmp", totals.path) < 0)
+		return;
+	if ((f = fopen(tmp, "we"))) {
+		ok = fprintf(f, "bytes_up %llu\nbytes_down %llu\n",
+			     (unsigned long long)metrics_total(M_BYTES_SERVED),
+			     (unsigned long long)metrics_total(M_BYTES_RECEIVED)) > 0 && fflush(f) == 0;
+		if (fclose(f) != 0 || !ok || rename(tmp, totals.path) < 0) {
+			log_errno(LOG_WARNING, errno, "cannot save the byte totals %s", totals.path);
+			unlink(tmp);
+		}
+	} else {
+		log_errno(LOG_WARNING, errno, "cannot save the byte totals %s", totals.path);
+	}
+	free(tmp);
+}
+
+static void on_totals_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	totals_save();
+}
+
+int metrics_totals_start(struct event_base *base, const char *state_dir)
+{
+	struct timeval tv = { .tv_sec = TOTALS_SAVE_S, .tv_usec = 0 };
+	char up[64] = "", down[64] = "";
+	FILE *f;
+
+	if (!state_dir)
+		return 0;
+	if (asprintf(&totals.path, "%s/totals", state_dir) < 0) {
+		totals.path = NULL;
+		return -ENOMEM;
+	}
+	if ((f = fopen(totals.path, "re"))) {
+		if (!fgets(up, sizeof(up), f) || !fgets(down, sizeof(down), f) ||
+		    totals_line(up, "bytes_up", &totals.up) < 0 || totals_line(down, "bytes_down", &totals.down) < 0) {
+			log_warn("%s is not a byte totals file; counting from 0", totals.path);
+			totals.up = totals.down = 0;
+		}
+		fclose(f);
+	} else if (errno != ENOENT) {
+		log_errno(LOG_WARNING, errno, "cannot read the byte totals %s; counting from 0", totals.path);
+	}
+	totals.timer = event_new(base, -1, EV_PERSIST, on_totals_timer, NULL);
+	if (!totals.timer || event_add(totals.timer, &tv) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+void metrics_totals_stop(void)
+{
+	if (totals.timer)
+		event_free(totals.timer);
+	totals.timer = NULL;
+	totals_save();
+	free(totals.path);
+	totals.path = NULL;
+	totals.up = totals.down = 0;
 }
 
 static void family(struct evbuffer *b, const char *name, const char *type, const char *help)

@@ -38,6 +38,17 @@ void metrics_grpc_init(const char *const *methods, int n);
 void metrics_grpc_started(int method);
 void metrics_grpc_handled(int method, int code);
 
+/* Bytes up and down across restarts: STATE_DIR/totals keeps what earlier
+ * runs served and received ("bytes_up N" and "bytes_down N" lines). Start
+ * reads it (an unreadable or malformed file counts from 0, with a warning)
+ * and saves it every TOTALS_SAVE_S seconds from base's loop; stop saves it
+ * once more. state_dir NULL: totals are those of this run. */
+#define TOTALS_SAVE_S 60
+int metrics_totals_start(struct event_base *base, const char *state_dir);
+void metrics_totals_stop(void);
+/* The bytes of M_BYTES_SERVED or M_BYTES_RECEIVED, earlier runs included. */
+uint64_t metrics_total(enum metric m);
+
 /* Serve GET /metrics on addr ("ADDR:PORT") from base's loop. 0 or -errno. */
 int metrics_start(struct event_base *base, const char *addr);
 void metrics_stop(void);

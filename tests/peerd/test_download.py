@@ -361,6 +361,16 @@ class Swarm(unittest.TestCase):
         self.assertEqual(ss["upload_rate"], MiB)
         # SetRates without parameters reads the rates.
         self.assertEqual(self.net.assert_ok(vs.call("SetRates")), {"upload_rate": MiB, "download_rate": 0})
+        # Totals add earlier runs (STATE_DIR/totals, saved at a clean stop):
+        # the same as since start on a first run, kept across a restart.
+        self.assertEqual((sg["bytes_down_total"], ss["bytes_up_total"]), (total, total))
+        vg.close()
+        self.assertEqual(proc.stop(), 0)
+        vg, _, _ = self.net.peer("getter", base=self.net.bases["getter"])
+        sg = self.net.assert_ok(vg.call("Status"))
+        self.assertEqual((sg["bytes_down"], sg["bytes_down_total"], sg["bytes_up_total"]), (0, total, 0))
+        with open(os.path.join(self.net.bases["getter"], "state", "totals")) as f:
+            self.assertEqual(f.read(), "bytes_up 0\nbytes_down %d\n" % total)
 
     def test_set_rates_bad_values(self):
         v, _, _ = self.net.peer("p", extra=["--upload-rate", "1000"])
