@@ -12,8 +12,9 @@
  * transaction-scoped advisory lock, so replicas starting at once migrate
  * exactly once; the sweep of expired sessions and tickets takes another
  * advisory lock without waiting, so only one replica sweeps at a time.
- * File names compare in NFC: the column side through normalize(name, NFC)
- * (so the database must be UTF-8), the query side through nfc.h. Substring
+ * File names compare in NFC: the column side through a stored generated
+ * column name_nfc = normalize(name, NFC) (so the database must be UTF-8),
+ * the query side through nfc.h. Substring
  * search is LIKE on that NFC name with ASCII letters folded (the SQLite
  * backend's rule: other characters match exactly), served by a pg_trgm GIN
  * index on that folded name from three characters on (shorter patterns
@@ -98,9 +99,12 @@ static const char *const migrations[] = {
 	"CREATE UNIQUE INDEX IF NOT EXISTS users_name_lower ON users (lower(name));"
 	"DROP INDEX IF EXISTS files_name;"
 	"DROP INDEX IF EXISTS files_name_fold_trgm;"
-	"CREATE INDEX IF NOT EXISTS files_name_nfc ON files (" NFC("name") ");"
+	/* Stored, so that a search's recheck of its candidates does not
+	 * normalise each one again (a third of the substring throughput). */
+	"ALTER TABLE files ADD COLUMN IF NOT EXISTS name_nfc text GENERATED ALWAYS AS (" NFC("name") ") STORED;"
+	"CREATE INDEX IF NOT EXISTS files_name_nfc ON files (name_nfc);"
 	"CREATE INDEX IF NOT EXISTS files_name_nfc_fold_trgm ON files USING gin ("
-	FOLD(NFC("name")) " gin_trgm_ops);",
+	FOLD("name_nfc") " gin_trgm_ops);",
 };
 
 /* The user names that differ only in case, which schema 3 cannot take. */
@@ -142,14 +146,14 @@ static const char SQL_HEARTBEAT[] =
 	"UPDATE peers SET last_seen = $2, online = true WHERE user_id = (SELECT id FROM users WHERE"
 	USER_IS("name", "$1") ")";
 static const char SQL_SEARCH_EXACT[] =
-	"SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN "WHERE " NFC("f.name") " = $1 AND" ALIVE "$2 ORDER BY u.name";
+	"SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN "WHERE f.name_nfc = $1 AND" ALIVE "$2 ORDER BY u.name";
 /* $1: the folded pattern; counts at most $3 rows. */
 static const char SQL_COUNT_LIKE[] =
-	"SELECT count(*) FROM (SELECT 1 FROM files f" HIT_JOIN "WHERE " FOLD(NFC("f.name")) " LIKE $1 AND"
+	"SELECT count(*) FROM (SELECT 1 FROM files f" HIT_JOIN "WHERE " FOLD("f.name_nfc") " LIKE $1 AND"
 	ALIVE "$2 LIMIT $3) m";
 static const char SQL_SEARCH_LIKE[] =
 	"SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
-	"WHERE " FOLD(NFC("f.name")) " LIKE $1 AND" ALIVE "$2 ORDER BY f.id LIMIT $3 OFFSET $4";
+	"WHERE " FOLD("f.name_nfc") " LIKE $1 AND" ALIVE "$2 ORDER BY f.id LIMIT $3 OFFSET $4";
 static const char SQL_PEERS_ONLINE[] =
 	"SELECT u.name, p.last_seen, (SELECT count(*) FROM files f WHERE f.peer_id = p.user_id)"
 	" FROM peers p JOIN users u ON u.id = p.user_id WHERE" ALIVE "$1 ORDER BY u.name";
