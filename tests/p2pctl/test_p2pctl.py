@@ -559,7 +559,7 @@ class TestCompletion(unittest.TestCase):
         self.assertIn("transfers", self.complete(""))
         self.assertEqual(self.complete("-s", "x.sock", "do"), ["download"])
         self.assertEqual(sorted(self.complete("download", "f", "--")),
-                         ["--from", "--help", "--json", "--quiet", "--to"])
+                         ["--force", "--from", "--help", "--json", "--quiet", "--to"])
         self.assertEqual(self.complete("login", "--password-"), ["--password-stdin", "--password-file"])
         self.assertIn("--version", self.complete("--"))
         d = p2ptest.tempdir()
