@@ -259,6 +259,35 @@ class LocalInterference(Base):
         r = v.call("Download", {"name": "mine.txt", "force": "yes"})
         self.assertEqual(r.get("error"), "org.varlink.service.InvalidParameter")
 
+    def test_force_kept_by_pause_and_resume(self):
+        data = os.urandom(6 * MiB + 3)
+        self.net.peer("src", {"mine.iso": data}, ["--upload-rate", str(MiB)])
+        v, folder, _ = self.getter()
+        with open(os.path.join(folder, "mine.iso"), "wb") as f:
+            f.write(b"the user's own mine.iso\n")
+        starter = Varlink(os.path.join(self.net.bases["getter"], "ctl.sock"))
+        self.addCleanup(starter.close)
+        starter.send_raw(b'{"method":"io.p2p.Peer.Download","parameters":{"name":"mine.iso","force":true},'
+                         b'"more":true}\0')
+
+        def transfer():
+            t = v.call("Transfers")["parameters"]["transfers"]
+            return t[0] if t else None
+        p2ptest.wait_for(lambda: transfer() and transfer()["received"] >= MiB, timeout=30, what="1 MiB in")
+        tid = transfer()["id"]
+        self.assertNotIn("error", v.call("Pause", {"id": tid}))
+        saved = os.path.join(self.net.bases["getter"], "state", "transfers")
+
+        def listed():
+            with open(saved) as f:
+                return json.load(f)
+        p2ptest.wait_for(lambda: listed() == [{"name": "mine.iso", "to": os.path.realpath(folder), "paused": True,
+                                               "force": True}], what="force kept in STATE_DIR/transfers")
+        self.assertNotIn("error", v.call("Resume", {"id": tid}))
+        _, last = download(v, "mine.iso")
+        self.assertEqual(self.net.assert_ok(last)["state"], "done", last)
+        self.assert_landed(folder, "mine.iso", data)
+
     def test_write_into_the_partial_file_is_caught(self):
         block = 4 * MiB
         data = os.urandom(2 * block)
