@@ -34,6 +34,7 @@ struct dird_settings {
 	long long login_burst;       /* attempts before throttling */
 	long long login_interval;    /* s per attempt regained */
 	long long sweep_interval;    /* s */
+	long long max_staleness;     /* s: PostgreSQL replica's lag before 503 */
 	char *tls_certificate;       /* PEM chain; with tls_key: serve HTTPS */
 	char *tls_key;               /* PEM private key */
 };

@@ -50,6 +50,7 @@ static const struct conf_help key_help[] = {
 	{ "login_burst", "login attempts per user name before throttling (10)" },
 	{ "login_interval", "seconds per login attempt regained after the burst (6)" },
 	{ "sweep_interval", "seconds between sweeps of expired sessions and tickets (60)" },
+	{ "max_staleness", "PostgreSQL: seconds a replica may lag the database before searches answer 503 (5)" },
 	{ "tls_certificate", "PEM certificate chain: serve HTTPS instead of HTTP (with tls_key)" },
 	{ "tls_key", "PEM private key of tls_certificate" },
 };
@@ -303,6 +304,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	d->set = fresh;
 	log_set_level(log_level_from_name(d->set.log_level));
 	api_apply_settings(d);
+	store_replicate(d->store, (double)d->set.max_staleness);
 	arm_sweep(d);
 	log_info("configuration reloaded");
 	notify_ready();
@@ -442,6 +444,9 @@ static int run_daemon(struct dird *d)
 	if (!d->base)
 		return -ENOMEM;
 	r = store_open_pool(d->set.database, (unsigned)d->set.database_connections, &d->store);
+	if (r < 0)
+		goto out;
+	r = store_replicate(d->store, (double)d->set.max_staleness);
 	if (r < 0)
 		goto out;
 	r = api_init(d);

@@ -33,6 +33,7 @@ const struct conf_key dird_keys[] = {
 	KEY("login_burst", CONF_INT, login_burst, 1, 10000),
 	KEY("login_interval", CONF_INT, login_interval, 1, 3600),
 	KEY("sweep_interval", CONF_INT, sweep_interval, 1, 3600),
+	KEY("max_staleness", CONF_INT, max_staleness, 1, 3600),
 	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
 	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
 	{ NULL, 0, 0, 0, 0 },
@@ -57,6 +58,7 @@ void dird_settings_defaults(struct dird_settings *s)
 	s->login_burst = 10;
 	s->login_interval = 6;
 	s->sweep_interval = 60;
+	s->max_staleness = 5;
 }
 
 int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)

@@ -47,6 +47,9 @@ struct store_ops {
 	int (*sweep)(struct store_backend *b, int64_t now);
 	int (*counts)(struct store_backend *b, int64_t alive_since, struct store_counts *out);
 	int (*ping)(struct store_backend *b);
+	/* NULL when the backend has no change stream to follow. */
+	int (*replicate)(struct store_backend *b, double max_staleness);
+	void (*replica_status)(struct store_backend *b, struct store_replica *out);
 };
 
 /* PostgreSQL advisory lock keys ("p2p" and a number), one per job that must
