@@ -87,6 +87,7 @@ struct replica {
 	pthread_cond_t advanced;  /* seq or rounds moved on */
 	uint64_t rounds;          /* follower wake-ups handled */
 	int sock;                 /* the follower's socket, or -1 */
+	bool busy;                /* woken, its round not finished */
 
 	/* Read without locks by the request threads. */
 	int64_t fresh_ns;         /* CLOCK_MONOTONIC when last known current */
@@ -274,6 +275,10 @@ static int view_put(struct view *v, int64_t id, struct rpeer *p)
 /* ---- the database side ---------------------------------------------------- */
 
 static const char SQL_COUNTER[] = "SELECT seq FROM change_seq";
+/* Logouts and user deletions wait for every follower's acknowledgement. */
+static const char SQL_ACK[] =
+	"INSERT INTO replica_acks(pid, seq) VALUES (pg_backend_pid(), $1)"
+	" ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq";
 static const char SQL_CHANGES[] =
 	"SELECT seq, kind, user_id, at, coalesce(token_hash, '') FROM changes"
 	" WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT " "1000";
@@ -463,6 +468,9 @@ static int apply_index(struct replica *r, PGconn *c, int64_t id)
 		peer_free(peer);
 		return rc;
 	}
+	if (peer)
+		log_debug("replica: peer %" PRId64 " (%s): %u files, online %d, last seen %" PRId64, id, peer->user,
+			  peer->nfiles, peer->online, peer->last_seen);
 	pthread_rwlock_wrlock(&r->lock);
 	if (peer)
 		rc = view_put(&r->v, id, peer);
@@ -485,10 +493,25 @@ static void apply_peer_state(struct replica *r, int64_t id, int64_t at, bool onl
 	pthread_rwlock_unlock(&r->lock);
 }
 
+static int ack(struct replica *r, PGconn *c)
+{
+	char seq[24];
+	const char *p[] = { seq };
+	PGresult *res;
+
+	snprintf(seq, sizeof(seq), "%" PRId64, LOAD(r->seq));
+	if (!(res = q(r, c, SQL_ACK, 1, p, "acknowledge")))
+		return -EIO;
+	PQclear(res);
+	return 0;
+}
+
 /* Reads and applies the changes committed since the last; 0, -EIO (the
  * connection failed) or -ESPIPE (a gap: reload). */
 static int catch_up(struct replica *r, PGconn *c)
 {
+	bool must_ack = false;
+
 	for (;;) {
 		int64_t t0 = mono_ns(), head, seq = LOAD(r->seq);
 		char from[24], to[24];
@@ -508,7 +531,7 @@ static int catch_up(struct replica *r, PGconn *c)
 		}
 		if (head == seq) {
 			STORE(r->fresh_ns, t0);
-			return 0;
+			return must_ack ? ack(r, c) : 0;
 		}
 		snprintf(from, sizeof(from), "%" PRId64, seq);
 		snprintf(to, sizeof(to), "%" PRId64, head);
@@ -525,6 +548,7 @@ static int catch_up(struct replica *r, PGconn *c)
 				PQclear(res);
 				return -ESPIPE;
 			}
+			log_debug("replica: change %" PRId64 ": kind %d, user %" PRId64 ", at %" PRId64, s, kind, id, at);
 			switch (kind) {
 			case CH_INDEX:
 				rc = apply_index(r, c, id);
@@ -533,10 +557,12 @@ static int catch_up(struct replica *r, PGconn *c)
 				apply_peer_state(r, id, at, true);
 				break;
 			case CH_LOGOUT:
+				must_ack = true;
 				invalidate_user(r, id, PQgetvalue(res, i, 4));
 				apply_peer_state(r, id, at, false);
 				break;
 			case CH_USER_DELETE:
+				must_ack = true;
 				invalidate_user(r, id, NULL);
 				pthread_rwlock_wrlock(&r->lock);
 				view_drop(&r->v, id);
@@ -563,8 +589,11 @@ static int catch_up(struct replica *r, PGconn *c)
 			log_warn("replica: changes up to %" PRId64 " are gone; reloading", head);
 			return -ESPIPE;
 		}
-		if (seq == head)
+		if (seq == head) {
 			STORE(r->fresh_ns, t0);
+			if (must_ack)
+				return ack(r, c);
+		}
 	}
 }
 
@@ -602,7 +631,7 @@ static void *follower(void *arg)
 {
 	struct replica *r = arg;
 	PGconn *c = NULL;
-	bool need_reload = false;
+	bool need_reload = false, registered = false;
 
 	for (;;) {
 		int64_t poll_ms = LOAD(r->max_stale_ns) / 1000000 / 4;
@@ -622,6 +651,7 @@ static void *follower(void *arg)
 			}
 			log_info("replica: following the change stream");
 			STORE(r->sock, PQsocket(c));
+			registered = false;
 		}
 		if (need_reload) {
 			rc = reload(r, c);
@@ -632,6 +662,9 @@ static void *follower(void *arg)
 			rc = catch_up(r, c);
 			if (rc == -ESPIPE)
 				need_reload = true;
+			/* From now on logouts wait for this follower, too. */
+			if (rc == 0 && !registered)
+				registered = ack(r, c) == 0;
 		}
 		if (PQstatus(c) != CONNECTION_OK) {
 			log_warn("replica: lost the connection to PostgreSQL; reconnecting");
@@ -642,11 +675,13 @@ static void *follower(void *arg)
 			advance(r, true);
 			continue;
 		}
+		STORE(r->busy, false);
 		advance(r, true);
 		if (need_reload)
 			continue;
 		if (!follower_wait(r, c, (int)poll_ms))
 			break;
+		STORE(r->busy, true);
 		if (!PQconsumeInput(c)) {
 			log_warn("replica: lost the connection to PostgreSQL; reconnecting");
 			PQfinish(c);
@@ -763,14 +798,21 @@ static void sync_pending(struct replica *r)
 	struct timespec ts;
 	uint64_t round;
 
-	if (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0)
-		return;
-	deadline(&ts, 100);
 	pthread_mutex_lock(&r->wait_lock);
 	round = r->rounds;
+	if (!LOAD(r->busy) && (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0)) {
+		pthread_mutex_unlock(&r->wait_lock);
+		return;
+	}
+	deadline(&ts, 100);
 	while (r->rounds == round && pthread_cond_timedwait(&r->advanced, &r->wait_lock, &ts) == 0)
 		;
 	pthread_mutex_unlock(&r->wait_lock);
+}
+
+double replica_max_staleness(struct replica *r)
+{
+	return (double)LOAD(r->max_stale_ns) / 1e9;
 }
 
 void replica_set_max_staleness(struct replica *r, double seconds)

@@ -37,6 +37,7 @@ struct replica;
 int replica_start(const char *conninfo, double max_staleness, struct replica **out);
 void replica_stop(struct replica *r);
 void replica_set_max_staleness(struct replica *r, double seconds);
+double replica_max_staleness(struct replica *r);
 /* Waits (at most ms) until change seq is in the view: a write answered by
  * this replica is then seen by the next request to it. */
 void replica_wait(struct replica *r, int64_t seq, int ms);

@@ -33,7 +33,7 @@ const struct conf_key dird_keys[] = {
 	KEY("login_burst", CONF_INT, login_burst, 1, 10000),
 	KEY("login_interval", CONF_INT, login_interval, 1, 3600),
 	KEY("sweep_interval", CONF_INT, sweep_interval, 1, 3600),
-	KEY("max_staleness", CONF_INT, max_staleness, 1, 3600),
+	KEY("max_staleness", CONF_INT, max_staleness, 1, 60),
 	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
 	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
 	{ NULL, 0, 0, 0, 0 },

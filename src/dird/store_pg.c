@@ -110,6 +110,9 @@ static const char *const migrations[] = {
 	"  at bigint NOT NULL,"
 	"  token_hash text);"
 	"CREATE INDEX changes_at ON changes(at);"
+	"CREATE TABLE replica_acks ("
+	"  pid integer PRIMARY KEY,"
+	"  seq bigint NOT NULL);"
 	"DROP INDEX files_name_fold_trgm;",
 };
 
@@ -160,6 +163,11 @@ static const char SQL_CHANGE[] =
 	" RETURNING seq)"
 	" SELECT seq, pg_notify('p2p_changes', seq::text) FROM c";
 static const char SQL_CHANGES_PRUNE[] = "DELETE FROM changes WHERE at < $1";
+/* Followers (connected ones) that have not yet applied change $1. */
+static const char SQL_ACKS_BEHIND[] =
+	"SELECT count(*) FROM replica_acks a JOIN pg_stat_activity s ON s.pid = a.pid WHERE a.seq < $1";
+static const char SQL_ACKS_PRUNE[] =
+	"DELETE FROM replica_acks WHERE pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)";
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_SEARCH_EXACT[] =
@@ -198,7 +206,7 @@ static const char *const prepared[] = {
 	SQL_SESSION_LOOKUP, SQL_SESSION_DELETE, SQL_PEER_UPSERT, SQL_FILES_REPLACE, SQL_HEARTBEAT,
 	SQL_CHANGE, SQL_CHANGES_PRUNE, SQL_BEGIN, SQL_COMMIT, SQL_SEARCH_EXACT, SQL_COUNT_LIKE,
 	SQL_SEARCH_LIKE, SQL_PEERS_ONLINE, SQL_TICKET_CREATE, SQL_TICKET_VERIFY, SQL_COUNTS,
-	SQL_COUNTS_USERS,
+	SQL_COUNTS_USERS, SQL_ACKS_BEHIND, SQL_ACKS_PRUNE,
 };
 #define NPREPARED (sizeof(prepared) / sizeof(prepared[0]))
 
@@ -578,6 +586,43 @@ static void seen(struct store_backend *b, int64_t seq)
 		replica_wait(b->replica, seq, 1000);
 }
 
+/* After a logout or a user deletion committed change seq: wait until every
+ * connected replica has applied it (they acknowledge these in replica_acks),
+ * so that no replica's cache accepts the token afterwards. One that has not
+ * within max_staleness (this replica's; the command line's: ACK_WAIT) is
+ * past its own by then, if replicas share the setting, and no longer
+ * trusts its cache. */
+#define ACK_WAIT 5
+static void acked(struct store_backend *b, int64_t seq)
+{
+	double bound = b->replica ? replica_max_staleness(b->replica) : ACK_WAIT;
+	INT64_TEXT(seq_text, seq);
+	const char *p[] = { seq_text };
+	struct timespec start, now, pause = { 0, 2000000 };
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		struct conn *c;
+		PGresult *res;
+		int err;
+		int64_t behind;
+
+		if (!(res = query(b, &c, SQL_ACKS_BEHIND, 1, p, RETRY, "wait for replicas", &err)))
+			return;
+		behind = get_int64(res, 0, 0);
+		done(b, c, res);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (behind == 0)
+			return;
+		if ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9 > bound) {
+			log_warn("database: %" PRId64 " replica(s) did not apply change %s within %g s", behind,
+				 seq_text, bound);
+			return;
+		}
+		nanosleep(&pause, NULL);
+	}
+}
+
 static int tx(struct conn *c, const char *sql, const char *what)
 {
 	PGresult *res;
@@ -642,8 +687,10 @@ static int pg_user_delete(struct store_backend *b, const char *username)
 		r = tx(c, SQL_COMMIT, "delete user: commit");
 out:
 	conn_put(b, c);
-	if (r == 0)
+	if (r == 0) {
 		seen(b, seq);
+		acked(b, seq);
+	}
 	return r;
 }
 
@@ -726,8 +773,10 @@ static int pg_session_delete(struct store_backend *b, const char *token_hash)
 		r = tx(c, SQL_COMMIT, "end session: commit");
 out:
 	conn_put(b, c);
-	if (r == 0)
+	if (r == 0) {
 		seen(b, seq);
+		acked(b, seq);
+	}
 	return r;
 }
 
@@ -1041,6 +1090,9 @@ static int pg_sweep(struct store_backend *b, int64_t now)
 		const char *ph[] = { horizon };
 
 		if (!(res = run(c, SQL_CHANGES_PRUNE, 1, ph, "prune changes", &r)))
+			goto out;
+		PQclear(res);
+		if (!(res = run(c, SQL_ACKS_PRUNE, 0, NULL, "prune replica acks", &r)))
 			goto out;
 		PQclear(res);
 	}
