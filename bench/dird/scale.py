@@ -122,7 +122,7 @@ def main():
             port = free_port()
             log = open(os.path.join(work, name + ".log"), "w")
             p = subprocess.Popen([dird_bin, "--listen", "127.0.0.1:%d" % port, "--database", db,
-                                  "--ttl", str(TTL), "--login-burst", "100000", "--login-interval", "1",
+                                  "--ttl", str(TTL), "--login-burst", "10000", "--login-interval", "1",
                                   "--max-staleness", "5"], stderr=log)
             procs.append(p)
             wait_port(port, timeout=600)
