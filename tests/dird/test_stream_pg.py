@@ -5,11 +5,13 @@ heartbeat, logout, expiry and user deletion through both, each replica
 answers what the database holds; a replica killed and restarted catches
 up; PostgreSQL restarted under load: the replicas never answer wrong (an
 answer within max_staleness, or 503) and resync; a logout on A fails the
-token on B at once."""
+token on B at once; the replicas' answers follow issue 17's name rules
+(file names compared in NFC, user names without case)."""
 import random
 import signal
 import threading
 import time
+import unicodedata
 import unittest
 
 import p2ptest
@@ -166,6 +168,61 @@ class Stream(unittest.TestCase):
         self.index(self.a, toks[0], ["Song.mp3"], "k0")
         p2ptest.wait_for(lambda: self.answer(self.b, tb, name="Song.mp3") == [("k0", "Song.mp3")],
                          timeout=2, what="B to see A's index")
+
+    def queries(self, d):
+        for line in d.req("GET", "/metrics").text.split("\n"):
+            if line.startswith("p2p_dird_database_queries_total "):
+                return float(line.split()[1])
+        self.fail("no p2p_dird_database_queries_total")
+
+    def test_names_follow_issue_17_through_replicas(self):
+        nfc = unicodedata.normalize("NFC", "Café Crème.mp3")
+        nfd = unicodedata.normalize("NFD", "Café Crème.mp3")
+        self.assertNotEqual(nfc, nfd)
+        self.assertEqual(self.a.register("alice").status_code, 201)
+        # Through the other replica, another spelling of the name is taken.
+        for other in ("Alice", "ALICE"):
+            r = self.b.register(other)
+            self.assertEqual(r.status_code, 409, r.text)
+        ta = self.a.login("alice")
+        self.index(self.a, ta, [nfd, "x" + unicodedata.normalize("NFD", "ÅNGSTRÖM") + ".txt"], "alice")
+        # Logged in on B under another case: the same user, cached session.
+        tb = self.b.login("ALICE")
+        p2ptest.wait_for(self.synced, timeout=5, what="both replicas to apply the stream")
+        want = [("alice", nfd)]
+        for d, tok in ((self.a, ta), (self.b, tb)):
+            for form in (nfc, nfd):
+                self.assertEqual(self.answer(d, tok, name=form), want, (d.port, form))
+                self.assertEqual(self.answer(d, tok, q=unicodedata.normalize(
+                    "NFC" if form == nfc else "NFD", "é Crè")), want, (d.port, form))
+            # NFC, then ASCII case (only), for substring search.
+            self.assertEqual(len(self.answer(d, tok, q=unicodedata.normalize("NFC", "ÅngstrÖm"))), 1)
+            self.assertEqual(self.answer(d, tok, q=unicodedata.normalize("NFC", "ångström")), [])
+            # Exact search stays case-sensitive.
+            self.assertEqual(self.answer(d, tok, name=nfc.upper()), [])
+            # And the answers came from memory: searches send no statement
+            # (a scrape itself sends one; a timer may too: try again).
+            for _ in range(3):
+                q0 = self.queries(d)
+                q1 = self.queries(d)
+                for _ in range(5):
+                    self.assertEqual(self.answer(d, tok, name=nfc), want)
+                    self.assertEqual(self.answer(d, tok, q="crème"), want)
+                if self.queries(d) - q1 == q1 - q0:
+                    break
+            else:
+                self.fail("searches on %d sent statements" % d.port)
+        # The heartbeat on B under the session of ALICE reaches alice's peer.
+        self.assertEqual(self.b.req("POST", "/heartbeat", tb).status_code, 200)
+        # A deletion under another case removes alice from both views.
+        self.delete_user("ALICE")
+        p2ptest.wait_for(self.synced, timeout=5, what="both replicas to apply the deletion")
+        self.assertEqual(self.b.register("zed").status_code, 201)
+        tz = self.b.login("zed")
+        for d in (self.a, self.b):
+            self.assertEqual(self.answer(d, tz, name=nfc), [], d.port)
+        self.assertEqual(self.a.req("POST", "/heartbeat", ta).status_code, 401)
+        self.assertEqual(self.b.req("POST", "/heartbeat", tb).status_code, 401)
 
     def test_postgresql_restart_under_load(self):
         # A TTL longer than the outage: the peer stays online throughout.
