@@ -7,9 +7,14 @@ run. Prints req/s, p50/p99 latency and the ratios; everything on 127.0.0.1.
     bench/dird/bench.py [--peers N] [--files N] [--duration S] [--builddir DIR] [--keep]
                         [--postgresql]
 
---postgresql keeps the directory on a throwaway PostgreSQL server (Debian's
-postgresql, durable settings) instead of SQLite, and then measures the same
-searches through haproxy with one and with two p2p-dird replicas.
+--postgresql runs the same benchmark twice in one run, side by side: on
+SQLite, then with the directory on a throwaway PostgreSQL server (Debian's
+postgresql, durable settings); on PostgreSQL it also counts the statements
+the replica sent to the database during the search-only runs (its
+p2p_dird_database_queries_total), starts a second replica B and measures
+how soon a file indexed through A is found through B while 4 clients index
+through A continuously, and the searches through haproxy over one and two
+replicas.
 """
 import argparse
 import json
@@ -73,15 +78,187 @@ def wrk(url, duration, conns, token=None):
             "socket_errors": sock_err.group(1) if sock_err else ""}
 
 
+def metric(base, name):
+    text = requests.get(base + "/metrics", timeout=10).text
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * p / 100))] if v else float("nan")
+
+
+def run_backend(a, dird_bin, work, procs, pg):
+    """One full benchmark on SQLite (pg None) or PostgreSQL; returns results."""
+    label = "pg" if pg else "sqlite"
+    db = pg.create_database() if pg else os.path.join(work, "dird.db")
+    info = {}
+
+    # All the peers register from 127.0.0.1: lift the per-address
+    # registration limit where the build has one (older ones do not).
+    help_text = subprocess.run([dird_bin, "--help"], capture_output=True, text=True).stdout
+    limits = ["--register-burst", "1000000"] if "--register-burst" in help_text else []
+
+    def start_dird(port, name):
+        log = open(os.path.join(work, name + ".log"), "w")
+        p = subprocess.Popen([dird_bin, "--listen", "127.0.0.1:%d" % port, "--database", db,
+                              "--max-body", str(64 << 20), "--login-burst", "10000", "--login-interval", "1",
+                              "--ttl", "86400"] + limits +
+                             (["--workers", str(a.workers)] if a.workers is not None else []),
+                             stderr=log)
+        procs.append(p)
+        try:
+            wait_port(port, timeout=600)
+        except TimeoutError:
+            sys.exit("bench: p2p-dird did not start:\n" + open(os.path.join(work, name + ".log")).read())
+        return p
+    port = free_port()
+    dird = start_dird(port, label + "-a")
+    base = "http://127.0.0.1:%d" % port
+
+    # Users: register + login (yescrypt dominates; not part of the index target).
+    t0 = time.monotonic()
+
+    def make_user(i):
+        name = "peer%04d" % i
+        r = requests.post(base + "/register", json={"username": name, "password": "pw"}, timeout=60)
+        assert r.status_code == 201, r.text
+        r = requests.post(base + "/login", json={"username": name, "password": "pw"}, timeout=60)
+        return r.json()["token"]
+    with ThreadPoolExecutor(8) as ex:
+        tokens = list(ex.map(make_user, range(a.peers + 5)))
+    print("[%s] register+login %d users: %.1f s (yescrypt hashing)" % (label, len(tokens), time.monotonic() - t0))
+
+    # Index: each peer shares a.files files with realistic names.
+    words = ["holiday", "photos", "report", "music", "album", "video", "backup", "notes", "draft",
+             "linux", "debian", "image", "scan", "invoice", "movie", "lecture"]
+    bodies = []
+    for i in range(a.peers):
+        files = [{"name": "%s %s %06d-%04d.dat" % (words[(i + j) % 16], words[(i * 7 + j * 3) % 16], j, i),
+                  "size": 1000 + j, "sha256": "%064x" % (i * 1000003 + j)} for j in range(a.files)]
+        bodies.append(json.dumps({"ip": "127.0.0.1", "port": 50001, "folder": "/srv/p%d" % i,
+                                  "files": files}).encode())
+    tl = threading.local()
+
+    def s_local():
+        if not hasattr(tl, "s"):
+            tl.s = requests.Session()
+        return tl.s
+
+    def index(i, url=base):
+        r = s_local().post(url + "/index", data=bodies[i], timeout=300,
+                           headers={"Authorization": "Bearer " + tokens[i], "Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(index, range(a.peers)))
+    t_index = time.monotonic() - t0
+    nfiles = a.peers * a.files
+    print("[%s] index %d files (%d peers x %d): %.2f s (%.0f files/s)" % (label, nfiles, a.peers, a.files,
+                                                                       t_index, nfiles / t_index))
+    info["index files/s"] = nfiles / t_index
+    info["rss after index MB"] = rss_kb(dird.pid, "VmRSS") / 1024
+
+    tok = tokens[0]
+    exact_name = "holiday holiday 000000-0000.dat"
+    r = requests.get(base + "/search", params={"file": exact_name}, headers={"Authorization": "Bearer " + tok})
+    assert r.status_code == 200, r.text
+    res = {}
+    q0 = metric(base, "p2p_dird_database_queries_total") if pg else None
+    res["exact search"] = wrk(base + "/search?file=" + requests.utils.quote(exact_name), a.duration,
+                              a.connections, tok)
+    res["substring search"] = wrk(base + "/search?q=lecture%20draft%20000123&limit=50", a.duration,
+                                  a.connections, tok)
+    res["substring, broad"] = wrk(base + "/search?q=holiday&limit=50", a.duration, a.connections, tok)
+    if pg:
+        # The scrape itself counts 1 (users and sessions); the sweep timer
+        # (every 60 s) 1 to 2 more.
+        q1 = metric(base, "p2p_dird_database_queries_total")
+        nreq = sum(res[k]["rps"] * a.duration for k in ("exact search", "substring search", "substring, broad"))
+        info["db statements during search-only runs"] = "%d over ~%d searches" % (q1 - q0, nreq)
+    r = requests.get(base + "/search", params={"q": "holiday", "limit": 50}, headers={"Authorization": "Bearer " + tok})
+    info["broad matches"] = r.json()["total"]
+    info["peak RSS MB"] = rss_kb(dird.pid) / 1024
+    if not pg:
+        info["database MB"] = sum(os.path.getsize(os.path.join(work, f)) for f in os.listdir(work)
+                                  if f.startswith("dird.db")) / 1e6
+        return res, info
+    info["database MB"] = int(pg.psql("SELECT pg_database_size(current_database())", db.rsplit("/", 1)[1])) / 1e6
+    port_b = free_port()
+    t0 = time.monotonic()
+    start_dird(port_b, "pg-b")
+    info["replica B start (loads the view) s"] = time.monotonic() - t0
+    base_b = "http://127.0.0.1:%d" % port_b
+    requests.get(base_b + "/healthz", timeout=10)
+
+    # Visibility A -> B while 4 clients re-index through A continuously.
+    stop = threading.Event()
+
+    def churn(k):
+        i = k
+        while not stop.is_set():
+            index(i % a.peers)
+            i += 4
+    churners = [threading.Thread(target=churn, args=(k,)) for k in range(4)]
+    for t in churners:
+        t.start()
+    lat = []
+    sa, sb = requests.Session(), requests.Session()
+    probe_tok = tokens[a.peers]
+    try:
+        for n in range(a.probes):
+            name = "probe-%d-%d.bin" % (os.getpid(), n)
+            r = sa.post(base + "/index", json={"ip": "127.0.0.1", "port": 1, "files": [{"name": name, "size": 1}]},
+                        headers={"Authorization": "Bearer " + probe_tok}, timeout=60)
+            assert r.status_code == 200, r.text
+            t0 = time.monotonic()
+            while sb.get(base_b + "/search", params={"file": name},
+                         headers={"Authorization": "Bearer " + probe_tok}, timeout=10).status_code != 200:
+                time.sleep(0.002)
+                if time.monotonic() - t0 > 30:
+                    raise RuntimeError("B never saw " + name)
+            lat.append((time.monotonic() - t0) * 1000)
+    finally:
+        stop.set()
+        for t in churners:
+            t.join()
+    info["A->B visibility ms p50/p99/max (%d probes, 4 indexing)" % len(lat)] = "%.1f / %.1f / %.1f" % (
+        pct(lat, 50), pct(lat, 99), max(lat))
+
+    # The same searches through haproxy: one replica, then two.
+    for n, backends in ((1, [port]), (2, [port, port_b])):
+        lb_port = free_port()
+        cfg = os.path.join(work, "haproxy%d.cfg" % n)
+        with open(cfg, "w") as f:
+            f.write("global\n    maxconn 4096\ndefaults\n    mode http\n    timeout connect 1s\n"
+                    "    timeout client 30s\n    timeout server 30s\n"
+                    "listen dird\n    bind 127.0.0.1:%d\n    balance roundrobin\n" % lb_port)
+            for i, bp in enumerate(backends):
+                f.write("    server r%d 127.0.0.1:%d\n" % (i, bp))
+        lb = subprocess.Popen(["/usr/sbin/haproxy", "-db", "-f", cfg], stderr=subprocess.DEVNULL)
+        procs.append(lb)
+        wait_port(lb_port)
+        lb_base = "http://127.0.0.1:%d" % lb_port
+        res["exact, %d replica%s" % (n, "s" if n > 1 else "")] = wrk(
+            lb_base + "/search?file=" + requests.utils.quote(exact_name), a.duration, a.connections, tok)
+        lb.send_signal(signal.SIGTERM)
+        lb.wait(10)
+        procs.remove(lb)
+    return res, info
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--peers", type=int, default=1000)
     ap.add_argument("--files", type=int, default=1000)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--probes", type=int, default=100, help="A->B visibility probes (--postgresql)")
     ap.add_argument("--builddir", default=os.path.join(top, "build"))
     ap.add_argument("--keep", action="store_true", help="keep the database and print where it is")
-    ap.add_argument("--postgresql", action="store_true", help="PostgreSQL, 1 and 2 replicas behind haproxy")
+    ap.add_argument("--postgresql", action="store_true",
+                    help="SQLite and PostgreSQL side by side; replicas, visibility, statement counts")
     ap.add_argument("--workers", type=int, help="p2p-dird's workers setting (default: its own)")
     a = ap.parse_args()
     dird_bin = os.path.join(a.builddir, "src/dird/p2p-dird")
@@ -89,94 +266,18 @@ def main():
         if not shutil.which(tool) and not os.path.exists("/usr/sbin/nginx"):
             sys.exit("bench: %s is missing: apt-get install wrk nginx-light" % tool)
     work = tempfile.mkdtemp(prefix="p2p-bench-dird-")
+    os.chmod(work, 0o755)  # nginx's worker runs as www-data
     procs = []
+    pg = None
     try:
-        port = free_port()
-        db = os.path.join(work, "dird.db")
-        pg = None
-        if a.postgresql:
-            sys.path[:0] = [os.path.join(top, "tests", "blackbox"), os.path.join(top, "tests", "dird")]
-            import pgtest
-            pg = pgtest.Server(durable=True)
-            db = pg.create_database()
-
-        # All the peers register from 127.0.0.1: lift the per-address
-        # registration limit where the build has one (older ones do not).
-        help_text = subprocess.run([dird_bin, "--help"], capture_output=True, text=True).stdout
-        limits = ["--register-burst", "1000000"] if "--register-burst" in help_text else []
-
-        def start_dird(port, name):
-            log = open(os.path.join(work, name + ".log"), "w")
-            p = subprocess.Popen([dird_bin, "--listen", "127.0.0.1:%d" % port, "--database", db,
-                                  "--max-body", str(64 << 20), "--login-burst", "10000", "--login-interval", "1",
-                                  "--ttl", "86400"] + limits +
-                                 (["--workers", str(a.workers)] if a.workers is not None else []),
-                                 stderr=log)
-            procs.append(p)
-            try:
-                wait_port(port)
-            except TimeoutError:
-                sys.exit("bench: p2p-dird did not start:\n" + open(os.path.join(work, name + ".log")).read())
-            return p
-        dird = start_dird(port, "dird")
-        base = "http://127.0.0.1:%d" % port
-        print("machine: %s, %d cores; p2p-dird %s" % (os.uname().machine, os.cpu_count(), dird_bin))
-
-        # Users: register + login (yescrypt dominates; not part of the index target).
-        t0 = time.monotonic()
-        tokens = []
-        s = requests.Session()
-
-        def make_user(i):
-            name = "peer%04d" % i
-            r = requests.post(base + "/register", json={"username": name, "password": "pw"}, timeout=60)
-            assert r.status_code == 201, r.text
-            r = requests.post(base + "/login", json={"username": name, "password": "pw"}, timeout=60)
-            return r.json()["token"]
-        with ThreadPoolExecutor(8) as ex:
-            tokens = list(ex.map(make_user, range(a.peers)))
-        t_users = time.monotonic() - t0
-        print("register+login %d users: %.1f s (yescrypt hashing)" % (a.peers, t_users))
-
-        # Index: each peer shares a.files files with realistic names.
-        words = ["holiday", "photos", "report", "music", "album", "video", "backup", "notes", "draft",
-                 "linux", "debian", "image", "scan", "invoice", "movie", "lecture"]
-        bodies = []
-        for i in range(a.peers):
-            files = [{"name": "%s %s %06d-%04d.dat" % (words[(i + j) % 16], words[(i * 7 + j * 3) % 16], j, i),
-                      "size": 1000 + j, "sha256": "%064x" % (i * 1000003 + j)} for j in range(a.files)]
-            bodies.append(json.dumps({"ip": "127.0.0.1", "port": 50001, "folder": "/srv/p%d" % i,
-                                      "files": files}).encode())
-        t0 = time.monotonic()
-
-        def index(i):
-            r = s_local().post(base + "/index", data=bodies[i], timeout=120,
-                               headers={"Authorization": "Bearer " + tokens[i],
-                                        "Content-Type": "application/json"})
-            assert r.status_code == 200, r.text
-        tl = threading.local()
-
-        def s_local():
-            if not hasattr(tl, "s"):
-                tl.s = requests.Session()
-            return tl.s
-        with ThreadPoolExecutor(4) as ex:
-            list(ex.map(index, range(a.peers)))
-        t_index = time.monotonic() - t0
-        nfiles = a.peers * a.files
-        print("index %d files (%d peers x %d): %.2f s (%.0f files/s)" % (nfiles, a.peers, a.files, t_index,
-                                                                          nfiles / t_index))
-        rss_after_index = rss_kb(dird.pid, "VmRSS")
-
-        # A static JSON answer of the same size as an exact-search answer, served by nginx.
-        tok = tokens[0]
-        exact_name = "holiday holiday 000000-0000.dat"
-        r = requests.get(base + "/search", params={"file": exact_name}, headers={"Authorization": "Bearer " + tok})
-        assert r.status_code == 200, r.text
+        print("machine: %s, %d cores; load average %s; p2p-dird %s" % (
+            os.uname().machine, os.cpu_count(), open("/proc/loadavg").read().split()[:3], dird_bin))
+        # nginx serving a static JSON answer the size of an exact-search one.
         os.makedirs(os.path.join(work, "www"))
-        os.chmod(work, 0o755)  # nginx's worker runs as www-data
-        with open(os.path.join(work, "www", "search.json"), "wb") as f:
-            f.write(r.content)
+        with open(os.path.join(work, "www", "search.json"), "w") as f:
+            f.write(json.dumps({"peers_with_file": [{"peer": "peer0000", "ip": "127.0.0.1", "port": 50001,
+                                                     "folder": "/srv/p0", "name": "holiday holiday 000000-0000.dat",
+                                                     "size": 1000, "sha256": "0" * 64}]}))
         nport = free_port()
         conf = os.path.join(work, "nginx.conf")
         with open(conf, "w") as f:
@@ -195,57 +296,42 @@ http {
         nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
         procs.append(nginx)
         wait_port(nport)
+        static = wrk("http://127.0.0.1:%d/search.json" % nport, a.duration, a.connections)
 
-        res = {}
-        res["nginx static"] = wrk("http://127.0.0.1:%d/search.json" % nport, a.duration, a.connections)
-        res["exact search"] = wrk(base + "/search?file=" + requests.utils.quote(exact_name), a.duration,
-                                  a.connections, tok)
-        res["substring search"] = wrk(base + "/search?q=lecture%20draft%20000123&limit=50", a.duration,
-                                      a.connections, tok)
-        res["substring, broad"] = wrk(base + "/search?q=holiday&limit=50", a.duration, a.connections, tok)
-        r = requests.get(base + "/search", params={"q": "holiday", "limit": 50}, headers={"Authorization": "Bearer " + tok})
-        broad_total = r.json()["total"]
-        peak = rss_kb(dird.pid)
-        if pg:
-            # The same searches through haproxy: one replica, then two.
-            port_b = free_port()
-            start_dird(port_b, "dird-b")
-            for n, backends in ((1, [port]), (2, [port, port_b])):
-                lb_port = free_port()
-                cfg = os.path.join(work, "haproxy%d.cfg" % n)
-                with open(cfg, "w") as f:
-                    f.write("global\n    maxconn 4096\ndefaults\n    mode http\n    timeout connect 1s\n"
-                            "    timeout client 30s\n    timeout server 30s\n"
-                            "listen dird\n    bind 127.0.0.1:%d\n    balance roundrobin\n" % lb_port)
-                    for i, bp in enumerate(backends):
-                        f.write("    server r%d 127.0.0.1:%d\n" % (i, bp))
-                lb = subprocess.Popen(["/usr/sbin/haproxy", "-db", "-f", cfg], stderr=subprocess.DEVNULL)
-                procs.append(lb)
-                wait_port(lb_port)
-                lb_base = "http://127.0.0.1:%d" % lb_port
-                res["exact, %d replica%s" % (n, "s" if n > 1 else "")] = wrk(
-                    lb_base + "/search?file=" + requests.utils.quote(exact_name), a.duration, a.connections, tok)
-                res["substr, %d replica%s" % (n, "s" if n > 1 else "")] = wrk(
-                    lb_base + "/search?q=lecture%20draft%20000123&limit=50", a.duration, a.connections, tok)
-                lb.send_signal(signal.SIGTERM)
-                lb.wait(10)
-                procs.remove(lb)
+        runs = [("SQLite", None)]
+        if a.postgresql:
+            sys.path[:0] = [os.path.join(top, "tests", "blackbox"), os.path.join(top, "tests", "dird")]
+            import pgtest
+            pg = pgtest.Server(durable=True)
+            runs = [("SQLite", None), ("PostgreSQL", pg)]
+        out = []
+        for name, server in runs:
+            res, info = run_backend(a, dird_bin, work, procs, server)
+            out.append((name, res, info))
+            for p in procs[1:]:
+                p.send_signal(signal.SIGTERM)
+                p.wait(30)
+            del procs[1:]
         print()
-        print("%-20s %10s %9s %9s %8s" % ("", "req/s", "p50 ms", "p99 ms", "errors"))
-        for k, v in res.items():
-            print("%-20s %10.0f %9.3f %9.3f %8s" % (k, v["rps"], v["p50"], v["p99"],
-                                                   v["non2xx"] or v["socket_errors"] or 0))
+        print("%-20s %-11s %10s %9s %9s %8s" % ("", "backend", "req/s", "p50 ms", "p99 ms", "errors"))
+        print("%-20s %-11s %10.0f %9.3f %9.3f %8s" % ("nginx static", "-", static["rps"], static["p50"],
+                                                      static["p99"], static["non2xx"] or 0))
+        keys = list(dict.fromkeys(k for _, res, _ in out for k in res))
+        for k in keys:
+            for name, res, _ in out:
+                if k in res:
+                    v = res[k]
+                    print("%-20s %-11s %10.0f %9.3f %9.3f %8s" % (k, name, v["rps"], v["p50"], v["p99"],
+                                                                 v["non2xx"] or v["socket_errors"] or 0))
         print()
-        print("exact search / nginx static req/s: %.2f" % (res["exact search"]["rps"] / res["nginx static"]["rps"]))
-        print("broad substring query matches %d files (total counted per request)" % broad_total)
-        print("p2p-dird RSS after indexing: %.1f MB; peak RSS: %.1f MB" % (rss_after_index / 1024, peak / 1024))
-        if pg:
-            print("database: PostgreSQL %s, size %.0f MB" % (
-                pg.psql("SHOW server_version").strip(),
-                int(pg.psql("SELECT pg_database_size(current_database())", db.rsplit("/", 1)[1])) / 1e6))
-        else:
-            print("database size: %.0f MB" % (sum(os.path.getsize(os.path.join(work, f)) for f in os.listdir(work)
-                                                  if f.startswith("dird.db")) / 1e6))
+        for name, res, info in out:
+            for k, v in info.items():
+                print("%-11s %s: %s" % (name, k, "%.1f" % v if isinstance(v, float) else v))
+        if len(out) == 2:
+            sq, pq = out[0][1], out[1][1]
+            print("PostgreSQL / SQLite exact search req/s: %.2f" % (pq["exact search"]["rps"] / sq["exact search"]["rps"]))
+            print("database: PostgreSQL %s" % pg.psql("SHOW server_version").strip())
+        print("load average after: %s" % open("/proc/loadavg").read().split()[:3])
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -104,6 +104,7 @@ struct call {
 	int nhdr;
 	void (*render)(struct call *c);   /* runs on the loop before sending */
 	struct store_counts counts;       /* for render_metrics */
+	struct store_replica replica;     /* for render_metrics */
 	struct pool_job job;
 };
 
@@ -224,7 +225,12 @@ static void reply_error(struct call *c, int code, const char *fmt, ...)
 /* A storage failure: 500 with a generic message (the detail is in the log). */
 static void reply_store_error(struct call *c, int r)
 {
-	if (r == -ENOMEM)
+	if (r == -EAGAIN) {
+		/* The database is out of reach, or this replica too far behind
+		 * it to answer right: another replica, or a moment, may do. */
+		reply_header(c, "Retry-After", "1");
+		reply_error(c, 503, "the directory's database is unavailable or this replica lags it; retry");
+	} else if (r == -ENOMEM)
 		reply_error(c, 500, "out of memory");
 	else
 		reply_error(c, 500, "internal error: the database failed (see the server log)");
@@ -859,12 +865,24 @@ static void handle_tickets_verify(struct call *c)
 	reply_json(c, 200, o);
 }
 
+/* 200 when the database answers and, on a replica, its view of the
+ * database is within max_staleness; 503 otherwise. */
 static void handle_healthz(struct call *c)
 {
 	struct json_object *o = json_object_new_object();
 	bool ok = store_ping(c->d->store) == 0;
+	struct store_replica rep;
 
+	store_replica_status(c->d->store, &rep);
+	if (rep.replicated && !rep.fresh)
+		ok = false;
 	add_str(o, "status", ok ? "ok" : "unavailable");
+	if (rep.replicated) {
+		json_object_object_add(o, "staleness_seconds", json_object_new_double(rep.staleness));
+		json_object_object_add(o, "max_staleness_seconds", json_object_new_double(rep.max_staleness));
+		add_int(o, "change", rep.seq);
+		add_int(o, "database_change", rep.seq_seen);
+	}
 	reply_json(c, ok ? 200 : 503, o);
 }
 
@@ -921,6 +939,44 @@ static void render_metrics(struct call *c)
 			    (long long)d->counts.users, (long long)d->counts.sessions,
 			    (long long)d->counts.peers_online, (long long)d->counts.files_online,
 			    d->connections);
+	if (c->replica.replicated)
+		evbuffer_add_printf(b,
+				    "# HELP p2p_dird_replica_staleness_seconds Time since this replica's view was last known to match the database.\n"
+				    "# TYPE p2p_dird_replica_staleness_seconds gauge\np2p_dird_replica_staleness_seconds %.3f\n"
+				    "# HELP p2p_dird_replica_max_staleness_seconds Staleness past which searches answer 503.\n"
+				    "# TYPE p2p_dird_replica_max_staleness_seconds gauge\np2p_dird_replica_max_staleness_seconds %.3f\n"
+				    "# HELP p2p_dird_replica_change Last change applied to this replica's view.\n"
+				    "# TYPE p2p_dird_replica_change gauge\np2p_dird_replica_change %lld\n"
+				    "# HELP p2p_dird_replica_connected Whether the change stream's connection is up.\n"
+				    "# TYPE p2p_dird_replica_connected gauge\np2p_dird_replica_connected %d\n"
+				    "# HELP p2p_dird_replica_changes_applied_total Changes applied from the stream.\n"
+				    "# TYPE p2p_dird_replica_changes_applied_total counter\np2p_dird_replica_changes_applied_total %llu\n"
+				    "# HELP p2p_dird_replica_reloads_total Full loads of the view from the database.\n"
+				    "# TYPE p2p_dird_replica_reloads_total counter\np2p_dird_replica_reloads_total %llu\n"
+				    "# HELP p2p_dird_replica_follower_queries_total Statements the change-stream follower sent.\n"
+				    "# TYPE p2p_dird_replica_follower_queries_total counter\np2p_dird_replica_follower_queries_total %llu\n"
+				    "# HELP p2p_dird_replica_session_cache_total Session checks, by whether the cache answered.\n"
+				    "# TYPE p2p_dird_replica_session_cache_total counter\n"
+				    "p2p_dird_replica_session_cache_total{result=\"hit\"} %llu\n"
+				    "p2p_dird_replica_session_cache_total{result=\"miss\"} %llu\n"
+				    "# HELP p2p_dird_replica_names Files in this replica's in-memory view.\n"
+				    "# TYPE p2p_dird_replica_names gauge\np2p_dird_replica_names %zu\n"
+				    "# HELP p2p_dird_replica_memory_bytes Heap held by the view, by part.\n"
+				    "# TYPE p2p_dird_replica_memory_bytes gauge\n"
+				    "p2p_dird_replica_memory_bytes{part=\"name_index\"} %zu\n"
+				    "p2p_dird_replica_memory_bytes{part=\"peers_files\"} %zu\n",
+				    c->replica.staleness, c->replica.max_staleness, (long long)c->replica.seq,
+				    c->replica.connected ? 1 : 0,
+				    (unsigned long long)c->replica.applied, (unsigned long long)c->replica.reloads,
+				    (unsigned long long)c->replica.follower_queries,
+				    (unsigned long long)c->replica.session_hits,
+				    (unsigned long long)c->replica.session_misses, c->replica.names,
+				    c->replica.index_bytes, c->replica.view_bytes);
+	if (store_remote(d->store))
+		evbuffer_add_printf(b,
+				    "# HELP p2p_dird_database_queries_total Statements sent to the database server for requests and timers.\n"
+				    "# TYPE p2p_dird_database_queries_total counter\np2p_dird_database_queries_total %llu\n",
+				    (unsigned long long)c->replica.queries);
 	len = evbuffer_get_length(b);
 	text = (char *)evbuffer_pullup(b, -1);
 	send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0);
@@ -932,6 +988,7 @@ static void handle_metrics(struct call *c)
 	/* Fresh gauges for the scrape; the timer keeps STATUS= current. */
 	c->counts = c->d->counts;
 	store_counts(c->d->store, dird_now() - c->set.ttl, &c->counts);
+	store_replica_status(c->d->store, &c->replica);
 	c->render = render_metrics;
 }
 
@@ -1108,10 +1165,16 @@ static void finish(struct call *c)
  * handler. */
 static void call_run(struct call *c)
 {
+	int r;
+
 	if (routes[c->route].body && !c->body && !parse_body(c))
 		return;
-	if (routes[c->route].auth &&
-	    store_session_lookup(c->d->store, c->token_hash, dird_now(), c->user, NULL) < 0) {
+	r = routes[c->route].auth ? store_session_lookup(c->d->store, c->token_hash, dird_now(), c->user, NULL) : 0;
+	if (r == -EAGAIN) {
+		reply_store_error(c, r);
+		return;
+	}
+	if (r < 0) {
 		reply_header(c, "WWW-Authenticate", "Bearer");
 		reply_error(c, 401, "invalid or expired token");
 		return;

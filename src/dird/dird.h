@@ -45,6 +45,7 @@ struct dird_settings {
 	struct conf_strlist trusted_proxies; /* addresses/CIDRs whose X-Forwarded-For counts */
 	bool proxy_protocol;         /* connections start with a PROXY header */
 	long long sweep_interval;    /* s */
+	long long max_staleness;     /* s: PostgreSQL replica's lag before 503 */
 	char *tls_certificate;       /* PEM chain; with tls_key: serve HTTPS */
 	char *tls_key;               /* PEM private key */
 };

@@ -56,6 +56,7 @@ static const struct conf_help key_help[] = {
 	{ "proxy_protocol", "yes/no: connections start with a PROXY protocol v1/v2 header from trusted_proxies (no)" },
 	{ "trusted_proxies", "addresses or ADDR/BITS blocks of proxies whose X-Forwarded-For is believed (none)" },
 	{ "sweep_interval", "seconds between sweeps of expired sessions and tickets (60)" },
+	{ "max_staleness", "PostgreSQL: seconds a replica may lag the database before searches answer 503 (5)" },
 	{ "tls_certificate", "PEM certificate chain: serve HTTPS instead of HTTP (with tls_key)" },
 	{ "tls_key", "PEM private key of tls_certificate" },
 };
@@ -320,6 +321,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	d->set = fresh;
 	log_set_level(log_level_from_name(d->set.log_level));
 	api_apply_settings(d);
+	store_replicate(d->store, (double)d->set.max_staleness);
 	arm_sweep(d);
 	log_info("configuration reloaded");
 	notify_ready();
@@ -468,6 +470,9 @@ static int run_daemon(struct dird *d)
 	if (!d->base)
 		return -ENOMEM;
 	r = store_open_pool(d->set.database, (unsigned)d->set.database_connections, &d->store);
+	if (r < 0)
+		goto out;
+	r = store_replicate(d->store, (double)d->set.max_staleness);
 	if (r < 0)
 		goto out;
 	r = api_init(d);

@@ -40,6 +40,7 @@ const struct conf_key dird_keys[] = {
 	KEY("trusted_proxies", CONF_STRLIST, trusted_proxies, 0, 0),
 	KEY("proxy_protocol", CONF_BOOL, proxy_protocol, 0, 0),
 	KEY("sweep_interval", CONF_INT, sweep_interval, 1, 3600),
+	KEY("max_staleness", CONF_INT, max_staleness, 1, 60),
 	KEY("tls_certificate", CONF_STRING, tls_certificate, 0, 0),
 	KEY("tls_key", CONF_STRING, tls_key, 0, 0),
 	{ NULL, 0, 0, 0, 0 },
@@ -67,6 +68,7 @@ void dird_settings_defaults(struct dird_settings *s)
 	s->register_burst = 100;
 	s->register_interval = 36;
 	s->sweep_interval = 60;
+	s->max_staleness = 5;
 }
 
 int dird_settings_check(const struct dird_settings *s, char *err, size_t errlen)

@@ -301,3 +301,15 @@ int store_ping(struct store *st)
 	/* Never waits for the lock (store_ops.ping). */
 	return st->ops->ping(st->b);
 }
+
+int store_replicate(struct store *st, double max_staleness)
+{
+	return st->ops->replicate ? st->ops->replicate(st->b, max_staleness) : 0;
+}
+
+void store_replica_status(struct store *st, struct store_replica *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (st->ops->replica_status)
+		st->ops->replica_status(st->b, out);
+}

@@ -5,7 +5,9 @@
  * PostgreSQL server that several p2p-dird replicas share (its functions may
  * be called from several threads at once). Every function returns
  * 0 or a negative errno: -ENOENT (no such row), -EEXIST (unique name taken),
- * -EIO (the database failed; the engine's message has been logged).
+ * -EIO (the database failed; the engine's message has been logged),
+ * -EAGAIN (the database cannot be reached, or this replica's view of it is
+ * older than its max_staleness: try again later; the API answers 503).
  * A function that returns 0 after a write has committed it durably.
  *
  * Times are Unix seconds. Secrets (session tokens, tickets) are passed and
@@ -60,6 +62,32 @@ void store_close(struct store *st);
 /* Whether calls wait on a database server (PostgreSQL) rather than a local
  * file that answers in microseconds (SQLite). */
 bool store_remote(const struct store *st);
+
+/* A replica's state (PostgreSQL with store_replicate(); see replica.h). */
+struct store_replica {
+	bool replicated;            /* false: no change stream (SQLite, CLI) */
+	bool connected;             /* the follower's connection is up */
+	bool fresh;                 /* staleness <= max_staleness */
+	double staleness;           /* s since the view was last known current */
+	double max_staleness;
+	int64_t seq;                /* last change applied */
+	int64_t seq_seen;           /* newest change the database had */
+	uint64_t applied, reloads;  /* changes applied, full loads */
+	uint64_t follower_queries;  /* statements the follower sent */
+	uint64_t queries;           /* statements sent for requests */
+	uint64_t session_hits, session_misses;
+	size_t names;               /* files in the view */
+	size_t index_bytes, view_bytes;
+};
+
+/* Answer searches, online counts, sessions and tickets from an in-memory
+ * view that follows the database's change stream, trusted for at most
+ * max_staleness seconds (PostgreSQL: loads the view and starts its
+ * follower on the first call, later calls change the bound; SQLite answers
+ * searches from memory anyway and ignores it). 0 or a negative errno. */
+int store_replicate(struct store *st, double max_staleness);
+void store_replica_status(struct store *st, struct store_replica *out);
+
 
 /* For a caller that must not wait (the event loop): take the lock that
  * serialises calls into a backend that is not thread-safe, or say it is

@@ -49,6 +49,9 @@ struct store_ops {
 	/* Called without store.c's lock, from any thread: a backend that is
 	 * not thread-safe serialises it itself, apart from its other calls. */
 	int (*ping)(struct store_backend *b);
+	/* NULL when the backend has no change stream to follow. */
+	int (*replicate)(struct store_backend *b, double max_staleness);
+	void (*replica_status)(struct store_backend *b, struct store_replica *out);
 };
 
 /* PostgreSQL advisory lock keys ("p2p" and a number), one per job that must

@@ -24,7 +24,17 @@
  *
  * A connection found broken is reset before its next use; a read-only call
  * that fails because its connection broke is tried once more on a fresh one
- * (writes are not, as the first try may have committed).
+ * (writes are not, as the first try may have committed). Every statement
+ * is prepared once per connection, on first use.
+ *
+ * Change stream (schema 4; see replica.h): index, heartbeat, logout and
+ * user deletion each append a numbered row to `changes` and NOTIFY
+ * p2p_changes in their own transaction, taking the counter row last so the
+ * lock it holds until commit is short. With store_replicate() (the daemon)
+ * searches, online counts, sessions and tickets are answered by the
+ * replica's in-memory view (replica.c); without it (the command line, the
+ * migration) by SQL as before. The sweep prunes change rows older than
+ * CHANGE_RETENTION seconds; a replica that missed them reloads.
  */
 #include "config.h"
 
@@ -34,15 +44,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
 #include "log.h"
 #include "nfc.h"
+#include "replica.h"
 #include "store_backend.h"
 
 #define LOCK_MIGRATE STORE_PG_LOCK_MIGRATE
 #define LOCK_SWEEP STORE_PG_LOCK_SWEEP
+/* s: change rows older than this are pruned by the sweep. */
+#define CHANGE_RETENTION 600
 
 /* A name in Unicode NFC (needs a UTF-8 database; immutable, so indexable). */
 #define NFC(x) "normalize(" x ", NFC)"
@@ -105,6 +119,22 @@ static const char *const migrations[] = {
 	"CREATE INDEX IF NOT EXISTS files_name_nfc ON files (name_nfc);"
 	"CREATE INDEX IF NOT EXISTS files_name_nfc_fold_trgm ON files USING gin ("
 	FOLD("name_nfc") " gin_trgm_ops);",
+	/* 3 -> 4 (issue 16):
+	 * the change stream the replicas follow. Searches are answered from
+	 * their memory, so the trigram index only slowed indexing down. */
+	"CREATE TABLE change_seq (seq bigint NOT NULL);"
+	"INSERT INTO change_seq VALUES (0);"
+	"CREATE TABLE changes ("
+	"  seq bigint PRIMARY KEY,"
+	"  kind smallint NOT NULL,"
+	"  user_id bigint NOT NULL,"
+	"  at bigint NOT NULL,"
+	"  token_hash text);"
+	"CREATE INDEX changes_at ON changes(at);"
+	"CREATE TABLE replica_acks ("
+	"  pid integer PRIMARY KEY,"
+	"  seq bigint NOT NULL);"
+	"DROP INDEX IF EXISTS files_name_nfc_fold_trgm;",
 };
 
 /* The user names that differ only in case, which schema 3 cannot take. */
@@ -118,18 +148,18 @@ static const char SQL_USER_COLLISIONS[] =
 
 static const char SQL_USER_CREATE[] = "INSERT INTO users(name, hash, created) VALUES ($1, $2, $3)";
 static const char SQL_USER_HASH[] = "SELECT hash FROM users WHERE" USER_IS("name", "$1");
-static const char SQL_USER_DELETE[] = "DELETE FROM users WHERE" USER_IS("name", "$1");
+static const char SQL_USER_DELETE[] = "DELETE FROM users WHERE" USER_IS("name", "$1") " RETURNING id";
 static const char SQL_USER_LIST[] = "SELECT name, created FROM users ORDER BY name";
 static const char SQL_SESSION_CREATE[] =
 	"INSERT INTO sessions(token_hash, user_id, expires) SELECT $1, id, $3 FROM users WHERE" USER_IS("name", "$2");
 static const char SQL_SESSION_LOOKUP[] =
-	"SELECT u.name, s.expires FROM sessions s JOIN users u ON u.id = s.user_id"
+	"SELECT u.name, s.expires, s.user_id FROM sessions s JOIN users u ON u.id = s.user_id"
 	" WHERE s.token_hash = $1 AND s.expires > $2";
 /* One statement: ending the session and taking the peer offline commit together. */
 static const char SQL_SESSION_DELETE[] =
 	"WITH s AS (DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id),"
 	" o AS (UPDATE peers SET online = false FROM s WHERE peers.user_id = s.user_id)"
-	" SELECT count(*) FROM s";
+	" SELECT user_id FROM s";
 static const char SQL_PEER_UPSERT[] =
 	"INSERT INTO peers(user_id, ip, port, folder, last_seen, online)"
 	" SELECT id, $2, $3, $4, $5, true FROM users WHERE" USER_IS("name", "$1")
@@ -142,9 +172,30 @@ static const char SQL_FILES_REPLACE[] =
 	"WITH d AS (DELETE FROM files WHERE peer_id = $1)"
 	" INSERT INTO files(peer_id, name, size, sha256)"
 	" SELECT $1, n, s, h FROM unnest($2::text[], $3::bigint[], $4::text[]) AS x(n, s, h)";
+/* One statement, so one round trip: the peer's row, then the counter (the
+ * EXISTS makes the counter wait for the peer's update), then the change. */
 static const char SQL_HEARTBEAT[] =
-	"UPDATE peers SET last_seen = $2, online = true WHERE user_id = (SELECT id FROM users WHERE"
-	USER_IS("name", "$1") ")";
+	"WITH p AS (UPDATE peers SET last_seen = $2, online = true"
+	" WHERE user_id = (SELECT id FROM users WHERE" USER_IS("name", "$1") ") RETURNING user_id),"
+	" s AS (UPDATE change_seq SET seq = seq + 1 WHERE EXISTS (SELECT 1 FROM p) RETURNING seq),"
+	" c AS (INSERT INTO changes(seq, kind, user_id, at) SELECT s.seq, 2, p.user_id, $2 FROM s, p"
+	" RETURNING seq)"
+	" SELECT seq, pg_notify('p2p_changes', seq::text) FROM c";
+/* The last statement of a transaction that changed what replicas see:
+ * $1 kind (replica.c), $2 user id, $3 time, $4 token hash or NULL. */
+static const char SQL_CHANGE[] =
+	"WITH s AS (UPDATE change_seq SET seq = seq + 1 RETURNING seq),"
+	" c AS (INSERT INTO changes(seq, kind, user_id, at, token_hash) SELECT seq, $1, $2, $3, $4 FROM s"
+	" RETURNING seq)"
+	" SELECT seq, pg_notify('p2p_changes', seq::text) FROM c";
+static const char SQL_CHANGES_PRUNE[] = "DELETE FROM changes WHERE at < $1";
+/* Followers (connected ones) that have not yet applied change $1. */
+static const char SQL_ACKS_BEHIND[] =
+	"SELECT count(*) FROM replica_acks a JOIN pg_stat_activity s ON s.pid = a.pid WHERE a.seq < $1";
+static const char SQL_ACKS_PRUNE[] =
+	"DELETE FROM replica_acks WHERE pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)";
+static const char SQL_BEGIN[] = "BEGIN";
+static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_SEARCH_EXACT[] =
 	"SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN "WHERE f.name_nfc = $1 AND" ALIVE "$2 ORDER BY u.name";
 /* $1: the folded pattern; counts at most $3 rows. */
@@ -162,7 +213,7 @@ static const char SQL_TICKET_CREATE[] =
 	" SELECT $1, u.id, p.user_id, $4, $5 FROM users u, peers p"
 	" JOIN users pu ON pu.id = p.user_id WHERE" USER_IS("u.name", "$2") " AND" USER_IS("pu.name", "$3");
 static const char SQL_TICKET_VERIFY[] =
-	"SELECT u.name, t.file FROM tickets t JOIN users u ON u.id = t.user_id"
+	"SELECT u.name, t.file, t.user_id, t.peer_id, t.expires FROM tickets t JOIN users u ON u.id = t.user_id"
 	" JOIN users pu ON pu.id = t.peer_id"
 	" WHERE t.ticket_hash = $1 AND" USER_IS("pu.name", "$2") " AND t.expires > $3";
 static const char SQL_COUNTS[] =
@@ -170,6 +221,28 @@ static const char SQL_COUNTS[] =
 	" (SELECT count(*) FROM sessions WHERE expires > extract(epoch FROM now())::bigint),"
 	" (SELECT count(*) FROM peers p WHERE" ALIVE "$1),"
 	" (SELECT count(*) FROM files f JOIN peers p ON p.user_id = f.peer_id WHERE" ALIVE "$1)";
+/* With a replica, the online counts come from its view. */
+static const char SQL_COUNTS_USERS[] =
+	"SELECT (SELECT count(*) FROM users),"
+	" (SELECT count(*) FROM sessions WHERE expires > extract(epoch FROM now())::bigint)";
+
+/* Statements prepared per connection on first use, by their index here. */
+static const char *const prepared[] = {
+	SQL_USER_CREATE, SQL_USER_HASH, SQL_USER_DELETE, SQL_USER_LIST, SQL_SESSION_CREATE,
+	SQL_SESSION_LOOKUP, SQL_SESSION_DELETE, SQL_PEER_UPSERT, SQL_FILES_REPLACE, SQL_HEARTBEAT,
+	SQL_CHANGE, SQL_CHANGES_PRUNE, SQL_BEGIN, SQL_COMMIT, SQL_SEARCH_EXACT, SQL_COUNT_LIKE,
+	SQL_SEARCH_LIKE, SQL_PEERS_ONLINE, SQL_TICKET_CREATE, SQL_TICKET_VERIFY, SQL_COUNTS,
+	SQL_COUNTS_USERS, SQL_ACKS_BEHIND, SQL_ACKS_PRUNE,
+};
+#define NPREPARED (sizeof(prepared) / sizeof(prepared[0]))
+
+/* A pooled connection and which statements it has prepared. */
+struct store_backend;
+struct conn {
+	struct store_backend *b;
+	PGconn *pg;
+	uint64_t prepared;
+};
 
 struct store_backend {
 	char *conninfo;
@@ -178,7 +251,9 @@ struct store_backend {
 	unsigned size;             /* connections at most */
 	unsigned nopen;            /* open or being opened */
 	unsigned nidle;
-	PGconn **idle;             /* size slots */
+	struct conn **idle;        /* size slots */
+	struct replica *replica;   /* store_replicate() was called */
+	uint64_t queries;          /* statements sent */
 };
 
 /* What a statement may do when its connection breaks under it. */
@@ -205,33 +280,45 @@ static const char *pq_message(PGconn *c)
 	return buf;
 }
 
-static PGconn *connect_one(struct store_backend *b)
+static struct conn *connect_one(struct store_backend *b)
 {
-	PGconn *c = PQconnectdb(b->conninfo);
+	struct conn *cn = calloc(1, sizeof(*cn));
+	PGconn *c;
 
-	if (!c) {
+	if (!cn || !(c = PQconnectdb(b->conninfo))) {
 		log_err("database: out of memory connecting to PostgreSQL");
+		free(cn);
 		return NULL;
 	}
+	cn->pg = c;
+	cn->b = b;
 	if (PQstatus(c) != CONNECTION_OK) {
 		log_err("database: cannot connect to PostgreSQL: %s", pq_message(c));
-		PQfinish(c);
-		return NULL;
+		goto fail;
 	}
 	PQsetNoticeProcessor(c, notice_log, NULL);
 	if (PQclientEncoding(c) != pg_char_to_encoding("UTF8") && PQsetClientEncoding(c, "UTF8") != 0) {
 		log_err("database: cannot use UTF-8 with PostgreSQL: %s", pq_message(c));
-		PQfinish(c);
-		return NULL;
+		goto fail;
 	}
-	return c;
+	return cn;
+fail:
+	PQfinish(c);
+	free(cn);
+	return NULL;
+}
+
+static void conn_free(struct conn *c)
+{
+	PQfinish(c->pg);
+	free(c);
 }
 
 /* Take a connection from the pool, opening one if the pool is not full,
  * or wait for one. NULL: none could be opened (logged). */
-static PGconn *conn_get(struct store_backend *b)
+static struct conn *conn_get(struct store_backend *b)
 {
-	PGconn *c = NULL;
+	struct conn *c = NULL;
 
 	pthread_mutex_lock(&b->lock);
 	while (b->nidle == 0 && b->nopen == b->size)
@@ -239,15 +326,16 @@ static PGconn *conn_get(struct store_backend *b)
 	if (b->nidle > 0) {
 		c = b->idle[--b->nidle];
 		pthread_mutex_unlock(&b->lock);
-		if (PQstatus(c) == CONNECTION_OK)
+		if (PQstatus(c->pg) == CONNECTION_OK)
 			return c;
-		PQreset(c);
-		if (PQstatus(c) == CONNECTION_OK) {
+		PQreset(c->pg);
+		c->prepared = 0; /* a new session has none */
+		if (PQstatus(c->pg) == CONNECTION_OK) {
 			log_notice("database: reconnected to PostgreSQL");
 			return c;
 		}
-		log_err("database: cannot reconnect to PostgreSQL: %s", pq_message(c));
-		PQfinish(c);
+		log_err("database: cannot reconnect to PostgreSQL: %s", pq_message(c->pg));
+		conn_free(c);
 	} else {
 		b->nopen++;
 		pthread_mutex_unlock(&b->lock);
@@ -262,36 +350,60 @@ static PGconn *conn_get(struct store_backend *b)
 	return NULL;
 }
 
-static void conn_put(struct store_backend *b, PGconn *c)
+static void conn_put(struct store_backend *b, struct conn *c)
 {
 	/* A call that failed mid-transaction must not hand the next one its
 	 * aborted transaction. */
-	if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
-		PQclear(PQexec(c, "ROLLBACK"));
+	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+		PQclear(PQexec(c->pg, "ROLLBACK"));
 	pthread_mutex_lock(&b->lock);
 	b->idle[b->nidle++] = c;
 	pthread_cond_signal(&b->released);
 	pthread_mutex_unlock(&b->lock);
 }
 
-/* Run sql with text parameters on c. Returns the result when its status is
- * PGRES_COMMAND_OK or PGRES_TUPLES_OK; otherwise NULL with *err set:
- * -EEXIST for a unique violation, -EIO (logged) for anything else. */
-static PGresult *run(PGconn *c, const char *sql, int nparams, const char *const *params,
+/* Run sql with text parameters on c, as a prepared statement if it is one
+ * of prepared[]. Returns the result when its status is PGRES_COMMAND_OK or
+ * PGRES_TUPLES_OK; otherwise NULL with *err set: -EEXIST for a unique
+ * violation, -EAGAIN (logged) when the connection broke, -EIO (logged) for
+ * anything else. */
+static PGresult *run(struct conn *c, const char *sql, int nparams, const char *const *params,
 		     const char *what, int *err)
 {
-	PGresult *res = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
-	ExecStatusType status = PQresultStatus(res);
+	PGresult *res = NULL;
+	ExecStatusType status;
 	const char *state;
+	size_t i;
 
+	for (i = 0; i < NPREPARED && prepared[i] != sql; i++)
+		;
+	__atomic_add_fetch(&c->b->queries, 1, __ATOMIC_RELAXED);
+	if (i < NPREPARED) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "s%zu", i);
+		if (!(c->prepared & (UINT64_C(1) << i))) {
+			res = PQprepare(c->pg, name, sql, nparams, NULL);
+			if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+				c->prepared |= UINT64_C(1) << i;
+				PQclear(res);
+				res = NULL;
+			}
+		}
+		if (!res)
+			res = PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
+	} else {
+		res = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+	}
+	status = PQresultStatus(res);
 	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
 		return res;
 	state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	if (state && strcmp(state, "23505") == 0) {
 		*err = -EEXIST;
 	} else {
-		log_err("database: %s: %s", what, pq_message(c));
-		*err = -EIO;
+		log_err("database: %s: %s", what, pq_message(c->pg));
+		*err = PQstatus(c->pg) != CONNECTION_OK ? -EAGAIN : -EIO;
 	}
 	PQclear(res);
 	return NULL;
@@ -300,15 +412,15 @@ static PGresult *run(PGconn *c, const char *sql, int nparams, const char *const 
 /* Take a connection and run one statement on it; the caller reads the
  * result, then gives both back with done(). A read (RETRY) whose
  * connection broke is tried once more. */
-static PGresult *query(struct store_backend *b, PGconn **cp, const char *sql, int nparams,
+static PGresult *query(struct store_backend *b, struct conn **cp, const char *sql, int nparams,
 		       const char *const *params, enum retry retry, const char *what, int *err)
 {
 	for (int attempt = 0;; attempt++) {
-		PGconn *c = conn_get(b);
+		struct conn *c = conn_get(b);
 		PGresult *res;
 
 		if (!c) {
-			*err = -EIO;
+			*err = -EAGAIN;
 			return NULL;
 		}
 		res = run(c, sql, nparams, params, what, err);
@@ -316,7 +428,7 @@ static PGresult *query(struct store_backend *b, PGconn **cp, const char *sql, in
 			*cp = c;
 			return res;
 		}
-		if (retry == RETRY && attempt == 0 && PQstatus(c) != CONNECTION_OK) {
+		if (retry == RETRY && attempt == 0 && PQstatus(c->pg) != CONNECTION_OK) {
 			conn_put(b, c);
 			continue;
 		}
@@ -325,7 +437,7 @@ static PGresult *query(struct store_backend *b, PGconn **cp, const char *sql, in
 	}
 }
 
-static void done(struct store_backend *b, PGconn *c, PGresult *res)
+static void done(struct store_backend *b, struct conn *c, PGresult *res)
 {
 	PQclear(res);
 	conn_put(b, c);
@@ -335,7 +447,7 @@ static void done(struct store_backend *b, PGconn *c, PGresult *res)
 static int exec_rows(struct store_backend *b, const char *sql, int nparams, const char *const *params,
 		     const char *what)
 {
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
 	int err;
 
@@ -354,7 +466,7 @@ static int64_t get_int64(const PGresult *res, int row, int col)
 
 #define INT64_TEXT(name, value) char name[24]; snprintf(name, sizeof(name), "%" PRId64, (int64_t)(value))
 
-static int migrate(struct store_backend *b, PGconn *c)
+static int migrate(struct store_backend *b, struct conn *c)
 {
 	const int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
 	char lock_sql[96];
@@ -407,9 +519,9 @@ static int migrate(struct store_backend *b, PGconn *c)
 		}
 		snprintf(sql, sizeof(sql), "UPDATE p2p_schema SET version = %d", v + 1);
 		/* A multi-statement string must go through the simple protocol. */
-		res = PQexec(c, migrations[v]);
+		res = PQexec(c->pg, migrations[v]);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			log_err("database: migration to schema %d failed: %s", v + 1, pq_message(c));
+			log_err("database: migration to schema %d failed: %s", v + 1, pq_message(c->pg));
 			PQclear(res);
 			err = -EIO;
 			goto fail;
@@ -426,7 +538,7 @@ static int migrate(struct store_backend *b, PGconn *c)
 		log_info("database schema migrated to version %d", v + 1);
 	return 0;
 fail:
-	PQclear(PQexec(c, "ROLLBACK"));
+	PQclear(PQexec(c->pg, "ROLLBACK"));
 	return err;
 }
 
@@ -435,8 +547,9 @@ static void pg_close(struct store_backend *b)
 	if (!b)
 		return;
 	/* Every call has returned: all open connections are idle. */
+	replica_stop(b->replica);
 	for (unsigned i = 0; i < b->nidle; i++)
-		PQfinish(b->idle[i]);
+		conn_free(b->idle[i]);
 	free(b->idle);
 	free(b->conninfo);
 	pthread_cond_destroy(&b->released);
@@ -449,7 +562,7 @@ static int pg_open(const char *database, unsigned connections, struct store_back
 	struct store_backend *b = calloc(1, sizeof(*b));
 	char *perr = NULL;
 	PQconninfoOption *opts;
-	PGconn *c;
+	struct conn *c;
 	int r;
 
 	if (!b)
@@ -489,6 +602,78 @@ static int pg_open(const char *database, unsigned connections, struct store_back
 	return 0;
 }
 
+/* Records a change (kind: replica.c's) as the transaction's last statement. */
+static int record_change(struct conn *c, int kind, const char *user_id, int64_t at, const char *token_hash,
+			 int64_t *seq, const char *what)
+{
+	INT64_TEXT(kind_text, kind);
+	INT64_TEXT(at_text, at);
+	const char *p[] = { kind_text, user_id, at_text, token_hash };
+	PGresult *res;
+	int err;
+
+	if (!(res = run(c, SQL_CHANGE, 4, p, what, &err)))
+		return err;
+	*seq = PQntuples(res) ? get_int64(res, 0, 0) : 0;
+	PQclear(res);
+	return 0;
+}
+
+/* After a write committed change seq: this replica answers with it. */
+static void seen(struct store_backend *b, int64_t seq)
+{
+	if (b->replica && seq > 0)
+		replica_wait(b->replica, seq, 1000);
+}
+
+/* After a logout or a user deletion committed change seq: wait until every
+ * connected replica has applied it (they acknowledge these in replica_acks),
+ * so that no replica's cache accepts the token afterwards. One that has not
+ * within max_staleness (this replica's; the command line's: ACK_WAIT) is
+ * past its own by then, if replicas share the setting, and no longer
+ * trusts its cache. */
+#define ACK_WAIT 5
+static void acked(struct store_backend *b, int64_t seq)
+{
+	double bound = b->replica ? replica_max_staleness(b->replica) : ACK_WAIT;
+	INT64_TEXT(seq_text, seq);
+	const char *p[] = { seq_text };
+	struct timespec start, now, pause = { 0, 2000000 };
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		struct conn *c;
+		PGresult *res;
+		int err;
+		int64_t behind;
+
+		if (!(res = query(b, &c, SQL_ACKS_BEHIND, 1, p, RETRY, "wait for replicas", &err)))
+			return;
+		behind = get_int64(res, 0, 0);
+		done(b, c, res);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (behind == 0)
+			return;
+		if ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9 > bound) {
+			log_warn("database: %" PRId64 " replica(s) did not apply change %s within %g s", behind,
+				 seq_text, bound);
+			return;
+		}
+		nanosleep(&pause, NULL);
+	}
+}
+
+static int tx(struct conn *c, const char *sql, const char *what)
+{
+	PGresult *res;
+	int err;
+
+	if (!(res = run(c, sql, 0, NULL, what, &err)))
+		return err;
+	PQclear(res);
+	return 0;
+}
+
 static int pg_user_create(struct store_backend *b, const char *username, const char *hash, int64_t now)
 {
 	INT64_TEXT(created, now);
@@ -500,7 +685,7 @@ static int pg_user_create(struct store_backend *b, const char *username, const c
 static int pg_user_hash(struct store_backend *b, const char *username, char **hash_out)
 {
 	const char *p[] = { username };
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
 	int err;
 
@@ -520,13 +705,38 @@ static int pg_user_hash(struct store_backend *b, const char *username, char **ha
 static int pg_user_delete(struct store_backend *b, const char *username)
 {
 	const char *p[] = { username };
+	struct conn *c = conn_get(b);
+	PGresult *res;
+	int64_t seq = 0;
+	int r;
 
-	return exec_rows(b, SQL_USER_DELETE, 1, p, "delete user");
+	if (!c)
+		return -EAGAIN;
+	if ((r = tx(c, SQL_BEGIN, "delete user: begin")) < 0)
+		goto out;
+	if (!(res = run(c, SQL_USER_DELETE, 1, p, "delete user", &r)))
+		goto out;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		r = -ENOENT;
+		goto out;
+	}
+	r = record_change(c, 4, PQgetvalue(res, 0, 0), time(NULL), NULL, &seq, "delete user: change");
+	PQclear(res);
+	if (r == 0)
+		r = tx(c, SQL_COMMIT, "delete user: commit");
+out:
+	conn_put(b, c);
+	if (r == 0) {
+		seen(b, seq);
+		acked(b, seq);
+	}
+	return r;
 }
 
 static int pg_user_list(struct store_backend *b, store_name_cb cb, void *ctx)
 {
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
 	int r = 0;
 
@@ -553,10 +763,13 @@ static int pg_session_lookup(struct store_backend *b, const char *token_hash, in
 {
 	INT64_TEXT(now_text, now);
 	const char *p[] = { token_hash, now_text };
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
+	uint64_t gen = 0;
 	int err;
 
+	if (b->replica && replica_session_get(b->replica, token_hash, now, username, expires_at, &gen) == 0)
+		return 0;
 	res = query(b, &c, SQL_SESSION_LOOKUP, 2, p, RETRY, "find session", &err);
 	if (!res)
 		return err;
@@ -566,6 +779,9 @@ static int pg_session_lookup(struct store_backend *b, const char *token_hash, in
 		snprintf(username, USERNAME_MAX + 1, "%s", PQgetvalue(res, 0, 0));
 		if (expires_at)
 			*expires_at = get_int64(res, 0, 1);
+		if (b->replica)
+			replica_session_put(b->replica, token_hash, get_int64(res, 0, 2), username,
+					    get_int64(res, 0, 1), gen);
 		err = 0;
 	}
 	done(b, c, res);
@@ -575,16 +791,33 @@ static int pg_session_lookup(struct store_backend *b, const char *token_hash, in
 static int pg_session_delete(struct store_backend *b, const char *token_hash)
 {
 	const char *p[] = { token_hash };
-	PGconn *c;
+	struct conn *c = conn_get(b);
 	PGresult *res;
-	int err;
+	int64_t seq = 0;
+	int r;
 
-	res = query(b, &c, SQL_SESSION_DELETE, 1, p, NO_RETRY, "end session", &err);
-	if (!res)
-		return err;
-	err = get_int64(res, 0, 0) > 0 ? 0 : -ENOENT;
-	done(b, c, res);
-	return err;
+	if (!c)
+		return -EAGAIN;
+	if ((r = tx(c, SQL_BEGIN, "end session: begin")) < 0)
+		goto out;
+	if (!(res = run(c, SQL_SESSION_DELETE, 1, p, "end session", &r)))
+		goto out;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		r = -ENOENT;
+		goto out;
+	}
+	r = record_change(c, 3, PQgetvalue(res, 0, 0), time(NULL), token_hash, &seq, "end session: change");
+	PQclear(res);
+	if (r == 0)
+		r = tx(c, SQL_COMMIT, "end session: commit");
+out:
+	conn_put(b, c);
+	if (r == 0) {
+		seen(b, seq);
+		acked(b, seq);
+	}
+	return r;
 }
 
 /* Append s to buf as a quoted element of a PostgreSQL array literal. */
@@ -647,8 +880,9 @@ static int pg_index(struct store_backend *b, const char *username, const char *i
 	INT64_TEXT(now_text, now);
 	const char *peer[] = { username, ip, port_text, folder, now_text };
 	char *names, *sizes, *hashes;
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
+	int64_t seq = 0;
 	int r;
 
 	r = files_arrays(files, nfiles, &names, &sizes, &hashes);
@@ -656,12 +890,11 @@ static int pg_index(struct store_backend *b, const char *username, const char *i
 		return r;
 	c = conn_get(b);
 	if (!c) {
-		r = -EIO;
+		r = -EAGAIN;
 		goto out;
 	}
-	if (!(res = run(c, "BEGIN", 0, NULL, "index: begin", &r)))
+	if ((r = tx(c, SQL_BEGIN, "index: begin")) < 0)
 		goto out;
-	PQclear(res);
 	if (!(res = run(c, SQL_PEER_UPSERT, 5, peer, "index: peer", &r)))
 		goto out;
 	if (PQntuples(res) == 0) {
@@ -673,21 +906,23 @@ static int pg_index(struct store_backend *b, const char *username, const char *i
 		const char *p[] = { PQgetvalue(res, 0, 0), names, sizes, hashes };
 		PGresult *ins = run(c, SQL_FILES_REPLACE, 4, p, "index: files", &r);
 
+		if (ins) {
+			PQclear(ins);
+			r = record_change(c, 1, p[0], now, NULL, &seq, "index: change");
+		}
 		PQclear(res);
-		if (!ins)
+		if (r < 0)
 			goto out;
-		PQclear(ins);
 	}
-	if (!(res = run(c, "COMMIT", 0, NULL, "index: commit", &r)))
-		goto out;
-	PQclear(res);
-	r = 0;
+	r = tx(c, SQL_COMMIT, "index: commit");
 out:
 	if (c)
 		conn_put(b, c); /* rolls back what did not commit */
 	free(names);
 	free(sizes);
 	free(hashes);
+	if (r == 0)
+		seen(b, seq);
 	return r;
 }
 
@@ -695,8 +930,16 @@ static int pg_heartbeat(struct store_backend *b, const char *username, int64_t n
 {
 	INT64_TEXT(now_text, now);
 	const char *p[] = { username, now_text };
+	struct conn *c;
+	PGresult *res;
+	int r;
 
-	return exec_rows(b, SQL_HEARTBEAT, 2, p, "heartbeat");
+	res = query(b, &c, SQL_HEARTBEAT, 2, p, NO_RETRY, "heartbeat", &r);
+	if (!res)
+		return r;
+	r = PQntuples(res) ? 0 : -ENOENT;
+	done(b, c, res);
+	return r;
 }
 
 static int emit_hits(const PGresult *res, store_hit_cb cb, void *ctx)
@@ -724,12 +967,14 @@ static int pg_search_exact(struct store_backend *b, const char *name, int64_t al
 	char key[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
 	INT64_TEXT(alive, alive_since);
 	const char *p[] = { key, alive };
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
 	int r;
 
 	if (nfc(name, key, sizeof(key)) < 0)
 		return -EINVAL;
+	if (b->replica)
+		return replica_search_exact(b->replica, key, alive_since, cb, ctx);
 	res = query(b, &c, SQL_SEARCH_EXACT, 2, p, RETRY, "search", &r);
 	if (!res)
 		return r;
@@ -752,7 +997,7 @@ static int pg_search_substring(struct store_backend *b, const char *text, int64_
 	size_t len, j = 0;
 	/* %text% of the NFC text with LIKE's metacharacters (\ % _) escaped. */
 	char *pattern;
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
 	int r;
 
@@ -760,6 +1005,9 @@ static int pg_search_substring(struct store_backend *b, const char *text, int64_
 		return n == -ENOMEM ? -ENOMEM : -EINVAL;
 	text = key;
 	len = (size_t)n;
+	if (b->replica)
+		return replica_search_substring(b->replica, text, alive_since, limit, offset, total, exact,
+						cb, ctx);
 	pattern = malloc(2 * len + 3);
 	if (!pattern)
 		return -ENOMEM;
@@ -801,7 +1049,7 @@ static int pg_peers_online(struct store_backend *b, int64_t alive_since, store_n
 {
 	INT64_TEXT(alive, alive_since);
 	const char *p[] = { alive };
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
 	int r = 0;
 
@@ -828,10 +1076,13 @@ static int pg_ticket_verify(struct store_backend *b, const char *ticket_hash, co
 {
 	INT64_TEXT(now_text, now);
 	const char *p[] = { ticket_hash, peer, now_text };
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
+	uint64_t gen = 0;
 	int err;
 
+	if (b->replica && replica_ticket_get(b->replica, ticket_hash, peer, now, username, file, &gen) == 0)
+		return 0;
 	res = query(b, &c, SQL_TICKET_VERIFY, 3, p, RETRY, "verify ticket", &err);
 	if (!res)
 		return err;
@@ -840,6 +1091,9 @@ static int pg_ticket_verify(struct store_backend *b, const char *ticket_hash, co
 	} else {
 		snprintf(username, USERNAME_MAX + 1, "%s", PQgetvalue(res, 0, 0));
 		snprintf(file, FILENAME_MAX_BYTES + 1, "%s", PQgetvalue(res, 0, 1));
+		if (b->replica)
+			replica_ticket_put(b->replica, ticket_hash, get_int64(res, 0, 2), get_int64(res, 0, 3),
+					   username, peer, file, get_int64(res, 0, 4), gen);
 		err = 0;
 	}
 	done(b, c, res);
@@ -853,12 +1107,12 @@ static int pg_sweep(struct store_backend *b, int64_t now)
 	INT64_TEXT(now_text, now);
 	const char *p[] = { now_text };
 	char lock_sql[96];
-	PGconn *c = conn_get(b);
+	struct conn *c = conn_get(b);
 	PGresult *res;
 	int r;
 
 	if (!c)
-		return -EIO;
+		return -EAGAIN;
 	snprintf(lock_sql, sizeof(lock_sql), "SELECT pg_try_advisory_xact_lock(%" PRId64 ")", LOCK_SWEEP);
 	if (!(res = run(c, "BEGIN", 0, NULL, "sweep: begin", &r)))
 		goto out;
@@ -878,6 +1132,17 @@ static int pg_sweep(struct store_backend *b, int64_t now)
 	if (!(res = run(c, "DELETE FROM tickets WHERE expires <= $1", 1, p, "sweep tickets", &r)))
 		goto out;
 	PQclear(res);
+	{
+		INT64_TEXT(horizon, now - CHANGE_RETENTION);
+		const char *ph[] = { horizon };
+
+		if (!(res = run(c, SQL_CHANGES_PRUNE, 1, ph, "prune changes", &r)))
+			goto out;
+		PQclear(res);
+		if (!(res = run(c, SQL_ACKS_PRUNE, 0, NULL, "prune replica acks", &r)))
+			goto out;
+		PQclear(res);
+	}
 	if (!(res = run(c, "COMMIT", 0, NULL, "sweep: commit", &r)))
 		goto out;
 	PQclear(res);
@@ -891,10 +1156,18 @@ static int pg_counts(struct store_backend *b, int64_t alive_since, struct store_
 {
 	INT64_TEXT(alive, alive_since);
 	const char *p[] = { alive };
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
 	int r;
 
+	if (b->replica) {
+		if (!(res = query(b, &c, SQL_COUNTS_USERS, 0, NULL, RETRY, "count", &r)))
+			return r;
+		out->users = get_int64(res, 0, 0);
+		out->sessions = get_int64(res, 0, 1);
+		done(b, c, res);
+		return replica_counts(b->replica, alive_since, &out->peers_online, &out->files_online);
+	}
 	res = query(b, &c, SQL_COUNTS, 1, p, RETRY, "count", &r);
 	if (!res)
 		return r;
@@ -906,9 +1179,25 @@ static int pg_counts(struct store_backend *b, int64_t alive_since, struct store_
 	return 0;
 }
 
+static int pg_replicate(struct store_backend *b, double max_staleness)
+{
+	if (b->replica) {
+		replica_set_max_staleness(b->replica, max_staleness);
+		return 0;
+	}
+	return replica_start(b->conninfo, max_staleness, &b->replica);
+}
+
+static void pg_replica_status(struct store_backend *b, struct store_replica *out)
+{
+	if (b->replica)
+		replica_status(b->replica, out);
+	out->queries = __atomic_load_n(&b->queries, __ATOMIC_RELAXED);
+}
+
 static int pg_ping(struct store_backend *b)
 {
-	PGconn *c;
+	struct conn *c;
 	PGresult *res;
 	int r;
 
@@ -942,4 +1231,6 @@ const struct store_ops store_pg_ops = {
 	.sweep = pg_sweep,
 	.counts = pg_counts,
 	.ping = pg_ping,
+	.replicate = pg_replicate,
+	.replica_status = pg_replica_status,
 };

@@ -97,6 +97,16 @@ class Server:
     def stop(self):
         self.proc.stop()
 
+    def restart(self, down=0.0):
+        """Stop the server (fast shutdown: clients are cut off), stay down
+        for down seconds, start it again on the same port and data."""
+        import time
+        argv = self.proc.argv
+        self.proc.stop()
+        time.sleep(down)
+        self.proc = _Postgres(argv, cwd=self.dir, log=os.path.join(self.dir, "postgres.log"))
+        p2ptest.wait_for(self.ready, timeout=30, what="PostgreSQL on port %d" % self.port)
+
 
 _server = None
 

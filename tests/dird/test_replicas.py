@@ -88,10 +88,10 @@ class Replicas(unittest.TestCase):
 
     def test_migrated_once(self):
         out = self.a.proc.output() + self.b.proc.output()
-        for v in (1, 2, 3):
+        for v in (1, 2, 3, 4):
             self.assertEqual(out.count("database schema migrated to version %d" % v), 1, out)
         self.assertEqual(pgtest.server().psql("SELECT version FROM p2p_schema", self.a.db.rsplit("/", 1)[1]).strip(),
-                         "3")
+                         "4")
 
     def test_state_is_shared(self):
         a, b = self.a, self.b

@@ -1,0 +1,1049 @@
+/* replica.c — the in-memory view of a PostgreSQL directory and the thread
+ * that follows its change stream (see replica.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "log.h"
+#include "nameindex.h"
+#include "nfc.h"
+#include "replica.h"
+#include "validate.h"
+
+/* Kinds of change rows (store_pg.c writes them). */
+enum { CH_INDEX = 1, CH_HEARTBEAT = 2, CH_LOGOUT = 3, CH_USER_DELETE = 4 };
+
+#define BATCH 1000
+#define PEER_ID_MAX (1 << 26)     /* nameindex's bound on peer ids */
+#define CACHE_SLOTS 65536         /* sessions, and tickets, each */
+#define RETRY_MS 200              /* between connection attempts */
+
+struct rfile {
+	uint32_t name;            /* offset in the peer's names */
+	bool has_sha;
+	uint8_t sha[32];
+	int64_t size;
+};
+
+struct rpeer {
+	char *user, *ip, *folder;
+	int port;
+	int64_t last_seen;
+	bool online;
+	char *names;
+	size_t names_len, names_cap;
+	struct rfile *files;
+	uint32_t nfiles, files_cap;
+};
+
+/* What a reload builds whole and swaps in. */
+struct view {
+	struct nameindex *ni;
+	struct rpeer **peers;     /* by user id; NULL: none */
+	size_t npeers;
+	size_t nfiles;
+	size_t bytes;             /* peers' own heap, roughly */
+};
+
+struct session_slot {
+	char token_hash[65];
+	char username[USERNAME_MAX + 1];
+	int64_t user_id, expires_at;
+};
+
+struct ticket_slot {
+	char ticket_hash[65];
+	char username[USERNAME_MAX + 1];
+	char peer[USERNAME_MAX + 1];
+	char file[FILENAME_MAX_BYTES + 1];
+	int64_t user_id, peer_id, expires_at;
+};
+
+struct replica {
+	char *conninfo;
+	pthread_t thread;
+	bool started;
+	int wake[2];              /* a byte here stops the follower */
+
+	pthread_rwlock_t lock;    /* the view */
+	struct view v;
+	int64_t seq;              /* last change applied (follower only writes) */
+
+	pthread_mutex_t cache_lock;
+	uint64_t gen;             /* invalidations so far */
+	struct session_slot *sessions;
+	struct ticket_slot *tickets;
+
+	pthread_mutex_t wait_lock;
+	pthread_cond_t advanced;  /* seq or rounds moved on */
+	uint64_t rounds;          /* follower wake-ups handled */
+	int sock;                 /* the follower's socket, or -1 */
+	bool busy;                /* woken, its round not finished */
+
+	/* Read without locks by the request threads. */
+	int64_t fresh_ns;         /* CLOCK_MONOTONIC when last known current */
+	int64_t max_stale_ns;
+	bool connected;
+	int64_t seq_seen;
+	uint64_t applied, reloads, queries, session_hits, session_misses;
+};
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define ADD(x, n) __atomic_add_fetch(&(x), (n), __ATOMIC_RELAXED)
+
+static bool fresh(const struct replica *r)
+{
+	return mono_ns() - LOAD(r->fresh_ns) <= LOAD(r->max_stale_ns);
+}
+
+static void advance(struct replica *r, bool round)
+{
+	pthread_mutex_lock(&r->wait_lock);
+	if (round)
+		r->rounds++;
+	pthread_cond_broadcast(&r->advanced);
+	pthread_mutex_unlock(&r->wait_lock);
+}
+
+/* ---- the view ------------------------------------------------------------ */
+
+static void peer_free(struct rpeer *p)
+{
+	if (!p)
+		return;
+	free(p->user);
+	free(p->ip);
+	free(p->folder);
+	free(p->names);
+	free(p->files);
+	free(p);
+}
+
+static size_t peer_bytes(const struct rpeer *p)
+{
+	return sizeof(*p) + strlen(p->user) + strlen(p->ip) + strlen(p->folder) + 3 + p->names_cap +
+	       p->files_cap * sizeof(struct rfile);
+}
+
+static void view_free(struct view *v)
+{
+	for (size_t i = 0; i < v->npeers; i++)
+		peer_free(v->peers[i]);
+	free(v->peers);
+	nameindex_free(v->ni);
+	memset(v, 0, sizeof(*v));
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Appends a file to p (not to the name index). */
+static int peer_add_file(struct rpeer *p, const char *name, int64_t size, const char *sha)
+{
+	size_t len = strlen(name) + 1;
+	struct rfile *f;
+
+	if (p->nfiles == p->files_cap) {
+		uint32_t n = p->files_cap ? p->files_cap * 2 : 8;
+		struct rfile *v = realloc(p->files, n * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->files = v;
+		p->files_cap = n;
+	}
+	if (p->names_len + len > p->names_cap) {
+		size_t n = p->names_cap ? p->names_cap : 256;
+		char *s;
+
+		while (n < p->names_len + len)
+			n *= 2;
+		if (n > UINT32_MAX || !(s = realloc(p->names, n)))
+			return -ENOMEM;
+		p->names = s;
+		p->names_cap = n;
+	}
+	f = &p->files[p->nfiles++];
+	memcpy(p->names + p->names_len, name, len);
+	f->name = (uint32_t)p->names_len;
+	p->names_len += len;
+	f->size = size;
+	f->has_sha = strlen(sha) == 64;
+	for (int i = 0; f->has_sha && i < 32; i++) {
+		int hi = hexval(sha[2 * i]), lo = hexval(sha[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			f->has_sha = false;
+		f->sha[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+static struct rpeer *peer_new(const char *user, const char *ip, int port, const char *folder,
+			      int64_t last_seen, bool online)
+{
+	struct rpeer *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->user = strdup(user);
+	p->ip = strdup(ip);
+	p->folder = strdup(folder);
+	p->port = port;
+	p->last_seen = last_seen;
+	p->online = online;
+	if (!p->user || !p->ip || !p->folder) {
+		peer_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static int view_reserve(struct view *v, int64_t id)
+{
+	size_t n;
+	struct rpeer **pv;
+
+	if (id <= 0 || id >= PEER_ID_MAX)
+		return -ERANGE;
+	if ((size_t)id < v->npeers)
+		return 0;
+	for (n = v->npeers ? v->npeers : 64; n <= (size_t)id; n *= 2)
+		;
+	pv = realloc(v->peers, n * sizeof(*pv));
+	if (!pv)
+		return -ENOMEM;
+	memset(pv + v->npeers, 0, (n - v->npeers) * sizeof(*pv));
+	v->peers = pv;
+	v->npeers = n;
+	return 0;
+}
+
+static void view_drop(struct view *v, int64_t id)
+{
+	struct rpeer *p;
+
+	if (id <= 0 || (size_t)id >= v->npeers || !(p = v->peers[id]))
+		return;
+	nameindex_drop_peer(v->ni, (uint32_t)id);
+	v->nfiles -= p->nfiles;
+	v->bytes -= peer_bytes(p);
+	peer_free(p);
+	v->peers[id] = NULL;
+}
+
+/* Puts p (complete, with files) in the view as peer id, replacing any. */
+static int view_put(struct view *v, int64_t id, struct rpeer *p)
+{
+	int r = view_reserve(v, id);
+
+	if (r < 0)
+		return r;
+	view_drop(v, id);
+	v->peers[id] = p;
+	v->nfiles += p->nfiles;
+	v->bytes += peer_bytes(p);
+	for (uint32_t i = 0; i < p->nfiles; i++) {
+		r = nameindex_add(v->ni, (uint32_t)id, (int64_t)id << 32 | i, p->names + p->files[i].name);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- the database side ---------------------------------------------------- */
+
+static const char SQL_COUNTER[] = "SELECT seq FROM change_seq";
+/* Logouts and user deletions wait for every follower's acknowledgement. */
+static const char SQL_ACK[] =
+	"INSERT INTO replica_acks(pid, seq) VALUES (pg_backend_pid(), $1)"
+	" ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq";
+static const char SQL_CHANGES[] =
+	"SELECT seq, kind, user_id, at, coalesce(token_hash, '') FROM changes"
+	" WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT " "1000";
+static const char SQL_LOAD_PEERS[] =
+	"SELECT p.user_id, u.name, p.ip, p.port, p.folder, p.last_seen, p.online"
+	" FROM peers p JOIN users u ON u.id = p.user_id";
+static const char SQL_LOAD_FILES[] = "SELECT peer_id, name, size, sha256 FROM files ORDER BY id";
+static const char SQL_PEER[] =
+	"SELECT u.name, p.ip, p.port, p.folder, p.last_seen, p.online, f.name, f.size, f.sha256"
+	" FROM peers p JOIN users u ON u.id = p.user_id LEFT JOIN files f ON f.peer_id = p.user_id"
+	" WHERE p.user_id = $1 ORDER BY f.id";
+
+static PGresult *q(struct replica *r, PGconn *c, const char *sql, int n, const char *const *params,
+		   const char *what)
+{
+	PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+
+	ADD(r->queries, 1);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
+		return res;
+	log_warn("replica: %s: %s", what, PQerrorMessage(c));
+	PQclear(res);
+	return NULL;
+}
+
+static int64_t int64_at(const PGresult *res, int row, int col)
+{
+	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Reads the whole directory in one snapshot into a new view and swaps it in. */
+static int reload(struct replica *r, PGconn *c)
+{
+	struct view v = { 0 };
+	PGresult *res;
+	int64_t seq, t0 = mono_ns();
+	int rc = -EIO;
+
+	if (!(v.ni = nameindex_new()))
+		return -ENOMEM;
+	if (!(res = q(r, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, "reload")))
+		goto out;
+	PQclear(res);
+	if (!(res = q(r, c, SQL_COUNTER, 0, NULL, "reload: counter")))
+		goto out;
+	seq = PQntuples(res) ? int64_at(res, 0, 0) : 0;
+	PQclear(res);
+	if (!(res = q(r, c, SQL_LOAD_PEERS, 0, NULL, "reload: peers")))
+		goto out;
+	for (int i = 0; i < PQntuples(res); i++) {
+		int64_t id = int64_at(res, i, 0);
+		struct rpeer *p;
+
+		if ((rc = view_reserve(&v, id)) < 0) {
+			PQclear(res);
+			log_err("replica: peer id %" PRId64 " out of range", id);
+			goto out;
+		}
+		p = peer_new(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), atoi(PQgetvalue(res, i, 3)),
+			     PQgetvalue(res, i, 4), int64_at(res, i, 5), PQgetvalue(res, i, 6)[0] == 't');
+		if (!p) {
+			PQclear(res);
+			rc = -ENOMEM;
+			goto out;
+		}
+		v.peers[id] = p;
+	}
+	PQclear(res);
+	/* A million rows: one at a time, not a million-row result in memory. */
+	rc = -EIO;
+	if (!PQsendQueryParams(c, SQL_LOAD_FILES, 0, NULL, NULL, NULL, NULL, 0) || !PQsetSingleRowMode(c)) {
+		log_warn("replica: reload: files: %s", PQerrorMessage(c));
+		goto out;
+	}
+	ADD(r->queries, 1);
+	rc = 0;
+	while ((res = PQgetResult(c))) {
+		ExecStatusType st = PQresultStatus(res);
+
+		if (st == PGRES_SINGLE_TUPLE && rc == 0) {
+			int64_t id = int64_at(res, 0, 0);
+			struct rpeer *p = id > 0 && (size_t)id < v.npeers ? v.peers[id] : NULL;
+
+			if (p)
+				rc = peer_add_file(p, PQgetvalue(res, 0, 1), int64_at(res, 0, 2), PQgetvalue(res, 0, 3));
+			if (p && rc == 0)
+				rc = nameindex_add(v.ni, (uint32_t)id, id << 32 | (p->nfiles - 1),
+						   PQgetvalue(res, 0, 1));
+		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && rc == 0) {
+			log_warn("replica: reload: files: %s", PQerrorMessage(c));
+			rc = -EIO;
+		}
+		PQclear(res);
+	}
+	if (rc < 0)
+		goto out;
+	rc = -EIO;
+	if (!(res = q(r, c, "COMMIT", 0, NULL, "reload: commit")))
+		goto out;
+	PQclear(res);
+	for (size_t i = 0; i < v.npeers; i++)
+		if (v.peers[i]) {
+			v.nfiles += v.peers[i]->nfiles;
+			v.bytes += peer_bytes(v.peers[i]);
+		}
+	pthread_rwlock_wrlock(&r->lock);
+	view_free(&r->v);
+	r->v = v;
+	STORE(r->seq, seq);
+	pthread_rwlock_unlock(&r->lock);
+	pthread_mutex_lock(&r->cache_lock);
+	memset(r->sessions, 0, CACHE_SLOTS * sizeof(*r->sessions));
+	memset(r->tickets, 0, CACHE_SLOTS * sizeof(*r->tickets));
+	r->gen++;
+	pthread_mutex_unlock(&r->cache_lock);
+	STORE(r->fresh_ns, t0);
+	ADD(r->reloads, 1);
+	advance(r, false);
+	log_info("replica: loaded %zu files at change %" PRId64 " in %.2f s", v.nfiles, seq,
+		 (double)(mono_ns() - t0) / 1e9);
+	return 0;
+out:
+	if (PQtransactionStatus(c) != PQTRANS_IDLE)
+		PQclear(PQexec(c, "ROLLBACK"));
+	view_free(&v);
+	return rc;
+}
+
+static size_t session_index(const char *hash);
+
+/* A logout drops the token's session; a user deletion every session and
+ * ticket of the user (as holder or as peer). */
+static void invalidate_user(struct replica *r, int64_t id, const char *token_hash)
+{
+	pthread_mutex_lock(&r->cache_lock);
+	if (token_hash) {
+		struct session_slot *s = &r->sessions[session_index(token_hash)];
+
+		if (strcmp(s->token_hash, token_hash) == 0)
+			memset(s, 0, sizeof(*s));
+	}
+	for (size_t i = 0; !token_hash && i < CACHE_SLOTS; i++) {
+		struct session_slot *s = &r->sessions[i];
+		struct ticket_slot *t = &r->tickets[i];
+
+		if (s->user_id == id)
+			memset(s, 0, sizeof(*s));
+		if (t->user_id == id || t->peer_id == id)
+			memset(t, 0, sizeof(*t));
+	}
+	r->gen++;
+	pthread_mutex_unlock(&r->cache_lock);
+}
+
+static size_t session_index(const char *hash)
+{
+	size_t v = 0;
+
+	for (int i = 0; i < 4; i++)
+		v = v << 4 | (size_t)(hexval(hash[i]) & 15);
+	return v % CACHE_SLOTS;
+}
+
+/* Re-reads peer id (after an index) into the view. */
+static int apply_index(struct replica *r, PGconn *c, int64_t id)
+{
+	char idt[24];
+	const char *p[] = { idt };
+	PGresult *res;
+	struct rpeer *peer = NULL;
+	int rc = 0;
+
+	snprintf(idt, sizeof(idt), "%" PRId64, id);
+	if (!(res = q(r, c, SQL_PEER, 1, p, "follow: peer")))
+		return -EIO;
+	if (PQntuples(res) > 0) {
+		peer = peer_new(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), atoi(PQgetvalue(res, 0, 2)),
+				PQgetvalue(res, 0, 3), int64_at(res, 0, 4), PQgetvalue(res, 0, 5)[0] == 't');
+		rc = peer ? 0 : -ENOMEM;
+		for (int i = 0; rc == 0 && i < PQntuples(res); i++)
+			if (!PQgetisnull(res, i, 6))
+				rc = peer_add_file(peer, PQgetvalue(res, i, 6), int64_at(res, i, 7),
+						   PQgetvalue(res, i, 8));
+	}
+	PQclear(res);
+	if (rc < 0) {
+		peer_free(peer);
+		return rc;
+	}
+	if (peer)
+		log_debug("replica: peer %" PRId64 " (%s): %u files, online %d, last seen %" PRId64, id, peer->user,
+			  peer->nfiles, peer->online, peer->last_seen);
+	pthread_rwlock_wrlock(&r->lock);
+	if (peer)
+		rc = view_put(&r->v, id, peer);
+	else
+		view_drop(&r->v, id);
+	pthread_rwlock_unlock(&r->lock);
+	return rc;
+}
+
+static void apply_peer_state(struct replica *r, int64_t id, int64_t at, bool online)
+{
+	struct rpeer *p;
+
+	pthread_rwlock_wrlock(&r->lock);
+	if (id > 0 && (size_t)id < r->v.npeers && (p = r->v.peers[id])) {
+		if (online && at > p->last_seen)
+			p->last_seen = at;
+		p->online = online;
+	}
+	pthread_rwlock_unlock(&r->lock);
+}
+
+static int ack(struct replica *r, PGconn *c)
+{
+	char seq[24];
+	const char *p[] = { seq };
+	PGresult *res;
+
+	snprintf(seq, sizeof(seq), "%" PRId64, LOAD(r->seq));
+	if (!(res = q(r, c, SQL_ACK, 1, p, "acknowledge")))
+		return -EIO;
+	PQclear(res);
+	return 0;
+}
+
+/* Reads and applies the changes committed since the last; 0, -EIO (the
+ * connection failed) or -ESPIPE (a gap: reload). */
+static int catch_up(struct replica *r, PGconn *c)
+{
+	bool must_ack = false;
+
+	for (;;) {
+		int64_t t0 = mono_ns(), head, seq = LOAD(r->seq);
+		char from[24], to[24];
+		const char *p[] = { from, to };
+		PGresult *res;
+		int n;
+
+		if (!(res = q(r, c, SQL_COUNTER, 0, NULL, "follow: counter")))
+			return -EIO;
+		head = PQntuples(res) ? int64_at(res, 0, 0) : 0;
+		PQclear(res);
+		STORE(r->seq_seen, head);
+		if (head < seq) {
+			log_warn("replica: the database is behind this replica (change %" PRId64 " < %" PRId64
+				 "): a different database; reloading", head, seq);
+			return -ESPIPE;
+		}
+		if (head == seq) {
+			STORE(r->fresh_ns, t0);
+			return must_ack ? ack(r, c) : 0;
+		}
+		snprintf(from, sizeof(from), "%" PRId64, seq);
+		snprintf(to, sizeof(to), "%" PRId64, head);
+		if (!(res = q(r, c, SQL_CHANGES, 2, p, "follow: changes")))
+			return -EIO;
+		n = PQntuples(res);
+		for (int i = 0; i < n; i++) {
+			int64_t s = int64_at(res, i, 0), id = int64_at(res, i, 2), at = int64_at(res, i, 3);
+			int kind = atoi(PQgetvalue(res, i, 1)), rc = 0;
+
+			if (s != seq + 1) {
+				log_warn("replica: change %" PRId64 " is gone (next is %" PRId64 "); reloading",
+					 seq + 1, s);
+				PQclear(res);
+				return -ESPIPE;
+			}
+			log_debug("replica: change %" PRId64 ": kind %d, user %" PRId64 ", at %" PRId64, s, kind, id, at);
+			switch (kind) {
+			case CH_INDEX:
+				rc = apply_index(r, c, id);
+				break;
+			case CH_HEARTBEAT:
+				apply_peer_state(r, id, at, true);
+				break;
+			case CH_LOGOUT:
+				must_ack = true;
+				invalidate_user(r, id, PQgetvalue(res, i, 4));
+				apply_peer_state(r, id, at, false);
+				break;
+			case CH_USER_DELETE:
+				must_ack = true;
+				invalidate_user(r, id, NULL);
+				pthread_rwlock_wrlock(&r->lock);
+				view_drop(&r->v, id);
+				pthread_rwlock_unlock(&r->lock);
+				break;
+			default:
+				break;  /* a newer replica's kind: nothing for us */
+			}
+			if (rc == -ENOMEM) {
+				PQclear(res);
+				return -ESPIPE;
+			}
+			if (rc < 0) {
+				PQclear(res);
+				return rc;
+			}
+			seq = s;
+			STORE(r->seq, s);
+			ADD(r->applied, 1);
+			advance(r, false);
+		}
+		PQclear(res);
+		if (n == 0) {
+			log_warn("replica: changes up to %" PRId64 " are gone; reloading", head);
+			return -ESPIPE;
+		}
+		if (seq == head) {
+			STORE(r->fresh_ns, t0);
+			if (must_ack)
+				return ack(r, c);
+		}
+	}
+}
+
+static PGconn *follower_connect(struct replica *r)
+{
+	PGconn *c = PQconnectdb(r->conninfo);
+	PGresult *res;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		log_warn("replica: cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	if (!(res = q(r, c, "LISTEN p2p_changes", 0, NULL, "listen"))) {
+		PQfinish(c);
+		return NULL;
+	}
+	PQclear(res);
+	return c;
+}
+
+/* Waits for a notification, the poll interval, or the stop byte; false to stop. */
+static bool follower_wait(struct replica *r, PGconn *c, int ms)
+{
+	struct pollfd pfd[2] = { { .fd = r->wake[0], .events = POLLIN }, { .fd = c ? PQsocket(c) : -1, .events = POLLIN } };
+
+	if (poll(pfd, c ? 2 : 1, ms) < 0)
+		return true;
+	if (pfd[0].revents)
+		return false;
+	return true;
+}
+
+static void *follower(void *arg)
+{
+	struct replica *r = arg;
+	PGconn *c = NULL;
+	bool need_reload = false, registered = false;
+
+	for (;;) {
+		int64_t poll_ms = LOAD(r->max_stale_ns) / 1000000 / 4;
+		int rc;
+
+		if (poll_ms > 1000)
+			poll_ms = 1000;
+		if (poll_ms < 50)
+			poll_ms = 50;
+		if (!c) {
+			c = follower_connect(r);
+			STORE(r->connected, c != NULL);
+			if (!c) {
+				if (!follower_wait(r, NULL, RETRY_MS))
+					break;
+				continue;
+			}
+			log_info("replica: following the change stream");
+			STORE(r->sock, PQsocket(c));
+			registered = false;
+		}
+		if (need_reload) {
+			rc = reload(r, c);
+			if (rc == 0)
+				need_reload = false;
+		}
+		if (!need_reload) {
+			rc = catch_up(r, c);
+			if (rc == -ESPIPE)
+				need_reload = true;
+			/* From now on logouts wait for this follower, too. */
+			if (rc == 0 && !registered)
+				registered = ack(r, c) == 0;
+		}
+		if (PQstatus(c) != CONNECTION_OK) {
+			log_warn("replica: lost the connection to PostgreSQL; reconnecting");
+			PQfinish(c);
+			c = NULL;
+			STORE(r->sock, -1);
+			STORE(r->connected, false);
+			advance(r, true);
+			continue;
+		}
+		STORE(r->busy, false);
+		advance(r, true);
+		if (need_reload)
+			continue;
+		if (!follower_wait(r, c, (int)poll_ms))
+			break;
+		STORE(r->busy, true);
+		if (!PQconsumeInput(c)) {
+			log_warn("replica: lost the connection to PostgreSQL; reconnecting");
+			PQfinish(c);
+			c = NULL;
+			STORE(r->sock, -1);
+			advance(r, true);
+			STORE(r->connected, false);
+			continue;
+		}
+		for (PGnotify *n; (n = PQnotifies(c));) {
+			log_debug("replica: notified of change %s", n->extra);
+			PQfreemem(n);
+		}
+	}
+	STORE(r->sock, -1);
+	PQfinish(c);
+	return NULL;
+}
+
+/* ---- the API -------------------------------------------------------------- */
+
+int replica_start(const char *conninfo, double max_staleness, struct replica **out)
+{
+	struct replica *r = calloc(1, sizeof(*r));
+	PGconn *c;
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	r->wake[0] = r->wake[1] = -1;
+	r->sock = -1;
+	pthread_rwlock_init(&r->lock, NULL);
+	pthread_mutex_init(&r->wait_lock, NULL);
+	pthread_cond_init(&r->advanced, NULL);
+	pthread_mutex_init(&r->cache_lock, NULL);
+	replica_set_max_staleness(r, max_staleness);
+	r->conninfo = strdup(conninfo);
+	r->sessions = calloc(CACHE_SLOTS, sizeof(*r->sessions));
+	r->tickets = calloc(CACHE_SLOTS, sizeof(*r->tickets));
+	if (!r->conninfo || !r->sessions || !r->tickets || pipe(r->wake) < 0) {
+		replica_stop(r);
+		return -ENOMEM;
+	}
+	/* The first load happens before the daemon answers anything. */
+	c = follower_connect(r);
+	if (!c) {
+		replica_stop(r);
+		return -EIO;
+	}
+	rc = reload(r, c);
+	PQfinish(c);
+	if (rc < 0) {
+		log_err("replica: cannot load the directory from PostgreSQL");
+		replica_stop(r);
+		return rc;
+	}
+	if ((rc = pthread_create(&r->thread, NULL, follower, r)) != 0) {
+		replica_stop(r);
+		return -rc;
+	}
+	r->started = true;
+	*out = r;
+	return 0;
+}
+
+void replica_stop(struct replica *r)
+{
+	if (!r)
+		return;
+	if (r->started) {
+		if (write(r->wake[1], "x", 1) < 0)
+			log_warn("replica: cannot stop the follower");
+		pthread_join(r->thread, NULL);
+	}
+	if (r->wake[0] >= 0)
+		close(r->wake[0]);
+	if (r->wake[1] >= 0)
+		close(r->wake[1]);
+	view_free(&r->v);
+	free(r->sessions);
+	free(r->tickets);
+	free(r->conninfo);
+	pthread_rwlock_destroy(&r->lock);
+	pthread_mutex_destroy(&r->cache_lock);
+	pthread_mutex_destroy(&r->wait_lock);
+	pthread_cond_destroy(&r->advanced);
+	free(r);
+}
+
+static void deadline(struct timespec *ts, int ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000;
+	ts->tv_sec += ms / 1000 + ts->tv_nsec / 1000000000;
+	ts->tv_nsec %= 1000000000;
+}
+
+void replica_wait(struct replica *r, int64_t seq, int ms)
+{
+	struct timespec ts;
+
+	deadline(&ts, ms);
+	pthread_mutex_lock(&r->wait_lock);
+	while (LOAD(r->seq) < seq && pthread_cond_timedwait(&r->advanced, &r->wait_lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&r->wait_lock);
+}
+
+/* A notification that has reached this host but not the view yet (another
+ * replica's logout, say) is applied before the cache answers. */
+static void sync_pending(struct replica *r)
+{
+	struct pollfd pfd = { .fd = LOAD(r->sock), .events = POLLIN };
+	struct timespec ts;
+	uint64_t round;
+
+	pthread_mutex_lock(&r->wait_lock);
+	round = r->rounds;
+	if (!LOAD(r->busy) && (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0)) {
+		pthread_mutex_unlock(&r->wait_lock);
+		return;
+	}
+	deadline(&ts, 100);
+	while (r->rounds == round && pthread_cond_timedwait(&r->advanced, &r->wait_lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&r->wait_lock);
+}
+
+double replica_max_staleness(struct replica *r)
+{
+	return (double)LOAD(r->max_stale_ns) / 1e9;
+}
+
+void replica_set_max_staleness(struct replica *r, double seconds)
+{
+	STORE(r->max_stale_ns, (int64_t)(seconds * 1e9));
+}
+
+struct alive_ctx {
+	const struct view *v;
+	int64_t since;
+};
+
+static bool alive(uint32_t id, void *ctx)
+{
+	const struct alive_ctx *a = ctx;
+	const struct rpeer *p = id < a->v->npeers ? a->v->peers[id] : NULL;
+
+	return p && p->online && p->last_seen >= a->since;
+}
+
+static int emit(const struct view *v, int64_t rowid, store_hit_cb cb, void *ctx)
+{
+	const struct rpeer *p = v->peers[rowid >> 32];
+	const struct rfile *f = &p->files[(uint32_t)rowid];
+	char sha[65] = "";
+	struct store_hit h = {
+		.peer = p->user, .ip = p->ip, .port = p->port, .folder = p->folder,
+		.name = p->names + f->name, .size = f->size, .sha256 = sha,
+	};
+
+	for (int i = 0; f->has_sha && i < 32; i++)
+		snprintf(sha + 2 * i, 3, "%02x", f->sha[i]);
+	return cb(&h, ctx);
+}
+
+static const struct view *sort_view;
+
+static int by_peer_name(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	int c = strcmp(sort_view->peers[x >> 32]->user, sort_view->peers[y >> 32]->user);
+
+	return c ? c : (x > y) - (x < y);
+}
+
+int replica_search_exact(struct replica *r, const char *name, int64_t alive_since,
+			 store_hit_cb cb, void *ctx)
+{
+	char key[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1], stored[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
+	int64_t *ids;
+	size_t n, k = 0;
+	struct alive_ctx a = { .v = &r->v, .since = alive_since };
+	int rc;
+
+	if (!fresh(r))
+		return -EAGAIN;
+	/* Names compare in NFC, as in the database (nfc.h). */
+	if (nfc(name, key, sizeof(key)) < 0)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&r->lock);
+	rc = nameindex_exact(r->v.ni, key, alive, &a, &ids, &n);
+	if (rc < 0) {
+		pthread_rwlock_unlock(&r->lock);
+		return rc;
+	}
+	/* The index folds case; an exact search does not. */
+	for (size_t i = 0; i < n; i++) {
+		const struct rpeer *p = r->v.peers[ids[i] >> 32];
+		const char *fname = p->names + p->files[(uint32_t)ids[i]].name;
+
+		if (strcmp(fname, key) == 0 ||
+		    (nfc(fname, stored, sizeof(stored)) >= 0 && strcmp(stored, key) == 0))
+			ids[k++] = ids[i];
+	}
+	if (k > 1) {
+		static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+
+		pthread_mutex_lock(&sort_lock);
+		sort_view = &r->v;
+		qsort(ids, k, sizeof(*ids), by_peer_name);
+		pthread_mutex_unlock(&sort_lock);
+	}
+	for (size_t i = 0; rc == 0 && i < k; i++)
+		rc = emit(&r->v, ids[i], cb, ctx);
+	pthread_rwlock_unlock(&r->lock);
+	free(ids);
+	return rc;
+}
+
+int replica_search_substring(struct replica *r, const char *text, int64_t alive_since,
+			     int64_t limit, int64_t offset, int64_t *total, bool *exact,
+			     store_hit_cb cb, void *ctx)
+{
+	int64_t *ids = malloc((limit > 0 ? (size_t)limit : 1) * sizeof(*ids));
+	struct alive_ctx a = { .v = &r->v, .since = alive_since };
+	struct nameindex_query nq = {
+		.text = text, .offset = offset, .limit = limit, .cap = STORE_TOTAL_CAP,
+		.alive = alive, .alive_ctx = &a,
+	};
+	struct nameindex_result res = { .rowids = ids };
+	int rc;
+
+	if (!ids)
+		return -ENOMEM;
+	if (!fresh(r)) {
+		free(ids);
+		return -EAGAIN;
+	}
+	pthread_rwlock_rdlock(&r->lock);
+	rc = nameindex_search(r->v.ni, &nq, &res);
+	if (rc == 0) {
+		*total = res.total;
+		*exact = res.exact;
+		for (size_t i = 0; rc == 0 && i < res.n; i++)
+			rc = emit(&r->v, ids[i], cb, ctx);
+	}
+	pthread_rwlock_unlock(&r->lock);
+	free(ids);
+	return rc;
+}
+
+int replica_counts(struct replica *r, int64_t alive_since, int64_t *peers, int64_t *files)
+{
+	struct alive_ctx a = { .v = &r->v, .since = alive_since };
+
+	*peers = *files = 0;
+	pthread_rwlock_rdlock(&r->lock);
+	for (size_t id = 0; id < r->v.npeers; id++)
+		if (alive((uint32_t)id, &a)) {
+			(*peers)++;
+			*files += r->v.peers[id]->nfiles;
+		}
+	pthread_rwlock_unlock(&r->lock);
+	return 0;
+}
+
+int replica_session_get(struct replica *r, const char *token_hash, int64_t now, char *username,
+			int64_t *expires_at, uint64_t *gen)
+{
+	struct session_slot *s = &r->sessions[session_index(token_hash)];
+	int rc = -ENOENT;
+
+	sync_pending(r);
+	pthread_mutex_lock(&r->cache_lock);
+	*gen = r->gen;
+	if (s->expires_at > now && strcmp(s->token_hash, token_hash) == 0 && fresh(r)) {
+		memcpy(username, s->username, sizeof(s->username));
+		if (expires_at)
+			*expires_at = s->expires_at;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&r->cache_lock);
+	if (rc == 0)
+		ADD(r->session_hits, 1);
+	else
+		ADD(r->session_misses, 1);
+	return rc;
+}
+
+void replica_session_put(struct replica *r, const char *token_hash, int64_t user_id, const char *username,
+			 int64_t expires_at, uint64_t gen)
+{
+	struct session_slot *s = &r->sessions[session_index(token_hash)];
+
+	pthread_mutex_lock(&r->cache_lock);
+	if (gen == r->gen) {
+		snprintf(s->token_hash, sizeof(s->token_hash), "%s", token_hash);
+		snprintf(s->username, sizeof(s->username), "%s", username);
+		s->user_id = user_id;
+		s->expires_at = expires_at;
+	}
+	pthread_mutex_unlock(&r->cache_lock);
+}
+
+int replica_ticket_get(struct replica *r, const char *ticket_hash, const char *peer, int64_t now,
+		       char *username, char *file, uint64_t *gen)
+{
+	struct ticket_slot *t = &r->tickets[session_index(ticket_hash)];
+	int rc = -ENOENT;
+
+	sync_pending(r);
+	pthread_mutex_lock(&r->cache_lock);
+	*gen = r->gen;
+	if (t->expires_at > now && strcmp(t->ticket_hash, ticket_hash) == 0 && strcasecmp(t->peer, peer) == 0 &&
+	    fresh(r)) {
+		memcpy(username, t->username, sizeof(t->username));
+		memcpy(file, t->file, sizeof(t->file));
+		rc = 0;
+	}
+	pthread_mutex_unlock(&r->cache_lock);
+	return rc;
+}
+
+void replica_ticket_put(struct replica *r, const char *ticket_hash, int64_t user_id, int64_t peer_id,
+			const char *username, const char *peer, const char *file, int64_t expires_at,
+			uint64_t gen)
+{
+	struct ticket_slot *t = &r->tickets[session_index(ticket_hash)];
+
+	pthread_mutex_lock(&r->cache_lock);
+	if (gen == r->gen) {
+		snprintf(t->ticket_hash, sizeof(t->ticket_hash), "%s", ticket_hash);
+		snprintf(t->username, sizeof(t->username), "%s", username);
+		snprintf(t->peer, sizeof(t->peer), "%s", peer);
+		snprintf(t->file, sizeof(t->file), "%s", file);
+		t->user_id = user_id;
+		t->peer_id = peer_id;
+		t->expires_at = expires_at;
+	}
+	pthread_mutex_unlock(&r->cache_lock);
+}
+
+void replica_status(struct replica *r, struct store_replica *out)
+{
+	out->replicated = true;
+	out->connected = LOAD(r->connected);
+	out->staleness = (double)(mono_ns() - LOAD(r->fresh_ns)) / 1e9;
+	out->max_staleness = (double)LOAD(r->max_stale_ns) / 1e9;
+	out->fresh = out->staleness <= out->max_staleness;
+	out->seq = LOAD(r->seq);
+	out->seq_seen = LOAD(r->seq_seen);
+	out->applied = LOAD(r->applied);
+	out->reloads = LOAD(r->reloads);
+	out->follower_queries = LOAD(r->queries);
+	out->session_hits = LOAD(r->session_hits);
+	out->session_misses = LOAD(r->session_misses);
+	pthread_rwlock_rdlock(&r->lock);
+	out->names = r->v.nfiles;
+	out->index_bytes = r->v.ni ? nameindex_memory(r->v.ni) : 0;
+	out->view_bytes = r->v.bytes + r->v.npeers * sizeof(*r->v.peers);
+	pthread_rwlock_unlock(&r->lock);
+}
