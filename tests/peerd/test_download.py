@@ -372,6 +372,30 @@ class Swarm(unittest.TestCase):
         with open(os.path.join(self.net.bases["getter"], "state", "totals")) as f:
             self.assertEqual(f.read(), "bytes_up 0\nbytes_down %d\n" % total)
 
+    def test_lifting_a_rate_frees_waiting_chunks(self):
+        """At 8 KiB/s a 64 KiB chunk waits 7-8 s for its tokens: lifting the
+        limit lets what waits go within a second, not when its old wait
+        ends — on the serving side (upload_rate) and the receiving side
+        (download_rate)."""
+        d, e = os.urandom(MiB), os.urandom(MiB)
+        vs, _, _ = self.net.peer("seed", {"d.bin": d, "e.bin": e}, ["--upload-rate", str(8 * 1024)])
+        vg, folder, _ = self.net.peer("getter", extra=["--download-rate", str(8 * 1024)])
+        self.net.assert_ok(vg.call("SetRates", {"download_rate": 0}))
+        starter = self._download_started("getter", "d.bin")
+        t0 = time.monotonic()
+        self.net.assert_ok(vs.call("SetRates", {"upload_rate": 0}))
+        self.assertEqual(self.net.assert_ok(self._finish(starter))["state"], "done")
+        self.assertLess(time.monotonic() - t0, 5)
+        self.net.assert_ok(vg.call("SetRates", {"download_rate": 8 * 1024}))
+        starter = self._download_started("getter", "e.bin")
+        t0 = time.monotonic()
+        self.net.assert_ok(vg.call("SetRates", {"download_rate": 0}))
+        self.assertEqual(self.net.assert_ok(self._finish(starter))["state"], "done")
+        self.assertLess(time.monotonic() - t0, 5)
+        for name, data in (("d.bin", d), ("e.bin", e)):
+            with open(os.path.join(folder, name), "rb") as f:
+                self.assertEqual(f.read(), data, name)
+
     def test_set_rates_bad_values(self):
         v, _, _ = self.net.peer("p", extra=["--upload-rate", "1000"])
         for params, bad in (({"upload_rate": -1}, "upload_rate"), ({"download_rate": "fast"}, "download_rate"),

@@ -214,6 +214,46 @@ class Bounds(unittest.TestCase):
         self.assertIn("connection(s) refused", peer.output())
         self.assertEqual(peer.stop(), 0)
 
+    def test_out_of_descriptors_fails_the_call_not_the_peer(self):
+        self.d.register("b6", "pw")
+        port = p2ptest.free_port()
+        pw = os.path.join(p2ptest.tempdir(), "pw")
+        with open(pw, "w") as f:
+            f.write("pw\n")
+        # Each Read holds its file open: 150 of them at RLIMIT_NOFILE 100.
+        peer = p2ptest.Process(["prlimit", "--nofile=100:100", p2ptest.binary("p2p-peerd"), "--username", "b6",
+                                "--password-file", pw, "--directory", self.d.url, "--folder", self.folder,
+                                "--ip", "127.0.0.1", "--port", str(port), "--listen", "127.0.0.1:%d" % port,
+                                "--heartbeat", "3600", "--max-calls-per-client", "200"])
+        p2ptest.wait_for(lambda: any(h["peer"] == "b6" for h in self.d.req(
+            "GET", "/search", self.tok, params={"file": "big.bin"}).json().get("peers_with_file", [])),
+            timeout=20, what="indexed")
+        md = self.md("b6", "big.bin")
+        ch = grpc.insecure_channel("127.0.0.1:%d" % port, options=[("grpc.http2.bdp_probe", 0)])
+        stub = self.pgrpc.PeerStub(ch)
+        self.assertEqual(stub.Stat(self.pb2.StatRequest(name="big.bin"), metadata=md, timeout=10).size, 8 << 20)
+        calls = [stub.Read(self.pb2.ReadRequest(name="big.bin"), metadata=md, timeout=60) for _ in range(150)]
+        p2ptest.wait_for(lambda: sum(c.done() for c in calls) >= 1, timeout=20, what="a refused Read")
+        time.sleep(1)
+        refused = [c for c in calls if c.done()]
+        self.assertGreater(len(refused), 0)
+        for c in refused:
+            self.assertEqual(c.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, c.details())
+            self.assertIn("file descriptors", c.details())
+        self.assertTrue(peer.alive())
+        for c in calls:
+            c.cancel()
+        # Descriptors back (the cancels reach the peer shortly): served again.
+        def stat_ok():
+            try:
+                return stub.Stat(self.pb2.StatRequest(name="big.bin"), metadata=md, timeout=10).size == 8 << 20
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                return False
+        p2ptest.wait_for(stat_ok, timeout=20, what="Stat after the calls ended")
+        ch.close()
+        self.assertEqual(peer.stop(), 0)
+
 
 if __name__ == "__main__":
     p2ptest.run()
