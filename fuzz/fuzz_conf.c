@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the JSON config loader (src/common/conf.c) with a key table
  * of every type, fed through a real file so conf_load_file's own parsing
  * (line counting, trailing text, UTF-8 checks) is covered. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: protobuf-c decoding of every message a peer receives or
  * sends (requests on the server side, responses on the client side). The
  * first byte picks the message type; a decoded message is re-packed, and one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: p2p-dird's REST API end to end — raw bytes as an HTTP
  * request to the real evhttp server and dispatch (api.c) over loopback,
  * with an in-memory database holding one user and one session. The text

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the name validators. Beyond not crashing, checks invariants:
  * an accepted file name has no '/' or NUL and is valid UTF-8; an accepted
  * user name is accepted as a file name too. */

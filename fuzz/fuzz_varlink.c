@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the varlink control-socket protocol (src/common/varlink.h).
  * The first byte picks what the rest is fed to:
  *

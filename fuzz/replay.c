@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* replay.c — runs a fuzz target over corpus files without libFuzzer, so the
  * committed corpus is replayed by every `make check` with any compiler.
  * Prints TAP: one test case per file. Arguments: files or directories. */

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Every installed manual page is clean under `mandoc -T lint -W warning`.
 # TAP: one test per page.
 set -u

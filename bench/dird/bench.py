@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird benchmark (not a test): 1,000 peers indexing 1,000 files each
 (1M files), then exact and substring search under wrk (64 connections),
 against nginx-light serving a static JSON file on this machine in the same

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird scale-out simulation (not a test; issue 16, docs/SCALING.md).
 
 Tens of thousands of simulated peers against two p2p-dird replicas (A and

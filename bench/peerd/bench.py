@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd benchmark (not a test), all on 127.0.0.1, one run, side by side:
 
   raw TCP       os.sendfile() sender -> a C reader that discards (baseline)

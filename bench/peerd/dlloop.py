@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Verified download vs raw TCP, interleaved, with each side's CPU time.
 
 A narrower companion to bench.py for working on the receiver: one dird,

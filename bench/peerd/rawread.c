@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rawread — the discarding reader of bench/peerd/bench.py's raw TCP
  * baseline, in C like readclient so that neither side of the comparison is
  * limited by Python.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* readclient — a minimal p2p.v1.Peer/Read client on the gRPC core C API, for
  * bench/peerd/bench.py: it streams a range and discards it, so the Read
  * row measures the serving peerd rather than a Python client.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conf.c — see conf.h. */
 #include "config.h"
 

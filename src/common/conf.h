@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* conf.h — JSON configuration files (json-c) described by a key table.
  *
  * A program describes its settings once, as a table of struct conf_key; the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* crypto.c — see crypto.h. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* crypto.h — the few cryptographic helpers dird and peerd share, on top of
  * getrandom(2) and OpenSSL libcrypto. */
 #ifndef P2P_CRYPTO_H

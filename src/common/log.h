@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* log.h — logging to stderr for daemons run by systemd.
  *
  * Each message is one line written with one write(2), so lines from several

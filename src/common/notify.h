@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* notify.h — the daemons' one wrapper around sd_notify(3).
  *
  * All calls are no-ops outside systemd (no NOTIFY_SOCKET). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* peer_iface.h — the vocabulary of the peer's control interface
  * (io.p2p.Peer, docs/CONTROL.md): method and error names, the error enum
  * and the limits p2pctl, p2p-peerd and (where they meet the directory's

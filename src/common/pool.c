@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool.c — worker threads handing results back to the event loop (pool.h).
  *
  * Queued jobs wait on a list under a mutex; finished jobs go on a second

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pool.h — a few worker threads for work that must not stall the event loop
  * (password hashing, database calls that may wait on the network).
  *

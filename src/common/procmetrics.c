@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* procmetrics.c — process_* and build-info metrics (procmetrics.h), read
  * from getrusage(2), /proc/self and getrlimit(2). */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* procmetrics.h — the Prometheus metrics every p2p daemon serves about
  * itself: process_* (the client libraries' standard names) and
  * p2p_build_info. Shared by p2p-dird's and p2p-peerd's /metrics. */

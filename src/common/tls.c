@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tls.c — OpenSSL contexts and checks shared by dird and peerd (tls.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tls.h — the OpenSSL (libssl) pieces dird and peerd share: a server
  * context from certificate and key files, a verifying client context, the
  * host check of one connection, and reading PEM files for gRPC.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* validate.c — see validate.h. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* validate.h — strict checks for names that arrive from outside.
  *
  * These are the exact rules of DESIGN.md; every daemon and the CLI use them so

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* varlink.c — framing, parsing and formatting of varlink messages, and a small
  * blocking client. The contract is docs/CONTROL.md. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* varlink.h — the varlink wire format of the peer control socket
  * (docs/CONTROL.md), shared by p2p-peerd (server) and p2pctl (client).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* varlink_service.c — org.varlink.service and the call flags of a varlink
  * server (varlink_service.h); the wire format is varlink.c's. */
 #include "config.h"

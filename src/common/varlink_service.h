@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* varlink_service.h — the part of a varlink server that does not depend on
  * what the service does: org.varlink.service (GetInfo,
  * GetInterfaceDescription), the call flags "oneway", "more" and "upgrade",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* api.c — p2p-dird's REST API on libevent's evhttp.
  *
  * Every request goes through one function, api_dispatch(), which validates

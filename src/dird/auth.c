@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* auth.c — password hashing with yescrypt through libcrypt (crypt(5)). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dird.h — p2p-dird's settings and daemon context, shared by its modules. */
 #ifndef P2P_DIRD_H
 #define P2P_DIRD_H

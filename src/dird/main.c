@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c — p2p-dird: options, configuration, the event loop, signals,
  * systemd notification, and the operator subcommands. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* migrate.c — `p2p-dird migrate FILE`: copy a directory kept in an SQLite
  * file into an empty PostgreSQL database, rows and ids as they are, so
  * users, logins, indexed files and tickets carry over.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* nameindex.c — in-memory trigram index of file names (see nameindex.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* nameindex.h — an in-memory trigram index of shared file names for
  * case-insensitive substring search.
  *

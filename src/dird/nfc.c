@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* nfc.c — NFC through utf8proc (see nfc.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* nfc.h — Unicode Normalization Form C for the names the directory
  * compares (file names; user names are ASCII, where NFC changes nothing).
  * A name and its NFD spelling (e + U+0301 for U+00E9) are the same name to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* openapi.h — the OpenAPI document of the REST API, docs/openapi.json,
  * compiled into p2p-dird (openapi.c is generated from it at build time by
  * src/dird/Makemodule.am) and served at GET /openapi.json. */

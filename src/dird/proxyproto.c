@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* proxyproto.c — the PROXY protocol (haproxy's, version 1 text and
  * version 2 binary) in front of p2p-dird's HTTP, so that per-address limits
  * behind a TCP balancer see the client.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ratelimit.c — see ratelimit.h.
  *
  * Open addressing over a fixed table. When a key's probe window is full, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ratelimit.h — token buckets keyed by short strings (user names, source
  * addresses), in a fixed-size table so memory stays bounded whatever the
  * number of distinct keys an attacker sends. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* replica.c — the in-memory view of a PostgreSQL directory and the thread
  * that follows its change stream (see replica.h). */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* replica.h — a p2p-dird replica's in-memory view of a PostgreSQL
  * directory, kept current by the database's change stream.
  *

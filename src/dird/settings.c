@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* settings.c — p2p-dird's configuration keys, defaults and checks (shared
  * by the daemon and the fuzz target of its REST API). */
 #include "config.h"

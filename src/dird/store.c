@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* store.c — picks the storage backend by the database name and passes every
  * store.h call on to it. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* store.h — the directory's storage, behind one narrow interface.
  *
  * store.c picks a backend by the database name and passes each call on:

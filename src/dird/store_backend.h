@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* store_backend.h — what a storage backend gives store.c: one table of
  * functions with the meaning store.h documents. Each backend defines its
  * own struct store_backend; store.c only passes the pointer through. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* store_pg.c — the directory's storage on PostgreSQL (see store.h), shared
  * by several p2p-dird replicas.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* store_sqlite.c — the directory's storage on SQLite (see store.h).
  *
  * WAL journal with synchronous=FULL (a committed write survives kill -9 and

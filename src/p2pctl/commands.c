@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* commands.c — one function per p2pctl command, the option parsing they
  * share, and the command table with its help texts. */
 #include "config.h"

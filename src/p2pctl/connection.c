@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* connection.c — p2pctl's one conversation with p2p-peerd: connect, send
  * one call, receive its reply, and turn every failure (the socket, the
  * transport, a varlink error) into one message and exit status. */

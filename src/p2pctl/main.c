@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c — p2pctl: the global options, finding the peer's control socket
  * (-s, -p or the only one here), then the command (commands.c). One call
  * per command; every failure maps to one documented exit status. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* output.c — how p2pctl prints: colours, sizes and durations for humans,
  * terminal-safe text, tables, JSON for scripts, and messages on stderr
  * (also as a JSON error object on stdout with --json). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* p2pctl.h — what p2pctl's files share: the exit statuses, the state of
  * one run (struct ctl), and each file's functions. main.c parses the
  * global options and finds the socket; commands.c has one function per

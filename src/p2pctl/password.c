@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* password.c — reading a password: from a terminal without echo (twice
  * when registering), from standard input, or from a file; never kept
  * longer than the call. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* chunk.c — the p2p.v1 Chunk message on the wire (chunk.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* chunk.h — the p2p.v1 Chunk message {uint64 offset = 1; bytes data = 2;}
  * written and read without copying its data: the sender puts a small
  * header before a slice read straight from the file, the receiver finds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* control.c — owns the peer's control socket: binding it (or taking it
  * from systemd), the access check, the connections and their bound, the
  * varlink framing, dispatching each call to its handler in

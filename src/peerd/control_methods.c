@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* control_methods.c — owns the io.p2p.Peer methods (docs/CONTROL.md): one
  * handler per method, all of one signature. A handler checks its
  * parameters, then asks the module that owns the state (session.c,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dirclient.c — owns every conversation with the directory's REST API
  * (dirclient.h): building the requests, the deadlines, mapping HTTP
  * statuses to enum dir_status (here and nowhere else), parsing the answers

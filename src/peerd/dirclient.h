@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* dirclient.h — the peer's one client of the directory's REST API.
  *
  * Every call is asynchronous and runs on the peer's main event base (no

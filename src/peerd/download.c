@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* download.c — the fetch engine: which sources to trust, fetching their
  * ranges, and proving the file on disk before it gets its name (DESIGN.md,
  * "Download semantics"; p2pctl(1) and p2p-peerd(8) say it for users).

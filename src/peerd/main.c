@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c — p2p-peerd: options and configuration files, then each module
  * started in order (share, dirclient, session, rpc, metrics, transfers,
  * watch, control), signals, systemd notification and socket activation, then the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.c — p2p-peerd's Prometheus metrics (metrics.h): counters kept as
  * relaxed atomics so that every thread adds without a lock, and the text
  * exposition served by evhttp on the main loop when metrics_listen is set.

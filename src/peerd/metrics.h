@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.h — p2p-peerd's Prometheus metrics: lock-free counters any
  * module bumps with one line, served as text on metrics_listen. */
 #ifndef P2P_PEERD_METRICS_H

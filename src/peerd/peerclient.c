@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* peerclient.c — channels to other peers and one blocking gRPC call
  * wrapper (peerclient.h): what a download needs of the gRPC core API,
  * nothing of what it means. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* peerclient.h — the client side of p2p.v1.Peer: channels to other peers
  * and one blocking call wrapper over the gRPC core API (peerclient.c). The
  * fetch engine (download.c) drives it from its stream threads. */

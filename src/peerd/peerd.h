@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* peerd.h — p2p-peerd's settings and the pieces its modules share. */
 #ifndef P2P_PEERD_H
 #define P2P_PEERD_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ranges.c — the download's range table (ranges.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ranges.h — which ranges (blocks) of a download are done, being fetched,
  * or still to fetch, and which sources failed which range. Not locked: the
  * download holds its own lock around every call. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ratelimit.c — token bucket and backoff (ratelimit.h). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ratelimit.h — a token bucket for upload and download limits, and the
  * exponential backoff used while the directory is down. Pure arithmetic on
  * times passed in (seconds, CLOCK_MONOTONIC), so both are unit-tested. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* reflection.c — the answers of gRPC server reflection
  * (grpc.reflection.v1 and v1alpha ServerReflectionInfo, same messages on the
  * wire) from the FileDescriptorSet protoc wrote at build time

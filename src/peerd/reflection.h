@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* reflection.h — gRPC server reflection's answers (reflection.c). */
 #ifndef P2P_PEERD_REFLECTION_H
 #define P2P_PEERD_REFLECTION_H

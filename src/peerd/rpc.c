@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rpc.c — the peer's gRPC server on the core C API (grpc/grpc.h).
  *
  * Serves the seed's /FileService/DownloadFile (whole file in one message,

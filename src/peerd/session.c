@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* session.c — owns the peer's session with the directory (session.h):
  * whether and as whom we are logged in, the configured login, heartbeats,
  * re-login and re-index when the directory forgot us, the backoff while it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* session.h — the peer's session with the directory: login (configured
  * or from the control socket), heartbeats, re-login and re-index when the
  * directory lost us, backoff while it is away, index, logout, and what

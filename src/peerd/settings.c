@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* settings.c — owns p2p-peerd's configuration keys (one table for the
  * JSON file, the long options and --help), their defaults and the checks
  * a configuration must pass before anything starts. */

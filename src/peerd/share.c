@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* share.c — the shared folder: which regular files are shared, their size
  * and SHA-256, and opening one safely. Every access is relative to the
  * folder's descriptor with O_NOFOLLOW, names are validated (no '/', no "..",

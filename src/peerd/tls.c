@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tls.c — the peer's TLS material: the client context for an https://
  * directory, and the gRPC credentials of its server and of its downloads.
  *

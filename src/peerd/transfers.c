@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* transfers.c — owns the peer's downloads as a set: starting one (search
  * the directory, then download.c's plan and worker), following one that
  * is already running, STATE_DIR/transfers (so the next start continues

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* watch.c — owns noticing that the shared folder changed (inotify, then
  * 0.5 s of quiet) and running its scans: the first from the hash cache on
  * the loop, every other one on a worker thread (src/common/pool.c) so that

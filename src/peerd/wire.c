@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wire.c — the few protobuf wire-format readers rpc.c and reflection.c need
  * (see wire.h). */
 #include "config.h"

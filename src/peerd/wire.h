@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* wire.h — reading the protobuf wire format where protobuf-c's generated
  * code does not help: a string's length on the wire (protobuf-c stops at a
  * NUL), and walking FileDescriptorProtos for server reflection. */

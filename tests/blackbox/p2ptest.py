@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Black-box test harness for p2p.
 
 Starts the real daemons on 127.0.0.1 with free ports in temporary

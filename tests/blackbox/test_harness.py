@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """The harness itself: free ports, temp dirs, and cleanup of what it started,
 including a process that ignores SIGTERM and its children."""
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Shared pieces of the p2p-dird black-box tests: start a real p2p-dird on
 127.0.0.1 with a free port and a temporary database, and a small client.
 Every answer the client (Dird.req, Dird.healthy, get) receives is checked

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Checks answers of p2p-dird against its OpenAPI document, docs/openapi.json.
 
 dirdtest.Dird hooks check_response() into its requests session, so every

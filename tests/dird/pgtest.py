@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A throwaway PostgreSQL server for the p2p-dird tests.
 
 Server() runs Debian's initdb and postgres (package postgresql) in a

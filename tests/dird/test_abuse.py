@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird under abuse (issue 17): no request holds the event loop, the
 work one index may cause is bounded (max_files), registration floods from
 one address are throttled (behind trusted proxies too), and names cannot

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird black-box: every REST call of the contract, with a real HTTP client."""
 import time
 import unittest

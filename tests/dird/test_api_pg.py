@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """test_api.py with the directory on PostgreSQL (see pgtest.py)."""
 import pgtest
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird black-box: bad input of every kind gets the right JSON error and
 changes nothing; slow, idle and greedy clients cannot take the daemon down."""
 import socket

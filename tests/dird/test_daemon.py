@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird black-box: configuration, signals, systemd integration,
 persistence across restarts and kill -9, liveness TTL, operator CLI."""
 import json

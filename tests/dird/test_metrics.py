@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird's /metrics as Prometheus reads it: `promtool check metrics`
 (Debian's prometheus package) passes on a real scrape, which includes the
 process_* metrics and p2p_build_info of src/common/procmetrics.c."""

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """test_metrics.py with the directory on PostgreSQL (see pgtest.py): the
 replica metrics pass promtool too."""
 import pgtest

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird migrate: an SQLite directory copied into PostgreSQL keeps its
 users, logins, indexed files and tickets, and goes on working there."""
 import os

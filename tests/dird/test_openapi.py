@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird's OpenAPI document (docs/openapi.json): served byte for byte at
 GET /openapi.json, a well-formed OpenAPI 3.1 document whose schemas are valid
 JSON Schema 2020-12, listing exactly the daemon's routes and methods; HEAD on

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-dird scaled out: two replicas on one PostgreSQL database behind
 haproxy. Register and log in through A, index through B, search and tickets
 through either; then A is killed mid-run and the network (real peers

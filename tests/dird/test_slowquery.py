@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """A query that waits on PostgreSQL holds one worker, not the event loop.
 
 Another session locks the users table, so a login (which reads users)

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Two p2p-dird replicas on one PostgreSQL database answer searches from
 memory, fed by the change stream (issue 16): after random index, re-index,
 heartbeat, logout, expiry and user deletion through both, each replica

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A fake p2p-peerd control socket for p2pctl's tests.
 
 It speaks the varlink framing of docs/CONTROL.md on a UNIX socket, records

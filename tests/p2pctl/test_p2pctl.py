@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """p2pctl against a fake control socket: every command, its --json form,
 exit codes, the message for each failure, and the terminal behaviour (progress
 bar, no-echo password prompt, colours) on a pseudo-terminal."""

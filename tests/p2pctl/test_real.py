@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """p2pctl driving a real p2p-peerd (and a real p2p-dird): the quickstart
 flow, every command the daemon answers, --json forms, exit codes and the
 messages users see when something is wrong."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A source that speaks just enough HTTP/2 by hand (no HTTP/2 library) to
 answer p2p.v1.Peer/Stat truthfully and then, to a Read, announce one gRPC
 message of 3 GiB and stream its first bytes as fast as flow control lets it

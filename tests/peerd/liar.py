@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A lying source for the download tests: a Python grpcio server speaking
 p2p.v1.Peer that registers, logs in and indexes at a real p2p-dird like a
 peer (REST, with python requests through dirdtest.Dird), and then lies in

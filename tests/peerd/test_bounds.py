@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box (issue 13): the peer never stalls and never dies.
 
 - a directory that accepts and never answers: Status answers at once and

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box: the control socket contract (docs/CONTROL.md) over a
 raw varlink connection, with a real p2p-dird."""
 import json

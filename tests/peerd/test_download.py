@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box: downloads between real peers — the whole flow with
 progress, verification, re-indexing, resume from a partial file, falling
 back to another source, and a source serving corrupt bytes."""

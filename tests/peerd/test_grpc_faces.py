@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd's gRPC health and server reflection (issue 15 item 2), with
 clients generated at test time (python3-grpc-tools) from Debian's grpc-proto
 protos: Check and Watch without a ticket, NOT_SERVING while the shared folder

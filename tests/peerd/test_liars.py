@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box (issue 14): downloads from sources that lie
 (tests/peerd/liar.py, a grpcio p2p.v1.Peer server indexed at the real
 directory) and with local interference (writes into the partial file, two

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd's Prometheus metrics (issue 15 item 3): off by default; with
 metrics_listen, GET /metrics passes `promtool check metrics` (Debian's
 prometheus package) and its counters move: bytes served after a download, a

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box: the directory goes away and comes back. The peer
 keeps serving, retries with backoff, and by itself is searchable again once
 p2p-dird is back on the same port and database."""

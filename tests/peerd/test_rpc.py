@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd's gRPC server under pressure (issue 13): ticket checks that
 wait on a stalled directory do not stop the completion queue, their number
 is bounded, calls with the same unchecked ticket share one check; and the

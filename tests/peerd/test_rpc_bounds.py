@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd's gRPC bounds (issue 13 item 4): calls at once in total and per
 client address, reply bytes in flight, the send timeout, and descriptors.
 Peak memory (VmHWM of the peer) stays under 128 MB with 2,000 Read streams

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box: a real p2p-dird and a real p2p-peerd on 127.0.0.1;
 clients generated at test time from the seed's proto (verbatim, with its
 `string file_content`) and from proto/p2p/v1/peer.proto, with Debian's

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box: downloads from sources that are not p2p-peerd — a
 peer of an older version (Stat without block hashes) and one that sends
 malformed chunks. The sources are Python grpcio servers that log in and

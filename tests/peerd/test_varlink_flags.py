@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box: the varlink call flags as the spec and systemd use
 them — "oneway" runs the call and never answers (not even an error),
 "parameters" may be absent or null, "more" on a method that does not stream

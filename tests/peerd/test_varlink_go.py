@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box: a varlink client from Debian's golang-github-varlink-go-dev
 (tests/peerd/varlink_go_client.go, built here in GOPATH mode, offline) calls
 GetInfo, GetInterfaceDescription (and parses the answer with the library's own

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """p2p-peerd black-box: the control socket against its interface definition,
 docs/io.p2p.Peer.varlink. The file is parsed here (tests/peerd/varlinkidl.py)
 and every method, parameter, reply and error the daemon produces is checked

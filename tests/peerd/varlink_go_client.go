@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // varlink_go_client: a varlink client nobody here wrote — Debian's
 // golang-github-varlink-go-dev — driven against a real p2p-peerd by
 // tests/peerd/test_varlink_go.py, which builds this file with the Go

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A small reader of varlink interface definitions (https://varlink.org/Interface-Definition)
 for the tests: parse() turns the text into an Interface, check() says what in a
 JSON value does not match a type. Written for the tests only; strict where the

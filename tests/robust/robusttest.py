@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Shared pieces of the fault and load tests (tests/robust/): peers that log
 in by themselves, a throttling and delaying TCP proxy, memory readings,
 and checks for what a test needs from the machine (root, tmpfs, network

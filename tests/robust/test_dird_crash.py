@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Fault test: p2p-dird killed with SIGKILL 20 times while clients write
 (registrations and re-indexes) concurrently. Afterwards the database passes
 PRAGMA integrity_check and every write the directory acknowledged is there:

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Fault test: the directory goes away and comes back. Peers log in with a
 password file; nobody touches them while p2p-dird is down. They must find
 it again by themselves: heartbeats resume, a peer whose session the

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Load tests on loopback, bounded in time:
 
 - p2p-dird out of file descriptors: no busy loop on accept(), no log

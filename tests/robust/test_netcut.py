@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Fault tests: the connection to a sender cut mid-stream. The sender runs
 in its own network namespace joined to this one by a veth pair, its link
 limited to 2 MB/s with tc tbf so the transfer takes seconds; nftables

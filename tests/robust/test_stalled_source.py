@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Fault test: a source that stays connected, answers HTTP/2 pings, sends
 one chunk and then nothing. The download must give up on it within a bound
 (the progress deadline: p2p-peerd drops a source that delivers fewer than

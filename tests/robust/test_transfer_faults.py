@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Fault tests of downloads between real peers: the sender killed with
 SIGKILL mid-transfer (the download goes on from another peer at the same
 offset), the receiver's disk filling up (a small tmpfs: a clear error, no

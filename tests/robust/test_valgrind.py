@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """valgrind smoke run: p2p-dird, two p2p-peerd and p2pctl under valgrind
 (memcheck, --errors-for-leak-kinds=definite) through a whole download:
 register, login from a password file, index, search, ticket, Read,

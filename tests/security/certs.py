@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Throwaway certificate authorities for the TLS tests, made with the
 openssl command line in a test's temporary directory."""
 import os

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """The control socket's access check with real second uids (needs root):
 a user in the socket's group (primary or supplementary) is let in, one
 outside it is refused even when the file mode would allow it, also for a

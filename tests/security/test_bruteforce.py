@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Login brute force against p2p-dird: guessing many user names from one
 address is throttled too (the per-user limit is in tests/dird/test_badinput.py),
 every throttled answer is 429 with Retry-After, and after waiting that long

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """TLS end to end, with throwaway CAs made by the openssl CLI: p2p-dird over
 HTTPS (verified by python3-requests, plain HTTP refused, bad files, reload,
 socket activation), p2p-peerd logging in to an https directory (wrong CA and

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The systemd units: `systemd-analyze verify --man=no` prints nothing (it
 # exits 0 even on unknown keys, so its output is checked), each service's
 # exposure is at most 1.5 with `systemd-analyze security --offline=true`,

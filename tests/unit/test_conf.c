@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/common/conf.c: file, then command line; unknown keys
  * warn; errors name the file and the key. */
 #include "config.h"

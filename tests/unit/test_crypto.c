@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/common/crypto.c. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/dird/store_sqlite.c behind store.h, and the login
  * rate limiter: real SQLite databases in a temporary directory. */
 #include "config.h"

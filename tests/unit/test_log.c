@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/common/log.c: priority prefixes, levels, errno text. */
 #include "config.h"
 

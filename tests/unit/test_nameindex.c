@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the in-memory name index: every answer is checked against
  * a brute-force scan of the same names. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/peerd/chunk.c: the Chunk header peerd writes, and the
  * in-place parser that reads what other peers send, against protobuf-c's
  * own encoding and against malformed input. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/peerd/ranges.c (the download's range table) and
  * src/peerd/ratelimit.c (token bucket, backoff). */
 #include "config.h"

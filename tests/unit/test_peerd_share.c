@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/peerd/share.c: what is shared, safe opening, and the
  * SHA-256 cache. */
 #include "config.h"

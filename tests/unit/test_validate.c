@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/common/validate.c: the exact rules of DESIGN.md. */
 #include "config.h"
 

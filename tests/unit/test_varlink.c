@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/common/varlink.c: framing, strict parsing, formatting,
  * and the client over a socketpair-like UNIX socket. */
 #include "config.h"
