@@ -181,8 +181,12 @@ class Replicas(unittest.TestCase):
         self.assertEqual(last.get("parameters", {}).get("state"), "done", last)
         with open(os.path.join(f2, "second.bin"), "rb") as f:
             self.assertEqual(hashlib.sha256(f.read()).hexdigest(), hashlib.sha256(second).hexdigest())
-        r = self.lb_req("GET", "/search", tok, params={"file": "second.bin"})
-        self.assertEqual(sorted(h["peer"] for h in r.json()["peers_with_file"]), ["leecher", "seeder"])
+        # The leecher shares its new copy once its re-index (after the
+        # folder watch settles) reaches B.
+        def both():
+            r = self.lb_req("GET", "/search", tok, params={"file": "second.bin"})
+            return r.status_code == 200 and sorted(h["peer"] for h in r.json()["peers_with_file"]) == ["leecher", "seeder"]
+        p2ptest.wait_for(both, timeout=20, what="the leecher's copy in search through B")
         self.assertEqual(self.b.req("GET", "/healthz").status_code, 200)
 
 
