@@ -703,9 +703,14 @@ static int pg_user_hash(struct store_backend *b, const char *username, char **ha
 	return err;
 }
 
-static int pg_user_delete(struct store_backend *b, const char *username)
+/* Delete with sql ($1 = key; it returns the user's id) and record the
+ * change of that kind in the same transaction, so every replica sees it;
+ * answers once this replica applied it and the others acknowledged it.
+ * token_hash: the session ended, or NULL. -ENOENT when nothing matched. */
+static int delete_with_change(struct store_backend *b, const char *sql, const char *key, int kind,
+			      const char *token_hash, const char *what)
 {
-	const char *p[] = { username };
+	const char *p[] = { key };
 	struct conn *c = conn_get(b);
 	PGresult *res;
 	int64_t seq = 0;
@@ -713,19 +718,19 @@ static int pg_user_delete(struct store_backend *b, const char *username)
 
 	if (!c)
 		return -EAGAIN;
-	if ((r = tx(c, SQL_BEGIN, "delete user: begin")) < 0)
+	if ((r = tx(c, SQL_BEGIN, what)) < 0)
 		goto out;
-	if (!(res = run(c, SQL_USER_DELETE, 1, p, "delete user", &r)))
+	if (!(res = run(c, sql, 1, p, what, &r)))
 		goto out;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
 		r = -ENOENT;
 		goto out;
 	}
-	r = record_change(c, 4, PQgetvalue(res, 0, 0), time(NULL), NULL, &seq, "delete user: change");
+	r = record_change(c, kind, PQgetvalue(res, 0, 0), time(NULL), token_hash, &seq, what);
 	PQclear(res);
 	if (r == 0)
-		r = tx(c, SQL_COMMIT, "delete user: commit");
+		r = tx(c, SQL_COMMIT, what);
 out:
 	conn_put(b, c);
 	if (r == 0) {
@@ -733,6 +738,11 @@ out:
 		acked(b, seq);
 	}
 	return r;
+}
+
+static int pg_user_delete(struct store_backend *b, const char *username)
+{
+	return delete_with_change(b, SQL_USER_DELETE, username, 4, NULL, "delete user");
 }
 
 static int pg_user_list(struct store_backend *b, store_name_cb cb, void *ctx)
@@ -791,34 +801,7 @@ static int pg_session_lookup(struct store_backend *b, const char *token_hash, in
 
 static int pg_session_delete(struct store_backend *b, const char *token_hash)
 {
-	const char *p[] = { token_hash };
-	struct conn *c = conn_get(b);
-	PGresult *res;
-	int64_t seq = 0;
-	int r;
-
-	if (!c)
-		return -EAGAIN;
-	if ((r = tx(c, SQL_BEGIN, "end session: begin")) < 0)
-		goto out;
-	if (!(res = run(c, SQL_SESSION_DELETE, 1, p, "end session", &r)))
-		goto out;
-	if (PQntuples(res) == 0) {
-		PQclear(res);
-		r = -ENOENT;
-		goto out;
-	}
-	r = record_change(c, 3, PQgetvalue(res, 0, 0), time(NULL), token_hash, &seq, "end session: change");
-	PQclear(res);
-	if (r == 0)
-		r = tx(c, SQL_COMMIT, "end session: commit");
-out:
-	conn_put(b, c);
-	if (r == 0) {
-		seen(b, seq);
-		acked(b, seq);
-	}
-	return r;
+	return delete_with_change(b, SQL_SESSION_DELETE, token_hash, 3, token_hash, "end session");
 }
 
 /* Append s to buf as a quoted element of a PostgreSQL array literal. */
