@@ -50,6 +50,8 @@ static void *worker(void *arg)
 		job->run(job);
 
 		pthread_mutex_lock(&p->lock);
+		if (!p->ev) /* run() delivered it; it may be gone already */
+			continue;
 		job->next = NULL;
 		was_empty = !p->finished;
 		*p->finished_tail = job;
@@ -99,14 +101,21 @@ int pool_new(struct event_base *base, int threads, struct pool **out)
 	pthread_cond_init(&p->wake, NULL);
 	p->queue_tail = &p->queue;
 	p->finished_tail = &p->finished;
-	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->efd < 0) {
-		r = log_errno(LOG_ERR, errno, "pool: eventfd");
-		goto fail;
+	p->efd = -1;
+	if (base) {
+		p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (p->efd < 0) {
+			r = log_errno(LOG_ERR, errno, "pool: eventfd");
+			goto fail;
+		}
+		p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_finished, p);
+		if (!p->ev || event_add(p->ev, NULL) < 0) {
+			r = -ENOMEM;
+			goto fail;
+		}
 	}
-	p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_finished, p);
 	p->threads = calloc((size_t)threads, sizeof(*p->threads));
-	if (!p->ev || !p->threads || event_add(p->ev, NULL) < 0) {
+	if (!p->threads) {
 		r = -ENOMEM;
 		goto fail;
 	}

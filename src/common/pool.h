@@ -5,6 +5,10 @@
  * A job's run() executes on a worker; its done() then executes on the event
  * loop's thread, in the order the jobs finished. Nothing else crosses
  * threads: run() must touch only the job and thread-safe state.
+ *
+ * A pool made without an event base delivers nothing: run() hands its
+ * result back itself (rpc.c posts it to its gRPC completion queue), and
+ * the pool never touches a job once its run() has begun.
  */
 #ifndef P2P_POOL_H
 #define P2P_POOL_H
@@ -24,7 +28,7 @@ struct pool_job {
 
 struct pool;
 
-/* 0 or a negative errno; threads > 0. */
+/* 0 or a negative errno; threads > 0; base may be NULL (see above). */
 int pool_new(struct event_base *base, int threads, struct pool **out);
 /* Queues job; false only after pool_free has begun. */
 bool pool_submit(struct pool *p, struct pool_job *job);

@@ -8,7 +8,9 @@
  * reflection.c's). One thread runs the completion queue; each
  * call is a small state machine driven by its batches' completions. A Read
  * keeps exactly one SEND_MESSAGE in flight, so a slow reader holds at most
- * one chunk in memory and never blocks the others.
+ * one chunk in memory and never blocks the others. Files are read on
+ * READERS threads of their own (read_async), never on the queue thread, so
+ * a slow disk delays only the calls that wait for it.
  *
  * Every call must carry metadata "authorization: Bearer TICKET"; the ticket
  * is checked with the directory's POST /tickets/verify (as this peer) and the
@@ -65,6 +67,7 @@
 #include "metrics.h"
 #include "p2p/v1/peer.pb-c.h"
 #include "peerd.h"
+#include "pool.h"
 #include "ratelimit.h"
 #include "reflection.h"
 #include "wire.h"
@@ -75,6 +78,7 @@
 #define MAX_VERIFYING 64 /* distinct tickets waiting for the directory */
 #define FD_RESERVE 64    /* descriptors kept from connections, for files and the rest */
 #define CLIENT_BUCKETS 256
+#define READERS 4        /* threads reading shared files for replies */
 
 enum kind { K_DOWNLOAD, K_STAT, K_READ, K_HEALTH_CHECK, K_HEALTH_WATCH, K_REFLECT, K_REFLECT_ALPHA, K_UNKNOWN, K_COUNT };
 
@@ -166,14 +170,15 @@ struct rpc {
 	struct call *paced;       /* Reads waiting for upload tokens, soonest first */
 	struct verify *verifying; /* queue thread only */
 	int nverifying;           /* queue thread only: length of verifying */
-	int outstanding;          /* checks whose done() has not returned (cache_lock) */
+	int outstanding;          /* checks and reads not yet posted back (cache_lock) */
+	struct pool *readers;     /* file reads, off the queue thread (read_async) */
 	pthread_cond_t outstanding_cond;
 };
 
 /* A completion-queue tag: which call, and which of its batches. */
 struct tag {
 	struct call *c;
-	enum { T_REQUEST, T_CLOSE, T_SEND, T_FINISH, T_VERIFIED, T_RECV } op;
+	enum { T_REQUEST, T_CLOSE, T_SEND, T_FINISH, T_VERIFIED, T_RECV, T_READ } op;
 	struct verify *v; /* T_VERIFIED */
 };
 
@@ -197,7 +202,7 @@ struct call {
 	bool sending;                   /* a message batch is not complete yet */
 	bool timed_out;                 /* cancelled: the client took nothing */
 	double send_since;
-	struct tag t_request, t_close, t_send, t_finish, t_verified, t_recv;
+	struct tag t_request, t_close, t_send, t_finish, t_verified, t_recv, t_read;
 	/* Health/Watch */
 	bool watching, watch_known;
 	int sent_health;
@@ -214,6 +219,12 @@ struct call {
 	bool charged;                   /* the next chunk is paid for (upload limit) */
 	double wake;                    /* when a paced Read may send */
 	struct call *paced_next;
+	/* A reply being read on a reader thread (read_async) */
+	struct pool_job job;
+	grpc_slice rd;                  /* the message: rd_head bytes of framing, then the data */
+	size_t rd_head;
+	uint64_t rd_off, rd_len;
+	int rd_err;                     /* 0, -ENODATA (the file is shorter) or -errno */
 };
 
 static void request_call(struct rpc *r, enum kind kind);
@@ -270,6 +281,7 @@ static void call_free(struct call *c)
 		grpc_byte_buffer_destroy(c->send_buf);
 	if (c->have_details)
 		grpc_slice_unref(c->status_details);
+	grpc_slice_unref(c->rd);
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c);
@@ -694,6 +706,96 @@ static void verified(struct rpc *r, struct verify *v)
 	free(v);
 }
 
+/* ---- file reads, on the reader threads ----------------------------------- */
+
+/* On a reader thread: read the call's bytes into its slice, then post the
+ * call back to the queue (an empty batch) — the queue thread never waits
+ * on a disk. The call is not touched once the batch is started. */
+static void read_run(struct pool_job *job)
+{
+	struct call *c = (struct call *)(void *)((char *)job - offsetof(struct call, job));
+	struct rpc *r = c->r;
+	uint8_t *p = GRPC_SLICE_START_PTR(c->rd) + c->rd_head;
+	uint64_t got = 0;
+	ssize_t n = 0;
+	grpc_call_error e;
+
+	while (got < c->rd_len) {
+		n = pread(c->fd, p + got, c->rd_len - got, (off_t)(c->rd_off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (uint64_t)n;
+	}
+	c->rd_err = got == c->rd_len ? 0 : n == 0 ? -ENODATA : -errno;
+	e = grpc_call_start_batch(c->call, NULL, 0, &c->t_read, NULL);
+	if (e != GRPC_CALL_OK)
+		log_err("cannot resume a call after reading its file: grpc error %d", (int)e);
+	pthread_mutex_lock(&r->cache_lock);
+	r->outstanding--;
+	pthread_cond_broadcast(&r->outstanding_cond);
+	pthread_mutex_unlock(&r->cache_lock);
+}
+
+/* Read len bytes at off of c->fd after hl bytes of framing (head) into one
+ * slice, on a reader thread; read_done() goes on. The reply's bytes are
+ * already taken from the budgets. */
+static void read_async(struct call *c, const uint8_t *head, size_t hl, uint64_t off, uint64_t len)
+{
+	struct rpc *r = c->r;
+
+	c->rd = grpc_slice_malloc_large(hl + (size_t)len);
+	memcpy(GRPC_SLICE_START_PTR(c->rd), head, hl);
+	c->rd_head = hl;
+	c->rd_off = off;
+	c->rd_len = len;
+	c->rd_err = 0;
+	c->job = (struct pool_job){ .run = read_run };
+	c->pending++;
+	pthread_mutex_lock(&r->cache_lock);
+	r->outstanding++;
+	pthread_mutex_unlock(&r->cache_lock);
+	if (!pool_submit(r->readers, &c->job)) { /* stopping */
+		pthread_mutex_lock(&r->cache_lock);
+		r->outstanding--;
+		pthread_mutex_unlock(&r->cache_lock);
+		c->pending--;
+		grpc_slice_unref(c->rd);
+		c->rd = grpc_empty_slice();
+		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+	}
+}
+
+/* Back on the queue thread: send what was read, or end the call. */
+static void read_done(struct call *c)
+{
+	grpc_slice s = c->rd;
+	grpc_byte_buffer *buf;
+
+	c->rd = grpc_empty_slice();
+	if (c->kind == K_DOWNLOAD) { /* the whole file is in the message */
+		close(c->fd);
+		c->fd = -1;
+	}
+	if (c->cancelled || c->r->shutting_down || c->rd_err) {
+		grpc_slice_unref(s);
+		if (c->rd_err && !c->cancelled && !c->r->shutting_down)
+			/* The file shrank or failed under us: a clean error, never short data. */
+			finish(c, GRPC_STATUS_INTERNAL, c->rd_err == -ENODATA ? "the file was truncated while being read"
+						       : c->kind == K_DOWNLOAD ? "cannot read the file" : "read error");
+		else
+			finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		return;
+	}
+	metrics_add(M_BYTES_SERVED, c->rd_len);
+	if (c->kind == K_READ)
+		c->pos += c->rd_len;
+	buf = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	send_message(c, buf, c->kind == K_DOWNLOAD || c->pos == c->end);
+}
+
 /* ---- handlers ----------------------------------------------------------- */
 
 static void not_found(struct call *c, int r)
@@ -709,11 +811,9 @@ static void not_found(struct call *c, int r)
 static void handle_download(struct call *c)
 {
 	uint8_t head[16], *p = head;
-	uint64_t size, got = 0, v;
+	uint64_t size, v;
 	long long need;
-	grpc_slice slice;
 	char msg[256];
-	ssize_t n = 0;
 	int fd, r;
 
 	r = share_open_file(c->r->sh, c->name, &fd, &size);
@@ -736,27 +836,19 @@ static void handle_download(struct call *c)
 		starve(c); /* opened again when bytes come back */
 		return;
 	}
-	/* FileResponse{file_content = 1}, encoded by hand straight into the
-	 * slice gRPC sends: one copy of the file in memory, not three. */
-	if (size) {
-		*p++ = 0x0a;
-		for (v = size; v >= 0x80; v >>= 7)
-			*p++ = (uint8_t)(v | 0x80);
-		*p++ = (uint8_t)v;
-	}
-	slice = grpc_slice_malloc_large((size_t)need);
-	memcpy(GRPC_SLICE_START_PTR(slice), head, (size_t)(p - head));
-	while (got < size && (n = pread(fd, GRPC_SLICE_START_PTR(slice) + (p - head) + got, size - got, (off_t)got)) > 0)
-		got += (uint64_t)n;
-	close(fd);
-	if (got < size) {
-		grpc_slice_unref(slice);
-		finish(c, GRPC_STATUS_INTERNAL, n == 0 ? "the file was truncated while being read" : "cannot read the file");
+	if (!size) { /* FileResponse{} is empty */
+		close(fd);
+		send_message(c, grpc_raw_byte_buffer_create(NULL, 0), true);
 		return;
 	}
-	metrics_add(M_BYTES_SERVED, size);
-	send_message(c, grpc_raw_byte_buffer_create(&slice, 1), true);
-	grpc_slice_unref(slice);
+	/* FileResponse{file_content = 1}, encoded by hand straight into the
+	 * slice gRPC sends: one copy of the file in memory, not three. */
+	*p++ = 0x0a;
+	for (v = size; v >= 0x80; v >>= 7)
+		*p++ = (uint8_t)(v | 0x80);
+	*p++ = (uint8_t)v;
+	c->fd = fd;
+	read_async(c, head, (size_t)(p - head), 0, size);
 }
 
 /* What Stat says must hold when Read opens the file: it is still there,
@@ -826,10 +918,8 @@ static void pace(struct call *c, double wake)
 /* Send the next chunk of a Read, or the final status. */
 static void read_next(struct call *c)
 {
-	uint64_t want = c->end - c->pos, got = 0;
+	uint64_t want = c->end - c->pos;
 	uint8_t head[CHUNK_HEADER_MAX];
-	grpc_slice parts[2];
-	ssize_t n = 0;
 
 	if (c->cancelled || c->r->shutting_down) {
 		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
@@ -856,23 +946,7 @@ static void read_next(struct call *c)
 		return;
 	}
 	c->charged = false;
-	parts[1] = grpc_slice_malloc_large((size_t)want);
-	while (got < want && (n = pread(c->fd, GRPC_SLICE_START_PTR(parts[1]) + got, want - got,
-					(off_t)(c->pos + got))) > 0)
-		got += (uint64_t)n;
-	if (got < want) {
-		grpc_slice_unref(parts[1]);
-		/* The file shrank or failed under us: a clean error, never short data. */
-		finish(c, GRPC_STATUS_INTERNAL, n == 0 ? "the file was truncated while being read"
-						       : "read error");
-		return;
-	}
-	parts[0] = grpc_slice_from_copied_buffer((const char *)head, chunk_header(head, c->pos, want));
-	c->pos += want;
-	metrics_add(M_BYTES_SERVED, want);
-	send_message(c, grpc_raw_byte_buffer_create(parts, 2), false);
-	grpc_slice_unref(parts[0]);
-	grpc_slice_unref(parts[1]);
+	read_async(c, head, chunk_header(head, c->pos, want), c->pos, want);
 }
 
 /* Serve the paced Reads whose time has come (all of them when stopping). */
@@ -1174,6 +1248,8 @@ static void request_call(struct rpc *r, enum kind kind)
 	c->t_finish = (struct tag){ c, T_FINISH, NULL };
 	c->t_verified = (struct tag){ c, T_VERIFIED, NULL };
 	c->t_recv = (struct tag){ c, T_RECV, NULL };
+	c->t_read = (struct tag){ c, T_READ, NULL };
+	c->rd = grpc_empty_slice();
 	grpc_metadata_array_init(&c->md);
 	if (kind == K_UNKNOWN) {
 		grpc_call_details_init(&c->details);
@@ -1283,6 +1359,10 @@ static void *cq_thread(void *arg)
 		case T_RECV:
 			c->pending--;
 			reflect_received(c, ev.success);
+			break;
+		case T_READ:
+			c->pending--;
+			read_done(c);
 			break;
 		case T_VERIFIED: /* each waiter's pending is settled there */
 			verified(r, t->v);
@@ -1443,7 +1523,7 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 	}
 	r->last_health = 1;
 	metrics_grpc_init(method_paths, K_UNKNOWN);
-	if (!r->folder || reflection_init() < 0) {
+	if (!r->folder || reflection_init() < 0 || pool_new(NULL, READERS, &r->readers) < 0) {
 		free(r->folder);
 		free(r);
 		return -ENOMEM;
@@ -1491,6 +1571,7 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 		       GRPC_QUEUE_SHUTDOWN)
 			;
 		grpc_completion_queue_destroy(r->cq);
+		pool_free(r->readers);
 		free(r->folder);
 		free(r);
 		return -EADDRINUSE;
@@ -1553,10 +1634,11 @@ void rpc_stop(struct rpc *r)
 	pthread_mutex_lock(&r->cache_lock);
 	while (!r->shutdown_done)
 		pthread_cond_wait(&r->shutdown_cond, &r->cache_lock);
-	/* A check still under way posts to the queue when it ends. */
+	/* A check or a read still under way posts to the queue when it ends. */
 	while (r->outstanding > 0)
 		pthread_cond_wait(&r->outstanding_cond, &r->cache_lock);
 	pthread_mutex_unlock(&r->cache_lock);
+	pool_free(r->readers);
 	grpc_server_destroy(r->srv);
 	grpc_completion_queue_shutdown(r->cq);
 	pthread_join(r->thread, NULL);

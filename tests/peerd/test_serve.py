@@ -53,7 +53,7 @@ def generate_stubs():
 
 
 class Peer:
-    def __init__(self, dird, user, password, folder, *extra, activate=False):
+    def __init__(self, dird, user, password, folder, *extra, activate=False, env=None):
         self.dir = p2ptest.tempdir("p2p-peerd-")
         self.pwfile = os.path.join(self.dir, "password")
         with open(self.pwfile, "w") as f:
@@ -66,7 +66,7 @@ class Peer:
             argv = ["systemd-socket-activate", "-l", "127.0.0.1:%d" % self.port] + argv
         else:
             argv += ["--listen", "127.0.0.1:%d" % self.port]
-        self.proc = p2ptest.Process(argv)
+        self.proc = p2ptest.Process(argv, env=env)
         self.target = "127.0.0.1:%d" % self.port
 
 
