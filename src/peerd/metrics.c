@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "file.h"
 #include "log.h"
 #include "metrics.h"
 #include "procmetrics.h"
@@ -106,26 +107,19 @@ static int totals_line(const char *line, const char *key, uint64_t *out)
 	return 0;
 }
 
+static int totals_fill(FILE *f, void *arg)
+{
+	(void)arg;
+	return fprintf(f, "bytes_up %llu\nbytes_down %llu\n", (unsigned long long)metrics_total(M_BYTES_SERVED),
+		       (unsigned long long)metrics_total(M_BYTES_RECEIVED)) > 0 ? 0 : -EIO;
+}
+
 static void totals_save(void)
 {
-	char *tmp = NULL;
-	FILE *f;
-	bool ok;
+	int e;
 
-	if (!totals.path || asprintf(&tmp, "%s.tmp", totals.path) < 0)
-		return;
-	if ((f = fopen(tmp, "we"))) {
-		ok = fprintf(f, "bytes_up %llu\nbytes_down %llu\n",
-			     (unsigned long long)metrics_total(M_BYTES_SERVED),
-			     (unsigned long long)metrics_total(M_BYTES_RECEIVED)) > 0 && fflush(f) == 0;
-		if (fclose(f) != 0 || !ok || rename(tmp, totals.path) < 0) {
-			log_errno(LOG_WARNING, errno, "cannot save the byte totals %s", totals.path);
-			unlink(tmp);
-		}
-	} else {
-		log_errno(LOG_WARNING, errno, "cannot save the byte totals %s", totals.path);
-	}
-	free(tmp);
+	if (totals.path && (e = file_write_atomic(totals.path, totals_fill, NULL)) < 0)
+		log_errno(LOG_WARNING, -e, "cannot save the byte totals %s", totals.path);
 }
 
 static void on_totals_timer(evutil_socket_t fd, short what, void *arg)
