@@ -204,7 +204,7 @@ static int run(int argc, char **argv)
 	c.tty_out = isatty(1) == 1;
 	s = resolve_socket(&c, sock, peer);
 	if (s == EXIT_OK) {
-		s = cmd->run(&c, argc - optind, argv + optind);
+		s = run_command(&c, cmd, argc - optind, argv + optind);
 		varlink_close(c.conn);
 	}
 	free(c.socket_owned);

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "file.h"
 #include "log.h"
 #include "metrics.h"
 #include "procmetrics.h"
@@ -89,8 +90,14 @@ uint64_t metrics_total(enum metric m)
 	return get(m) + (m == M_BYTES_SERVED ? totals.up : m == M_BYTES_RECEIVED ? totals.down : 0);
 }
 
-/* "KEY N" with N a decimal uint64: 0, or -EINVAL. */
-static int totals_line(const char *line, const char *key, uint64_t *out)
+/* A total read back is at most 2^62 bytes (4 EiB): Status says totals as
+ * JSON int64, and this leaves room for what the next runs add. */
+#define TOTALS_MAX (UINT64_C(1) << 62)
+
+/* "KEY N\n" with N decimal, 0 to TOTALS_MAX: 0, or -EINVAL. The newline
+ * may be missing only at the end of the file (last), so a line longer
+ * than the buffer is never taken for two. */
+static int totals_line(const char *line, const char *key, bool last, uint64_t *out)
 {
 	size_t k = strlen(key);
 	unsigned long long v;
@@ -100,32 +107,25 @@ static int totals_line(const char *line, const char *key, uint64_t *out)
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(line + k + 1, &end, 10);
-	if (errno || (*end && *end != '\n'))
+	if (errno || v > TOTALS_MAX || (*end == '\n' ? end[1] != '\0' : *end || !last))
 		return -EINVAL;
 	*out = v;
 	return 0;
 }
 
+static int totals_fill(FILE *f, void *arg)
+{
+	(void)arg;
+	return fprintf(f, "bytes_up %llu\nbytes_down %llu\n", (unsigned long long)metrics_total(M_BYTES_SERVED),
+		       (unsigned long long)metrics_total(M_BYTES_RECEIVED)) > 0 ? 0 : -EIO;
+}
+
 static void totals_save(void)
 {
-	char *tmp = NULL;
-	FILE *f;
-	bool ok;
+	int e;
 
-	if (!totals.path || asprintf(&tmp, "%s.tmp", totals.path) < 0)
-		return;
-	if ((f = fopen(tmp, "we"))) {
-		ok = fprintf(f, "bytes_up %llu\nbytes_down %llu\n",
-			     (unsigned long long)metrics_total(M_BYTES_SERVED),
-			     (unsigned long long)metrics_total(M_BYTES_RECEIVED)) > 0 && fflush(f) == 0;
-		if (fclose(f) != 0 || !ok || rename(tmp, totals.path) < 0) {
-			log_errno(LOG_WARNING, errno, "cannot save the byte totals %s", totals.path);
-			unlink(tmp);
-		}
-	} else {
-		log_errno(LOG_WARNING, errno, "cannot save the byte totals %s", totals.path);
-	}
-	free(tmp);
+	if (totals.path && (e = file_write_atomic(totals.path, totals_fill, NULL)) < 0)
+		log_errno(LOG_WARNING, -e, "cannot save the byte totals %s", totals.path);
 }
 
 static void on_totals_timer(evutil_socket_t fd, short what, void *arg)
@@ -150,7 +150,8 @@ int metrics_totals_start(struct event_base *base, const char *state_dir)
 	}
 	if ((f = fopen(totals.path, "re"))) {
 		if (!fgets(up, sizeof(up), f) || !fgets(down, sizeof(down), f) ||
-		    totals_line(up, "bytes_up", &totals.up) < 0 || totals_line(down, "bytes_down", &totals.down) < 0) {
+		    totals_line(up, "bytes_up", false, &totals.up) < 0 ||
+		    totals_line(down, "bytes_down", true, &totals.down) < 0) {
 			log_warn("%s is not a byte totals file; counting from 0", totals.path);
 			totals.up = totals.down = 0;
 		}

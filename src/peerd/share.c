@@ -19,6 +19,7 @@
 
 #include <openssl/evp.h>
 
+#include "file.h"
 #include "log.h"
 #include "peerd.h"
 
@@ -116,19 +117,17 @@ static void cache_free(struct hash_entry *entries, size_t n)
 	free(entries);
 }
 
-/* Write the cache atomically (temporary file + rename). */
-static void cache_save(struct share *sh, const struct hash_entry *entries, size_t n)
-{
-	char tmp[4200];
-	FILE *f;
+struct cache_out {
+	const struct hash_entry *entries;
+	size_t n;
+};
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", sh->cache_path);
-	f = fopen(tmp, "we");
-	if (!f) {
-		log_errno(LOG_WARNING, errno, "cannot write the hash cache %s", tmp);
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
+static int cache_fill(FILE *f, void *arg)
+{
+	const struct cache_out *o = arg;
+	const struct hash_entry *entries = o->entries;
+
+	for (size_t i = 0; i < o->n; i++) {
 		char hex[2 * SHA256_BYTES + 1];
 
 		fprintf(f, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 " %s %u ", entries[i].dev, entries[i].ino,
@@ -139,14 +138,17 @@ static void cache_save(struct share *sh, const struct hash_entry *entries, size_
 		}
 		fputs(entries[i].blocks.n ? "\n" : "-\n", f);
 	}
-	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-		fclose(f);
-		unlink(tmp);
-		return;
-	}
-	fclose(f);
-	if (rename(tmp, sh->cache_path) < 0)
-		unlink(tmp);
+	return 0; /* a failed write shows in the stream's error flag */
+}
+
+/* Write the cache atomically (file_write_atomic). */
+static void cache_save(struct share *sh, const struct hash_entry *entries, size_t n)
+{
+	struct cache_out o = { entries, n };
+	int e = file_write_atomic(sh->cache_path, cache_fill, &o);
+
+	if (e < 0)
+		log_errno(LOG_WARNING, -e, "cannot write the hash cache %s", sh->cache_path);
 }
 
 static const struct hash_entry *cache_find(const struct share *sh, const struct stat *st)

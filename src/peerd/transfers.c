@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "log.h"
 #include "peerd.h"
 
@@ -53,12 +54,17 @@ static int saved_path(struct transfers *tr, char *path, size_t len)
 	return 0;
 }
 
+static int fill_text(FILE *f, void *text)
+{
+	return fputs(text, f) >= 0 ? 0 : -EIO;
+}
+
 static void save(struct transfers *tr)
 {
 	struct json_object *arr;
-	char path[4200], tmp[4210];
+	char path[4200];
 	const char *text;
-	FILE *f;
+	int e;
 
 	if (tr->stopping || saved_path(tr, path, sizeof(path)) < 0)
 		return;
@@ -79,15 +85,8 @@ static void save(struct transfers *tr)
 		pthread_mutex_unlock(&t->lock);
 	}
 	text = arr ? json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN) : NULL;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (text && (f = fopen(tmp, "we"))) {
-		bool ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-
-		if (fclose(f) != 0 || !ok || rename(tmp, path) < 0) {
-			log_errno(LOG_WARNING, errno, "cannot save the transfer list %s", path);
-			unlink(tmp);
-		}
-	}
+	if (text && (e = file_write_atomic(path, fill_text, (void *)text)) < 0)
+		log_errno(LOG_WARNING, -e, "cannot save the transfer list %s", path);
 	json_object_put(arr);
 }
 
