@@ -37,7 +37,7 @@ static int sync_dir(const char *path)
 	return e;
 }
 
-int file_write_atomic(const char *path, int (*fill)(FILE *f, void *arg), void *arg)
+int file_write_atomic(const char *path, int (*fill)(FILE *f, void *arg), void *arg, int flags)
 {
 	char *tmp;
 	FILE *f;
@@ -63,7 +63,7 @@ int file_write_atomic(const char *path, int (*fill)(FILE *f, void *arg), void *a
 	e = fill(f, arg);
 	if (e == 0 && (fflush(f) != 0 || ferror(f)))
 		e = errno ? -errno : -EIO;
-	if (e == 0 && fsync(fileno(f)) != 0)
+	if (e == 0 && (flags & FILE_SYNC) && fsync(fileno(f)) != 0)
 		e = -errno;
 	if (fclose(f) != 0 && e == 0)
 		e = errno ? -errno : -EIO;
@@ -72,7 +72,7 @@ int file_write_atomic(const char *path, int (*fill)(FILE *f, void *arg), void *a
 	if (e < 0)
 		goto fail;
 	free(tmp);
-	return sync_dir(path);
+	return flags & FILE_SYNC ? sync_dir(path) : 0;
 fail:
 	unlink(tmp);
 	free(tmp);

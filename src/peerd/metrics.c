@@ -124,7 +124,7 @@ static void totals_save(void)
 {
 	int e;
 
-	if (totals.path && (e = file_write_atomic(totals.path, totals_fill, NULL)) < 0)
+	if (totals.path && (e = file_write_atomic(totals.path, totals_fill, NULL, 0)) < 0)
 		log_errno(LOG_WARNING, -e, "cannot save the byte totals %s", totals.path);
 }
 

@@ -145,7 +145,7 @@ static int cache_fill(FILE *f, void *arg)
 static void cache_save(struct share *sh, const struct hash_entry *entries, size_t n)
 {
 	struct cache_out o = { entries, n };
-	int e = file_write_atomic(sh->cache_path, cache_fill, &o);
+	int e = file_write_atomic(sh->cache_path, cache_fill, &o, FILE_SYNC);
 
 	if (e < 0)
 		log_errno(LOG_WARNING, -e, "cannot write the hash cache %s", sh->cache_path);

@@ -85,7 +85,7 @@ static void save(struct transfers *tr)
 		pthread_mutex_unlock(&t->lock);
 	}
 	text = arr ? json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN) : NULL;
-	if (text && (e = file_write_atomic(path, fill_text, (void *)text)) < 0)
+	if (text && (e = file_write_atomic(path, fill_text, (void *)text, FILE_SYNC)) < 0)
 		log_errno(LOG_WARNING, -e, "cannot save the transfer list %s", path);
 	json_object_put(arr);
 }

@@ -108,12 +108,27 @@ static void test_creates_and_replaces(void **state)
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/totals", dir);
-	assert_int_equal(file_write_atomic(path, fill_text, "first\n"), 0);
+	assert_int_equal(file_write_atomic(path, fill_text, "first\n", FILE_SYNC), 0);
 	assert_content(path, "first\n");
-	assert_int_equal(file_write_atomic(path, fill_text, "second, longer\n"), 0);
+	assert_int_equal(file_write_atomic(path, fill_text, "second, longer\n", FILE_SYNC), 0);
 	assert_content(path, "second, longer\n");
-	assert_int_equal(file_write_atomic(path, fill_text, ""), 0);
+	assert_int_equal(file_write_atomic(path, fill_text, "", FILE_SYNC), 0);
 	assert_content(path, "");
+	assert_listing("totals");
+}
+
+/* Without FILE_SYNC (the byte totals, on the loop): the same file, no fsync. */
+static void test_without_sync(void **state)
+{
+	char path[PATH_MAX];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/totals", dir);
+	assert_int_equal(file_write_atomic(path, fill_text, "old\n", 0), 0);
+	assert_int_equal(file_write_atomic(path, fill_fails, NULL, 0), -ENOSPC);
+	assert_content(path, "old\n");
+	assert_int_equal(file_write_atomic(path, fill_text, "new\n", 0), 0);
+	assert_content(path, "new\n");
 	assert_listing("totals");
 }
 
@@ -126,14 +141,14 @@ static void test_leftover_temp_replaced(void **state)
 	snprintf(path, sizeof(path), "%s/hashes", dir);
 	snprintf(tmp, sizeof(tmp), "%s/hashes.tmp", dir);
 	put(tmp, "a torn half");
-	assert_int_equal(file_write_atomic(path, fill_text, "whole\n"), 0);
+	assert_int_equal(file_write_atomic(path, fill_text, "whole\n", FILE_SYNC), 0);
 	assert_content(path, "whole\n");
 	assert_listing("hashes");
 	/* A symlink by that name is replaced, not written through. */
 	snprintf(victim, sizeof(victim), "%s/victim", dir);
 	put(victim, "untouched");
 	assert_int_equal(symlink(victim, tmp), 0);
-	assert_int_equal(file_write_atomic(path, fill_text, "again\n"), 0);
+	assert_int_equal(file_write_atomic(path, fill_text, "again\n", FILE_SYNC), 0);
 	assert_content(path, "again\n");
 	assert_content(victim, "untouched");
 	assert_listing("hashes victim");
@@ -146,7 +161,7 @@ static void test_fill_fails_keeps_old(void **state)
 	(void)state;
 	snprintf(path, sizeof(path), "%s/transfers", dir);
 	put(path, "old\n");
-	assert_int_equal(file_write_atomic(path, fill_fails, NULL), -ENOSPC);
+	assert_int_equal(file_write_atomic(path, fill_fails, NULL, FILE_SYNC), -ENOSPC);
 	assert_content(path, "old\n");
 	assert_listing("transfers");
 }
@@ -161,7 +176,7 @@ static void test_name_too_long_keeps_old(void **state)
 	name[NAME_MAX - 3] = '\0';
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	put(path, "old\n");
-	assert_int_equal(file_write_atomic(path, fill_text, "new\n"), -ENAMETOOLONG);
+	assert_int_equal(file_write_atomic(path, fill_text, "new\n", FILE_SYNC), -ENAMETOOLONG);
 	assert_content(path, "old\n");
 	assert_listing(name);
 }
@@ -176,7 +191,7 @@ static void test_rename_fails_removes_temp(void **state)
 	assert_int_equal(mkdir(path, 0700), 0);
 	snprintf(inside, sizeof(inside), "%s/x", path);
 	put(inside, "kept");
-	assert_int_equal(file_write_atomic(path, fill_text, "new\n"), -EISDIR);
+	assert_int_equal(file_write_atomic(path, fill_text, "new\n", FILE_SYNC), -EISDIR);
 	assert_content(inside, "kept");
 	assert_listing("totals");
 }
@@ -187,7 +202,7 @@ static void test_missing_dir(void **state)
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/no-such-dir/totals", dir);
-	assert_int_equal(file_write_atomic(path, fill_text, "new\n"), -ENOENT);
+	assert_int_equal(file_write_atomic(path, fill_text, "new\n", FILE_SYNC), -ENOENT);
 	assert_listing("");
 }
 
@@ -199,13 +214,13 @@ static int write_unprivileged(const char *path, const char *text)
 	int status;
 
 	if (geteuid() != 0)
-		return file_write_atomic(path, fill_text, (void *)text);
+		return file_write_atomic(path, fill_text, (void *)text, FILE_SYNC);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		if (setgid(65534) < 0 || setuid(65534) < 0)
 			_exit(255);
-		_exit(-file_write_atomic(path, fill_text, (void *)text));
+		_exit(-file_write_atomic(path, fill_text, (void *)text, FILE_SYNC));
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
@@ -236,7 +251,7 @@ static void test_relative_path(void **state)
 	/* A bare name: its directory is ".", which is fsynced too. */
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	assert_int_equal(chdir(dir), 0);
-	assert_int_equal(file_write_atomic("state", fill_text, "here\n"), 0);
+	assert_int_equal(file_write_atomic("state", fill_text, "here\n", FILE_SYNC), 0);
 	assert_int_equal(chdir(cwd), 0);
 	assert_listing("state");
 }
@@ -245,6 +260,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_creates_and_replaces, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_without_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leftover_temp_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fill_fails_keeps_old, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_name_too_long_keeps_old, setup, teardown),
