@@ -26,34 +26,23 @@
  * gRPC, not yet taken by the client) in total and per client: a call whose
  * next message does not fit waits, holding no data, until bytes come back; a
  * send the client does not take within send_timeout cancels the call. In
- * plain text the listening socket is ours (an accept thread hands each
- * connection to gRPC): gRPC 1.51's own listener stops accepting for good
- * after one EMFILE, and ours keeps a reserve of descriptors by refusing
- * connections above RLIMIT_NOFILE - FD_RESERVE.
+ * plain text the listening socket is ours (listener.c).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
-#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
@@ -63,6 +52,7 @@
 #include "FileSharing.pb-c.h"
 #include "chunk.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "p2p/v1/peer.pb-c.h"
@@ -76,7 +66,6 @@
 #define TICKET_CACHE_SECONDS 20
 #define MAX_REQUEST_BYTES 4096
 #define MAX_VERIFYING 64 /* distinct tickets waiting for the directory */
-#define FD_RESERVE 64    /* descriptors kept from connections, for files and the rest */
 #define CLIENT_BUCKETS 256
 #define READERS 4        /* threads reading shared files for replies */
 
@@ -145,11 +134,8 @@ struct rpc {
 	bool bytes_back;          /* bytes came back since the starved were tried */
 	double housekeeping;      /* next look at stuck sends */
 	/* our listening socket (plain text) */
-	int lfd, stop_fd, fd_cap;
-	pthread_t accept_thread;
-	bool accepting;
-	char (*fd_addr)[INET6_ADDRSTRLEN]; /* the address of each accepted descriptor */
-	int nfd_addr;
+	int lfd;
+	struct listener *listener;
 	/* health */
 	atomic_bool serving;      /* rpc_set_serving */
 	char *folder;
@@ -408,8 +394,8 @@ static void call_address(struct call *c, char out[INET6_ADDRSTRLEN])
 	size_t n;
 	int fd;
 
-	if (strncmp(a, "fd:", 3) == 0 && (fd = atoi(a + 3)) >= 0 && fd < c->r->nfd_addr && c->r->fd_addr[fd][0]) {
-		memcpy(out, c->r->fd_addr[fd], INET6_ADDRSTRLEN);
+	if (strncmp(a, "fd:", 3) == 0 && (fd = atoi(a + 3)) >= 0 && listener_address(c->r->listener, fd, out)) {
+		;
 	} else {
 		if (strncmp(a, "ipv4:", 5) == 0 || strncmp(a, "ipv6:", 5) == 0)
 			a += 5;
@@ -1378,109 +1364,6 @@ static void *cq_thread(void *arg)
 	return NULL;
 }
 
-/* ---- our listening socket (plain text) ----------------------------------- */
-
-/* Bind ADDR:PORT ("0.0.0.0:50001", "[::1]:0", "localhost:7000"). */
-static int listen_on(const char *spec)
-{
-	char host[256];
-	const char *colon = strrchr(spec, ':');
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM }, *ai, *a;
-	size_t hl;
-	int fd = -1, one = 1, e;
-
-	if (!colon || colon == spec)
-		return -EINVAL;
-	hl = (size_t)(colon - spec);
-	if (spec[0] == '[' && hl >= 2 && spec[hl - 1] == ']') {
-		spec++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, spec, hl);
-	host[hl] = '\0';
-	if ((e = getaddrinfo(host, colon + 1, &hints, &ai)) != 0)
-		return -EINVAL;
-	for (a = ai; a; a = a->ai_next) {
-		fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 1024) == 0)
-			break;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	return fd >= 0 ? fd : -EADDRINUSE;
-}
-
-static int bound_port_of(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
-		return 0;
-	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-					      : ((struct sockaddr_in *)&ss)->sin_port);
-}
-
-/* Accept, keep FD_RESERVE descriptors free, back off on EMFILE/ENFILE
- * (the connection waits in the backlog) instead of spinning, and hand each
- * connection to gRPC with the client's address recorded. */
-static void *accept_thread(void *arg)
-{
-	struct rpc *r = arg;
-	struct pollfd pfd[2] = { { r->lfd, POLLIN, 0 }, { r->stop_fd, POLLIN, 0 } };
-	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-	double quiet_until = 0;
-	unsigned long refused = 0;
-
-	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd, one = 1, e;
-
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
-			break;
-		if (pfd[1].revents)
-			break;
-		fd = accept4(r->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			e = errno;
-			if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED)
-				continue;
-			if (mono_now() >= quiet_until) {
-				log_errno(LOG_WARNING, e, "gRPC: cannot accept a connection; pausing 200 ms");
-				quiet_until = mono_now() + 10;
-			}
-			poll(&pfd[1], 1, 200);
-			continue;
-		}
-		if (fd >= r->fd_cap || fd >= r->nfd_addr) {
-			close(fd);
-			if (refused++ == 0 || mono_now() >= quiet_until) {
-				log_warn("gRPC: %lu connection(s) refused: %d descriptors in use, the limit is %d "
-					 "(RLIMIT_NOFILE less %d kept for files)", refused, fd, r->fd_cap + FD_RESERVE,
-					 FD_RESERVE);
-				quiet_until = mono_now() + 10;
-			}
-			continue;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		r->fd_addr[fd][0] = '\0';
-		if (ss.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, r->fd_addr[fd], INET6_ADDRSTRLEN);
-		else if (ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, r->fd_addr[fd], INET6_ADDRSTRLEN);
-		grpc_server_add_channel_from_fd(r->srv, fd, creds);
-	}
-	grpc_server_credentials_release(creds);
-	return NULL;
-}
-
 static void set_int(grpc_arg *a, const char *key, long long v)
 {
 	a->type = GRPC_ARG_INTEGER;
@@ -1495,13 +1378,12 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 	grpc_arg args[4];
 	grpc_channel_args chargs = { 4, args };
 	grpc_server_credentials *creds;
-	struct rlimit rl;
 
 	if (!r)
 		return -ENOMEM;
 	r->sh = sh;
 	r->tc = tc;
-	r->lfd = r->stop_fd = -1;
+	r->lfd = -1;
 	r->max_message = set->max_message;
 	r->chunk_size = set->chunk_size;
 	r->max_calls = set->max_calls;
@@ -1554,9 +1436,9 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 		*bound_port = grpc_server_add_http2_port(r->srv, listen, creds);
 		grpc_server_credentials_release(creds);
 	} else if (listen_fd >= 0 || listen) {
-		r->lfd = listen_fd >= 0 ? listen_fd : listen_on(listen);
+		r->lfd = listen_fd >= 0 ? listen_fd : listener_bind(listen);
 		if (r->lfd >= 0) {
-			*bound_port = bound_port_of(r->lfd);
+			*bound_port = listener_port(r->lfd);
 			if (!*bound_port && listen_fd >= 0)
 				*bound_port = -1; /* a UNIX socket from systemd: still served */
 		}
@@ -1587,19 +1469,9 @@ int rpc_start(struct rpc **out, const char *listen, int listen_fd, struct share 
 		log_err("cannot start the gRPC thread");
 		return -EAGAIN;
 	}
-	if (r->lfd >= 0) {
-		if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > (1u << 20))
-			rl.rlim_cur = 1u << 20;
-		r->nfd_addr = (int)rl.rlim_cur;
-		r->fd_cap = rl.rlim_cur > 2 * FD_RESERVE ? (int)rl.rlim_cur - FD_RESERVE : (int)rl.rlim_cur / 2;
-		r->fd_addr = calloc((size_t)r->nfd_addr, sizeof(*r->fd_addr));
-		r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		fcntl(r->lfd, F_SETFL, fcntl(r->lfd, F_GETFL) | O_NONBLOCK);
-		if (!r->fd_addr || r->stop_fd < 0 || pthread_create(&r->accept_thread, NULL, accept_thread, r) != 0) {
-			log_err("cannot start the gRPC accept thread");
-			return -EAGAIN;
-		}
-		r->accepting = true;
+	if (r->lfd >= 0 && listener_start(&r->listener, r->lfd, r->srv) < 0) {
+		log_err("cannot start the gRPC accept thread");
+		return -EAGAIN;
 	}
 	*out = r;
 	return 0;
@@ -1615,18 +1487,9 @@ void rpc_stop(struct rpc *r)
 {
 	if (!r)
 		return;
-	if (r->accepting) {
-		uint64_t one = 1;
-
-		if (write(r->stop_fd, &one, sizeof(one)) < 0)
-			log_errno(LOG_WARNING, errno, "cannot stop the gRPC accept thread");
-		pthread_join(r->accept_thread, NULL);
-	}
+	listener_stop(r->listener);
 	if (r->lfd >= 0)
 		close(r->lfd);
-	if (r->stop_fd >= 0)
-		close(r->stop_fd);
-	free(r->fd_addr);
 	r->shutting_down = true;
 	grpc_server_shutdown_and_notify(r->srv, r->cq, &r->shutdown_tag);
 	grpc_server_cancel_all_calls(r->srv);
