@@ -108,9 +108,21 @@ def paced(url, rate, duration, token=None):
     return r
 
 
-def both(a, url, token=None):
-    """Saturated, then paced at a.probe_fraction of the saturated rate."""
+def cpu_s(pid):
+    """utime + stime of a process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def both(a, url, token=None, pid=None):
+    """Saturated, then paced at a.probe_fraction of the saturated rate;
+    with pid, that process's CPU per saturated request (independent of
+    what else runs on the machine, unlike the rates)."""
+    c0 = cpu_s(pid) if pid else 0
     sat = wrk(url, a.duration, a.connections, token)
+    if pid:
+        sat["cpu_us"] = (cpu_s(pid) - c0) * 1e6 / max(1, sat["rps"] * a.duration)
     sat["probe"] = paced(url, sat["rps"] * a.probe_fraction, a.duration, token)
     return sat
 
@@ -203,9 +215,9 @@ def run_backend(a, dird_bin, work, procs, pg):
     assert r.status_code == 200, r.text
     res = {}
     q0 = metric(base, "p2p_dird_database_queries_total") if pg else None
-    res["exact search"] = both(a, base + "/search?file=" + requests.utils.quote(exact_name), tok)
-    res["substring search"] = both(a, base + "/search?q=lecture%20draft%20000123&limit=50", tok)
-    res["substring, broad"] = both(a, base + "/search?q=holiday&limit=50", tok)
+    res["exact search"] = both(a, base + "/search?file=" + requests.utils.quote(exact_name), tok, dird.pid)
+    res["substring search"] = both(a, base + "/search?q=lecture%20draft%20000123&limit=50", tok, dird.pid)
+    res["substring, broad"] = both(a, base + "/search?q=holiday&limit=50", tok, dird.pid)
     if pg:
         # The scrape itself counts 1 (users and sessions); the sweep timer
         # (every 60 s) 1 to 2 more.
@@ -351,15 +363,17 @@ http {
                 p.wait(30)
             del procs[1:]
         print()
-        print("saturated: wrk %d connections back to back; paced: %.0f%% of that rate, each connection"
-              " waiting %d ms between answer and request" % (a.connections, a.probe_fraction * 100, PACE_MS))
-        print("%-20s %-11s %10s %9s %9s %8s | %7s %6s %9s %9s" % (
-            "", "backend", "sat req/s", "p50 ms", "p99 ms", "errors", "paced/s", "conns", "p50 ms", "p99 ms"))
+        print("saturated: wrk %d connections back to back (CPU us: the server's CPU per request);"
+              " paced: %.0f%% of that rate, each connection waiting %d ms between answer and request" % (a.connections, a.probe_fraction * 100, PACE_MS))
+        print("%-20s %-11s %10s %7s %9s %9s %8s | %7s %6s %9s %9s" % (
+            "", "backend", "sat req/s", "CPU us", "p50 ms", "p99 ms", "errors", "paced/s", "conns", "p50 ms",
+            "p99 ms"))
 
         def row(k, name, v):
             pr = v.get("probe")
-            print("%-20s %-11s %10.0f %9.3f %9.3f %8s | %s" % (
-                k, name, v["rps"], v["p50"], v["p99"], v["non2xx"] or v["socket_errors"] or 0,
+            print("%-20s %-11s %10.0f %7s %9.3f %9.3f %8s | %s" % (
+                k, name, v["rps"], "%.1f" % v["cpu_us"] if "cpu_us" in v else "-", v["p50"], v["p99"],
+                v["non2xx"] or v["socket_errors"] or 0,
                 "%7.0f %6d %9.3f %9.3f" % (pr["rps"], pr["conns"], pr["p50"], pr["p99"]) if pr else "-"))
         row("nginx static", "-", static)
         keys = list(dict.fromkeys(k for _, res, _ in out for k in res))

@@ -702,22 +702,31 @@ static bool nothing_pending(struct replica *r)
 	return !LOAD(r->busy) && (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0);
 }
 
+static int session_cached(struct replica *r, const char *token_hash, int64_t now, char *username,
+			  int64_t *expires_at, uint64_t *gen);
+
 int replica_session_peek(struct replica *r, const char *token_hash, int64_t now, char *username)
 {
 	uint64_t gen;
 
 	if (!nothing_pending(r))
 		return -EAGAIN;
-	return replica_session_get(r, token_hash, now, username, NULL, &gen) == 0 ? 0 : -EAGAIN;
+	return session_cached(r, token_hash, now, username, NULL, &gen) == 0 ? 0 : -EAGAIN;
 }
 
 int replica_session_get(struct replica *r, const char *token_hash, int64_t now, char *username,
 			int64_t *expires_at, uint64_t *gen)
 {
+	sync_pending(r);
+	return session_cached(r, token_hash, now, username, expires_at, gen);
+}
+
+static int session_cached(struct replica *r, const char *token_hash, int64_t now, char *username,
+			  int64_t *expires_at, uint64_t *gen)
+{
 	struct session_slot *s = &r->sessions[session_index(token_hash)];
 	int rc = -ENOENT;
 
-	sync_pending(r);
 	pthread_mutex_lock(&r->cache_lock);
 	*gen = r->gen;
 	if (s->expires_at > now && strcmp(s->token_hash, token_hash) == 0 && fresh(r)) {
