@@ -523,7 +523,7 @@ static void *follower(void *arg)
 				verified = true;
 			}
 		}
-		if (!need_reload) {
+		if (!need_reload && verified) {
 			rc = catch_up(r, c);
 			if (rc == -ESPIPE)
 				need_reload = true;

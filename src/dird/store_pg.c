@@ -180,7 +180,8 @@ static const char SQL_FILES_REPLACE[] =
  * locked in id order (two replicas' batches cannot deadlock), then the
  * counter moved once for the whole batch (the EXISTS makes it wait for the
  * peers' update, so its lock is held briefly), then a change row each,
- * numbered in id order, and one NOTIFY. Returns the names that matched. */
+ * numbered in id order, and one NOTIFY. Returns the names that matched
+ * and the batch's last change number. */
 static const char SQL_HEARTBEATS[] =
 	"WITH v AS (SELECT n, at FROM unnest($1::text[], $2::bigint[]) AS v(n, at)),"
 	" l AS (SELECT p.user_id, v.n, v.at FROM peers p JOIN users u ON u.id = p.user_id"
@@ -192,7 +193,7 @@ static const char SQL_HEARTBEATS[] =
 	" c AS (INSERT INTO changes(seq, kind, user_id, at)"
 	" SELECT s.seq - count(*) OVER () + row_number() OVER (ORDER BY p.user_id), 2, p.user_id, p.at"
 	" FROM s, p RETURNING seq)"
-	" SELECT p.n, pg_notify('p2p_changes', m.seq::text) FROM p, (SELECT max(seq) AS seq FROM c) m";
+	" SELECT p.n, m.seq, pg_notify('p2p_changes', m.seq::text) FROM p, (SELECT max(seq) AS seq FROM c) m";
 /* The last statement of a transaction that changed what replicas see:
  * $1 kind (replica.c), $2 user id, $3 time, $4 token hash or NULL. */
 static const char SQL_CHANGE[] =
@@ -948,6 +949,7 @@ struct beat {
 	const char *name;
 	int64_t at;
 	int result;
+	int64_t seq;            /* the batch's last change */
 	bool done;
 	struct beat *next;
 };
@@ -981,8 +983,10 @@ static void hb_write(struct store_backend *b, struct beat **beats, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		beats[i]->result = r < 0 ? r : -ENOENT;
 		for (int row = 0; res && row < PQntuples(res); row++)
-			if (strcasecmp(PQgetvalue(res, row, 0), beats[i]->name) == 0)
+			if (strcasecmp(PQgetvalue(res, row, 0), beats[i]->name) == 0) {
 				beats[i]->result = 0;
+				beats[i]->seq = get_int64(res, row, 1);
+			}
 	}
 	if (res)
 		done(b, c, res);
@@ -1023,6 +1027,9 @@ static int pg_heartbeat(struct store_backend *b, const char *username, int64_t n
 		pthread_cond_broadcast(&b->hb_done);
 	}
 	pthread_mutex_unlock(&b->hb_lock);
+	/* Answered once this replica's view has it, like an index. */
+	if (me.result == 0)
+		seen(b, me.seq);
 	return me.result;
 }
 
