@@ -1,12 +1,21 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """p2p-dird benchmark (not a test): 1,000 peers indexing 1,000 files each
-(1M files), then exact and substring search under wrk (64 connections),
-against nginx-light serving a static JSON file on this machine in the same
-run. Prints req/s, p50/p99 latency and the ratios; everything on 127.0.0.1.
+(1M files), then exact and substring search, against nginx-light serving a
+static JSON file on this machine in the same run; everything on 127.0.0.1.
+
+Each search is measured twice:
+- saturated: wrk, 64 connections back to back (closed loop): the req/s is
+  the capacity; its latencies are mostly time queued behind the other 63
+  connections on 2 shared cores, not the time a request takes;
+- paced (the latency probe): wrk with a think time per connection, so that
+  the offered load is a stated fraction (--probe-fraction, default 0.25)
+  of the rate just measured saturated; its p50/p99 are the latency at that
+  load. nginx is probed the same way, at the same fraction of its own rate:
+  the floor that this machine, wrk and the loopback set.
 
     bench/dird/bench.py [--peers N] [--files N] [--duration S] [--builddir DIR] [--keep]
-                        [--postgresql]
+                        [--postgresql] [--probe-fraction F]
 
 --postgresql runs the same benchmark twice in one run, side by side: on
 SQLite, then with the directory on a throwaway PostgreSQL server (Debian's
@@ -61,10 +70,15 @@ def rss_kb(pid, field="VmHWM"):
                 return int(line.split()[1])
 
 
-def wrk(url, duration, conns, token=None):
-    cmd = ["wrk", "-t2", "-c%d" % conns, "-d%ds" % duration, "--latency"]
+PACE_MS = 10  # think time per connection of the paced probe
+
+
+def wrk(url, duration, conns, token=None, pace_script=None):
+    cmd = ["wrk", "-t%d" % (1 if pace_script else 2), "-c%d" % conns, "-d%ds" % duration, "--latency"]
     if token:
         cmd += ["-H", "Authorization: Bearer " + token]
+    if pace_script:
+        cmd += ["-s", pace_script]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -77,6 +91,40 @@ def wrk(url, duration, conns, token=None):
     return {"rps": rps, "p50": lat(50), "p99": lat(99),
             "non2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": sock_err.group(1) if sock_err else ""}
+
+
+def paced(url, rate, duration, token=None):
+    """The latency probe: about rate req/s offered by connections that each
+    wait PACE_MS between an answer and their next request."""
+    script = os.path.join(tempfile.gettempdir(), "p2p-bench-pace-%d.lua" % os.getpid())
+    with open(script, "w") as f:
+        f.write("function delay()\n  return %d\nend\n" % PACE_MS)
+    try:
+        conns = max(1, round(rate * PACE_MS / 1000))
+        r = wrk(url, duration, conns, token, pace_script=script)
+    finally:
+        os.unlink(script)
+    r["conns"] = conns
+    return r
+
+
+def cpu_s(pid):
+    """utime + stime of a process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def both(a, url, token=None, pid=None):
+    """Saturated, then paced at a.probe_fraction of the saturated rate;
+    with pid, that process's CPU per saturated request (independent of
+    what else runs on the machine, unlike the rates)."""
+    c0 = cpu_s(pid) if pid else 0
+    sat = wrk(url, a.duration, a.connections, token)
+    if pid:
+        sat["cpu_us"] = (cpu_s(pid) - c0) * 1e6 / max(1, sat["rps"] * a.duration)
+    sat["probe"] = paced(url, sat["rps"] * a.probe_fraction, a.duration, token)
+    return sat
 
 
 def metric(base, name):
@@ -167,16 +215,15 @@ def run_backend(a, dird_bin, work, procs, pg):
     assert r.status_code == 200, r.text
     res = {}
     q0 = metric(base, "p2p_dird_database_queries_total") if pg else None
-    res["exact search"] = wrk(base + "/search?file=" + requests.utils.quote(exact_name), a.duration,
-                              a.connections, tok)
-    res["substring search"] = wrk(base + "/search?q=lecture%20draft%20000123&limit=50", a.duration,
-                                  a.connections, tok)
-    res["substring, broad"] = wrk(base + "/search?q=holiday&limit=50", a.duration, a.connections, tok)
+    res["exact search"] = both(a, base + "/search?file=" + requests.utils.quote(exact_name), tok, dird.pid)
+    res["substring search"] = both(a, base + "/search?q=lecture%20draft%20000123&limit=50", tok, dird.pid)
+    res["substring, broad"] = both(a, base + "/search?q=holiday&limit=50", tok, dird.pid)
     if pg:
         # The scrape itself counts 1 (users and sessions); the sweep timer
         # (every 60 s) 1 to 2 more.
         q1 = metric(base, "p2p_dird_database_queries_total")
-        nreq = sum(res[k]["rps"] * a.duration for k in ("exact search", "substring search", "substring, broad"))
+        nreq = sum((res[k]["rps"] + res[k]["probe"]["rps"]) * a.duration
+                   for k in ("exact search", "substring search", "substring, broad"))
         info["db statements during search-only runs"] = "%d over ~%d searches" % (q1 - q0, nreq)
     r = requests.get(base + "/search", params={"q": "holiday", "limit": 50}, headers={"Authorization": "Bearer " + tok})
     info["broad matches"] = r.json()["total"]
@@ -261,6 +308,8 @@ def main():
     ap.add_argument("--postgresql", action="store_true",
                     help="SQLite and PostgreSQL side by side; replicas, visibility, statement counts")
     ap.add_argument("--workers", type=int, help="p2p-dird's workers setting (default: its own)")
+    ap.add_argument("--probe-fraction", type=float, default=0.25,
+                    help="the paced latency probe offers this fraction of the saturated req/s")
     a = ap.parse_args()
     dird_bin = os.path.join(a.builddir, "src/dird/p2p-dird")
     for tool in ("wrk", "nginx"):
@@ -297,7 +346,7 @@ http {
         nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
         procs.append(nginx)
         wait_port(nport)
-        static = wrk("http://127.0.0.1:%d/search.json" % nport, a.duration, a.connections)
+        static = both(a, "http://127.0.0.1:%d/search.json" % nport)
 
         runs = [("SQLite", None)]
         if a.postgresql:
@@ -314,16 +363,24 @@ http {
                 p.wait(30)
             del procs[1:]
         print()
-        print("%-20s %-11s %10s %9s %9s %8s" % ("", "backend", "req/s", "p50 ms", "p99 ms", "errors"))
-        print("%-20s %-11s %10.0f %9.3f %9.3f %8s" % ("nginx static", "-", static["rps"], static["p50"],
-                                                      static["p99"], static["non2xx"] or 0))
+        print("saturated: wrk %d connections back to back (CPU us: the server's CPU per request);"
+              " paced: %.0f%% of that rate, each connection waiting %d ms between answer and request" % (a.connections, a.probe_fraction * 100, PACE_MS))
+        print("%-20s %-11s %10s %7s %9s %9s %8s | %7s %6s %9s %9s" % (
+            "", "backend", "sat req/s", "CPU us", "p50 ms", "p99 ms", "errors", "paced/s", "conns", "p50 ms",
+            "p99 ms"))
+
+        def row(k, name, v):
+            pr = v.get("probe")
+            print("%-20s %-11s %10.0f %7s %9.3f %9.3f %8s | %s" % (
+                k, name, v["rps"], "%.1f" % v["cpu_us"] if "cpu_us" in v else "-", v["p50"], v["p99"],
+                v["non2xx"] or v["socket_errors"] or 0,
+                "%7.0f %6d %9.3f %9.3f" % (pr["rps"], pr["conns"], pr["p50"], pr["p99"]) if pr else "-"))
+        row("nginx static", "-", static)
         keys = list(dict.fromkeys(k for _, res, _ in out for k in res))
         for k in keys:
             for name, res, _ in out:
                 if k in res:
-                    v = res[k]
-                    print("%-20s %-11s %10.0f %9.3f %9.3f %8s" % (k, name, v["rps"], v["p50"], v["p99"],
-                                                                 v["non2xx"] or v["socket_errors"] or 0))
+                    row(k, name, res[k])
         print()
         for name, res, info in out:
             for k, v in info.items():

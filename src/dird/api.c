@@ -91,6 +91,7 @@ struct call {
 	char addr[INET6_ADDRSTRLEN + 8];  /* the client's address */
 	char token_hash[SHA256_HEX_LEN + 1]; /* of the Bearer token, "" if none */
 	char user[USERNAME_MAX + 1];      /* from the session, when auth */
+	bool authed;                      /* user found already (on the loop) */
 	struct evbuffer *in;              /* the body, moved out of req for a worker */
 	struct json_object *body;         /* parsed body, when expected */
 	struct evkeyvalq query;
@@ -1170,7 +1171,8 @@ static void call_run(struct call *c)
 
 	if (routes[c->route].body && !c->body && !parse_body(c))
 		return;
-	r = routes[c->route].auth ? store_session_lookup(c->d->store, c->token_hash, dird_now(), c->user, NULL) : 0;
+	r = routes[c->route].auth && !c->authed ?
+	    store_session_lookup(c->d->store, c->token_hash, dird_now(), c->user, NULL) : 0;
 	if (r == -EAGAIN) {
 		reply_store_error(c, r);
 		return;
@@ -1357,6 +1359,15 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	 * here, holding the store's lock; when a worker holds that lock (a
 	 * large index being stored), the call goes to a worker rather than
 	 * wait for it. /healthz needs no lock (store_ping). */
+	/* A search on a database server's replica is answered by its view in
+	 * memory (view.h); once the session is in the replica's cache too, it
+	 * waits on nothing and runs here, like SQLite's. */
+	if (d->pool && c->route == R_SEARCH && store_remote(d->store) &&
+	    store_session_cached(d->store, c->token_hash, dird_now(), c->user) == 0) {
+		c->authed = true;
+		call_run(c);
+		goto answer;
+	}
 	if (d->pool && (rt->slow || store_remote(d->store) || body_len > INLINE_BODY_MAX) &&
 	    pool_submit(d->pool, &c->job))
 		return;

@@ -17,45 +17,16 @@
 #include <libpq-fe.h>
 
 #include "log.h"
-#include "nameindex.h"
-#include "nfc.h"
 #include "replica.h"
 #include "validate.h"
+#include "view.h"
 
 /* Kinds of change rows (store_pg.c writes them). */
 enum { CH_INDEX = 1, CH_HEARTBEAT = 2, CH_LOGOUT = 3, CH_USER_DELETE = 4 };
 
 #define BATCH 1000
-#define PEER_ID_MAX (1 << 26)     /* nameindex's bound on peer ids */
 #define CACHE_SLOTS 65536         /* sessions, and tickets, each */
 #define RETRY_MS 200              /* between connection attempts */
-
-struct rfile {
-	uint32_t name;            /* offset in the peer's names */
-	bool has_sha;
-	uint8_t sha[32];
-	int64_t size;
-};
-
-struct rpeer {
-	char *user, *ip, *folder;
-	int port;
-	int64_t last_seen;
-	bool online;
-	char *names;
-	size_t names_len, names_cap;
-	struct rfile *files;
-	uint32_t nfiles, files_cap;
-};
-
-/* What a reload builds whole and swaps in. */
-struct view {
-	struct nameindex *ni;
-	struct rpeer **peers;     /* by user id; NULL: none */
-	size_t npeers;
-	size_t nfiles;
-	size_t bytes;             /* peers' own heap, roughly */
-};
 
 struct session_slot {
 	char token_hash[65];
@@ -77,9 +48,9 @@ struct replica {
 	bool started;
 	int wake[2];              /* a byte here stops the follower */
 
-	pthread_rwlock_t lock;    /* the view */
-	struct view v;
+	struct view *v;           /* never replaced: a reload swaps its content */
 	int64_t seq;              /* last change applied (follower only writes) */
+	char last[64];            /* that change's row, "kind user at" ("": unknown) */
 
 	pthread_mutex_t cache_lock;
 	uint64_t gen;             /* invalidations so far */
@@ -126,155 +97,6 @@ static void advance(struct replica *r, bool round)
 	pthread_mutex_unlock(&r->wait_lock);
 }
 
-/* ---- the view ------------------------------------------------------------ */
-
-static void peer_free(struct rpeer *p)
-{
-	if (!p)
-		return;
-	free(p->user);
-	free(p->ip);
-	free(p->folder);
-	free(p->names);
-	free(p->files);
-	free(p);
-}
-
-static size_t peer_bytes(const struct rpeer *p)
-{
-	return sizeof(*p) + strlen(p->user) + strlen(p->ip) + strlen(p->folder) + 3 + p->names_cap +
-	       p->files_cap * sizeof(struct rfile);
-}
-
-static void view_free(struct view *v)
-{
-	for (size_t i = 0; i < v->npeers; i++)
-		peer_free(v->peers[i]);
-	free(v->peers);
-	nameindex_free(v->ni);
-	memset(v, 0, sizeof(*v));
-}
-
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Appends a file to p (not to the name index). */
-static int peer_add_file(struct rpeer *p, const char *name, int64_t size, const char *sha)
-{
-	size_t len = strlen(name) + 1;
-	struct rfile *f;
-
-	if (p->nfiles == p->files_cap) {
-		uint32_t n = p->files_cap ? p->files_cap * 2 : 8;
-		struct rfile *v = realloc(p->files, n * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		p->files = v;
-		p->files_cap = n;
-	}
-	if (p->names_len + len > p->names_cap) {
-		size_t n = p->names_cap ? p->names_cap : 256;
-		char *s;
-
-		while (n < p->names_len + len)
-			n *= 2;
-		if (n > UINT32_MAX || !(s = realloc(p->names, n)))
-			return -ENOMEM;
-		p->names = s;
-		p->names_cap = n;
-	}
-	f = &p->files[p->nfiles++];
-	memcpy(p->names + p->names_len, name, len);
-	f->name = (uint32_t)p->names_len;
-	p->names_len += len;
-	f->size = size;
-	f->has_sha = strlen(sha) == 64;
-	for (int i = 0; f->has_sha && i < 32; i++) {
-		int hi = hexval(sha[2 * i]), lo = hexval(sha[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			f->has_sha = false;
-		f->sha[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
-static struct rpeer *peer_new(const char *user, const char *ip, int port, const char *folder,
-			      int64_t last_seen, bool online)
-{
-	struct rpeer *p = calloc(1, sizeof(*p));
-
-	if (!p)
-		return NULL;
-	p->user = strdup(user);
-	p->ip = strdup(ip);
-	p->folder = strdup(folder);
-	p->port = port;
-	p->last_seen = last_seen;
-	p->online = online;
-	if (!p->user || !p->ip || !p->folder) {
-		peer_free(p);
-		return NULL;
-	}
-	return p;
-}
-
-static int view_reserve(struct view *v, int64_t id)
-{
-	size_t n;
-	struct rpeer **pv;
-
-	if (id <= 0 || id >= PEER_ID_MAX)
-		return -ERANGE;
-	if ((size_t)id < v->npeers)
-		return 0;
-	for (n = v->npeers ? v->npeers : 64; n <= (size_t)id; n *= 2)
-		;
-	pv = realloc(v->peers, n * sizeof(*pv));
-	if (!pv)
-		return -ENOMEM;
-	memset(pv + v->npeers, 0, (n - v->npeers) * sizeof(*pv));
-	v->peers = pv;
-	v->npeers = n;
-	return 0;
-}
-
-static void view_drop(struct view *v, int64_t id)
-{
-	struct rpeer *p;
-
-	if (id <= 0 || (size_t)id >= v->npeers || !(p = v->peers[id]))
-		return;
-	nameindex_drop_peer(v->ni, (uint32_t)id);
-	v->nfiles -= p->nfiles;
-	v->bytes -= peer_bytes(p);
-	peer_free(p);
-	v->peers[id] = NULL;
-}
-
-/* Puts p (complete, with files) in the view as peer id, replacing any. */
-static int view_put(struct view *v, int64_t id, struct rpeer *p)
-{
-	int r = view_reserve(v, id);
-
-	if (r < 0)
-		return r;
-	view_drop(v, id);
-	v->peers[id] = p;
-	v->nfiles += p->nfiles;
-	v->bytes += peer_bytes(p);
-	for (uint32_t i = 0; i < p->nfiles; i++) {
-		r = nameindex_add(v->ni, (uint32_t)id, (int64_t)id << 32 | i, p->names + p->files[i].name);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
 /* ---- the database side ---------------------------------------------------- */
 
 static const char SQL_COUNTER[] = "SELECT seq FROM change_seq";
@@ -282,6 +104,7 @@ static const char SQL_COUNTER[] = "SELECT seq FROM change_seq";
 static const char SQL_ACK[] =
 	"INSERT INTO replica_acks(pid, seq) VALUES (pg_backend_pid(), $1)"
 	" ON CONFLICT (pid) DO UPDATE SET seq = excluded.seq";
+static const char SQL_CHANGE_AT[] = "SELECT kind, user_id, at FROM changes WHERE seq = $1";
 static const char SQL_CHANGES[] =
 	"SELECT seq, kind, user_id, at, coalesce(token_hash, '') FROM changes"
 	" WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT " "1000";
@@ -312,15 +135,28 @@ static int64_t int64_at(const PGresult *res, int row, int col)
 	return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
-/* Reads the whole directory in one snapshot into a new view and swaps it in. */
+/* The identity of change row i of res (kind, user_id, at), or "" when
+ * there is none. */
+static void last_row(const PGresult *res, int i, char *buf, size_t len)
+{
+	if (i >= PQntuples(res))
+		buf[0] = '\0';
+	else
+		snprintf(buf, len, "%s %s %s", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+}
+
+/* Reads the whole directory in one snapshot into a new view, built aside,
+ * and swaps it in at once (view.h): searches meanwhile see the old one. */
 static int reload(struct replica *r, PGconn *c)
 {
-	struct view v = { 0 };
+	struct view *v = view_new();
 	PGresult *res;
+	char last[sizeof(r->last)];
 	int64_t seq, t0 = mono_ns();
+	size_t nfiles, ib, vb;
 	int rc = -EIO;
 
-	if (!(v.ni = nameindex_new()))
+	if (!v)
 		return -ENOMEM;
 	if (!(res = q(r, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, "reload")))
 		goto out;
@@ -329,25 +165,31 @@ static int reload(struct replica *r, PGconn *c)
 		goto out;
 	seq = PQntuples(res) ? int64_at(res, 0, 0) : 0;
 	PQclear(res);
+	{
+		char seqt[24];
+		const char *p[] = { seqt };
+
+		snprintf(seqt, sizeof(seqt), "%" PRId64, seq);
+		if (!(res = q(r, c, SQL_CHANGE_AT, 1, p, "reload: last change")))
+			goto out;
+		last_row(res, 0, last, sizeof(last));
+		PQclear(res);
+	}
 	if (!(res = q(r, c, SQL_LOAD_PEERS, 0, NULL, "reload: peers")))
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++) {
 		int64_t id = int64_at(res, i, 0);
-		struct rpeer *p;
+		struct view_peer vp = {
+			.user = PQgetvalue(res, i, 1), .ip = PQgetvalue(res, i, 2),
+			.port = atoi(PQgetvalue(res, i, 3)), .folder = PQgetvalue(res, i, 4),
+			.last_seen = int64_at(res, i, 5), .online = PQgetvalue(res, i, 6)[0] == 't',
+		};
 
-		if ((rc = view_reserve(&v, id)) < 0) {
+		if ((rc = view_put_peer(v, id, &vp, NULL, 0)) < 0) {
 			PQclear(res);
-			log_err("replica: peer id %" PRId64 " out of range", id);
+			log_err("replica: reload: peer %" PRId64 ": %s", id, strerror(-rc));
 			goto out;
 		}
-		p = peer_new(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), atoi(PQgetvalue(res, i, 3)),
-			     PQgetvalue(res, i, 4), int64_at(res, i, 5), PQgetvalue(res, i, 6)[0] == 't');
-		if (!p) {
-			PQclear(res);
-			rc = -ENOMEM;
-			goto out;
-		}
-		v.peers[id] = p;
 	}
 	PQclear(res);
 	/* A million rows: one at a time, not a million-row result in memory. */
@@ -362,14 +204,10 @@ static int reload(struct replica *r, PGconn *c)
 		ExecStatusType st = PQresultStatus(res);
 
 		if (st == PGRES_SINGLE_TUPLE && rc == 0) {
-			int64_t id = int64_at(res, 0, 0);
-			struct rpeer *p = id > 0 && (size_t)id < v.npeers ? v.peers[id] : NULL;
-
-			if (p)
-				rc = peer_add_file(p, PQgetvalue(res, 0, 1), int64_at(res, 0, 2), PQgetvalue(res, 0, 3));
-			if (p && rc == 0)
-				rc = nameindex_add(v.ni, (uint32_t)id, id << 32 | (p->nfiles - 1),
-						   PQgetvalue(res, 0, 1));
+			rc = view_add_file(v, int64_at(res, 0, 0), PQgetvalue(res, 0, 1), int64_at(res, 0, 2),
+					   PQgetvalue(res, 0, 3));
+			if (rc == -ENOENT)
+				rc = 0;  /* cannot be: the peer is in the same snapshot */
 		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && rc == 0) {
 			log_warn("replica: reload: files: %s", PQerrorMessage(c));
 			rc = -EIO;
@@ -382,16 +220,11 @@ static int reload(struct replica *r, PGconn *c)
 	if (!(res = q(r, c, "COMMIT", 0, NULL, "reload: commit")))
 		goto out;
 	PQclear(res);
-	for (size_t i = 0; i < v.npeers; i++)
-		if (v.peers[i]) {
-			v.nfiles += v.peers[i]->nfiles;
-			v.bytes += peer_bytes(v.peers[i]);
-		}
-	pthread_rwlock_wrlock(&r->lock);
-	view_free(&r->v);
-	r->v = v;
+	view_sizes(v, &nfiles, &ib, &vb);
+	view_swap(r->v, v);
+	v = NULL;
+	memcpy(r->last, last, sizeof(last));
 	STORE(r->seq, seq);
-	pthread_rwlock_unlock(&r->lock);
 	pthread_mutex_lock(&r->cache_lock);
 	memset(r->sessions, 0, CACHE_SLOTS * sizeof(*r->sessions));
 	memset(r->tickets, 0, CACHE_SLOTS * sizeof(*r->tickets));
@@ -400,13 +233,13 @@ static int reload(struct replica *r, PGconn *c)
 	STORE(r->fresh_ns, t0);
 	ADD(r->reloads, 1);
 	advance(r, false);
-	log_info("replica: loaded %zu files at change %" PRId64 " in %.2f s", v.nfiles, seq,
+	log_info("replica: loaded %zu files at change %" PRId64 " in %.2f s", nfiles, seq,
 		 (double)(mono_ns() - t0) / 1e9);
 	return 0;
 out:
 	if (PQtransactionStatus(c) != PQTRANS_IDLE)
 		PQclear(PQexec(c, "ROLLBACK"));
-	view_free(&v);
+	view_free(v);
 	return rc;
 }
 
@@ -438,11 +271,8 @@ static void invalidate_user(struct replica *r, int64_t id, const char *token_has
 
 static size_t session_index(const char *hash)
 {
-	size_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v = v << 4 | (size_t)(hexval(hash[i]) & 15);
-	return v % CACHE_SLOTS;
+	/* The hash is uniformly random: its first four hex digits will do. */
+	return (size_t)strtoul((char[]){ hash[0], hash[1], hash[2], hash[3], 0 }, NULL, 16) % CACHE_SLOTS;
 }
 
 /* Re-reads peer id (after an index) into the view. */
@@ -450,50 +280,41 @@ static int apply_index(struct replica *r, PGconn *c, int64_t id)
 {
 	char idt[24];
 	const char *p[] = { idt };
+	struct store_file *files;
 	PGresult *res;
-	struct rpeer *peer = NULL;
-	int rc = 0;
+	size_t n = 0;
+	int rc;
 
 	snprintf(idt, sizeof(idt), "%" PRId64, id);
 	if (!(res = q(r, c, SQL_PEER, 1, p, "follow: peer")))
 		return -EIO;
-	if (PQntuples(res) > 0) {
-		peer = peer_new(PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), atoi(PQgetvalue(res, 0, 2)),
-				PQgetvalue(res, 0, 3), int64_at(res, 0, 4), PQgetvalue(res, 0, 5)[0] == 't');
-		rc = peer ? 0 : -ENOMEM;
-		for (int i = 0; rc == 0 && i < PQntuples(res); i++)
-			if (!PQgetisnull(res, i, 6))
-				rc = peer_add_file(peer, PQgetvalue(res, i, 6), int64_at(res, i, 7),
-						   PQgetvalue(res, i, 8));
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		view_drop_peer(r->v, id);
+		return 0;
 	}
+	if (!(files = malloc((size_t)PQntuples(res) * sizeof(*files)))) {
+		PQclear(res);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		if (!PQgetisnull(res, i, 6))
+			files[n++] = (struct store_file){ PQgetvalue(res, i, 6), int64_at(res, i, 7),
+							  PQgetvalue(res, i, 8) };
+	{
+		struct view_peer vp = {
+			.user = PQgetvalue(res, 0, 0), .ip = PQgetvalue(res, 0, 1),
+			.port = atoi(PQgetvalue(res, 0, 2)), .folder = PQgetvalue(res, 0, 3),
+			.last_seen = int64_at(res, 0, 4), .online = PQgetvalue(res, 0, 5)[0] == 't',
+		};
+
+		log_debug("replica: peer %" PRId64 " (%s): %zu files, online %d, last seen %" PRId64, id, vp.user,
+			  n, vp.online, vp.last_seen);
+		rc = view_put_peer(r->v, id, &vp, files, n);
+	}
+	free(files);
 	PQclear(res);
-	if (rc < 0) {
-		peer_free(peer);
-		return rc;
-	}
-	if (peer)
-		log_debug("replica: peer %" PRId64 " (%s): %u files, online %d, last seen %" PRId64, id, peer->user,
-			  peer->nfiles, peer->online, peer->last_seen);
-	pthread_rwlock_wrlock(&r->lock);
-	if (peer)
-		rc = view_put(&r->v, id, peer);
-	else
-		view_drop(&r->v, id);
-	pthread_rwlock_unlock(&r->lock);
 	return rc;
-}
-
-static void apply_peer_state(struct replica *r, int64_t id, int64_t at, bool online)
-{
-	struct rpeer *p;
-
-	pthread_rwlock_wrlock(&r->lock);
-	if (id > 0 && (size_t)id < r->v.npeers && (p = r->v.peers[id])) {
-		if (online && at > p->last_seen)
-			p->last_seen = at;
-		p->online = online;
-	}
-	pthread_rwlock_unlock(&r->lock);
 }
 
 static int ack(struct replica *r, PGconn *c)
@@ -507,6 +328,32 @@ static int ack(struct replica *r, PGconn *c)
 		return -EIO;
 	PQclear(res);
 	return 0;
+}
+
+/* After a new connection: is the last change this replica applied still
+ * the database's change of that number? A server that lost its last
+ * commits (a crash without synchronous_commit, a failover to a standby
+ * that lagged) numbers its next changes again from the lost ones, and
+ * following them would skip what they hold. 0, -EIO or -ESPIPE (reload;
+ * also when the row was pruned, as nothing then proves it). */
+static int verify_last(struct replica *r, PGconn *c)
+{
+	char seq[24], row[sizeof(r->last)];
+	const char *p[] = { seq };
+	PGresult *res;
+
+	if (LOAD(r->seq) == 0)
+		return 0;
+	snprintf(seq, sizeof(seq), "%" PRId64, LOAD(r->seq));
+	if (!(res = q(r, c, SQL_CHANGE_AT, 1, p, "follow: last change")))
+		return -EIO;
+	last_row(res, 0, row, sizeof(row));
+	PQclear(res);
+	if (row[0] && strcmp(row, r->last) == 0)
+		return 0;
+	log_warn("replica: the database's change %s is %s, not the one applied here (%s); reloading", seq,
+		 row[0] ? row : "gone", r->last[0] ? r->last : "unknown");
+	return -ESPIPE;
 }
 
 /* Reads and applies the changes committed since the last; 0, -EIO (the
@@ -557,19 +404,17 @@ static int catch_up(struct replica *r, PGconn *c)
 				rc = apply_index(r, c, id);
 				break;
 			case CH_HEARTBEAT:
-				apply_peer_state(r, id, at, true);
+				view_peer_state(r->v, id, at, true);
 				break;
 			case CH_LOGOUT:
 				must_ack = true;
 				invalidate_user(r, id, PQgetvalue(res, i, 4));
-				apply_peer_state(r, id, at, false);
+				view_peer_state(r->v, id, at, false);
 				break;
 			case CH_USER_DELETE:
 				must_ack = true;
 				invalidate_user(r, id, NULL);
-				pthread_rwlock_wrlock(&r->lock);
-				view_drop(&r->v, id);
-				pthread_rwlock_unlock(&r->lock);
+				view_drop_peer(r->v, id);
 				break;
 			default:
 				break;  /* a newer replica's kind: nothing for us */
@@ -583,6 +428,13 @@ static int catch_up(struct replica *r, PGconn *c)
 				return rc;
 			}
 			seq = s;
+			{
+				char row[sizeof(r->last)];
+
+				snprintf(row, sizeof(row), "%s %s %s", PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+					 PQgetvalue(res, i, 3));
+				memcpy(r->last, row, sizeof(row));
+			}
 			STORE(r->seq, s);
 			ADD(r->applied, 1);
 			advance(r, false);
@@ -634,7 +486,8 @@ static void *follower(void *arg)
 {
 	struct replica *r = arg;
 	PGconn *c = NULL;
-	bool need_reload = false, registered = false;
+	/* The first connection follows replica_start()'s load at once. */
+	bool need_reload = false, registered = false, verified = true, first = true;
 
 	for (;;) {
 		int64_t poll_ms = LOAD(r->max_stale_ns) / 1000000 / 4;
@@ -655,13 +508,22 @@ static void *follower(void *arg)
 			log_info("replica: following the change stream");
 			STORE(r->sock, PQsocket(c));
 			registered = false;
+			verified = first;
+			first = false;
+		}
+		if (!verified && !need_reload) {
+			rc = verify_last(r, c);
+			verified = rc == 0;
+			need_reload = rc == -ESPIPE;
 		}
 		if (need_reload) {
 			rc = reload(r, c);
-			if (rc == 0)
+			if (rc == 0) {
 				need_reload = false;
+				verified = true;
+			}
 		}
-		if (!need_reload) {
+		if (!need_reload && verified) {
 			rc = catch_up(r, c);
 			if (rc == -ESPIPE)
 				need_reload = true;
@@ -716,15 +578,15 @@ int replica_start(const char *conninfo, double max_staleness, struct replica **o
 		return -ENOMEM;
 	r->wake[0] = r->wake[1] = -1;
 	r->sock = -1;
-	pthread_rwlock_init(&r->lock, NULL);
 	pthread_mutex_init(&r->wait_lock, NULL);
 	pthread_cond_init(&r->advanced, NULL);
 	pthread_mutex_init(&r->cache_lock, NULL);
 	replica_set_max_staleness(r, max_staleness);
 	r->conninfo = strdup(conninfo);
+	r->v = view_new();
 	r->sessions = calloc(CACHE_SLOTS, sizeof(*r->sessions));
 	r->tickets = calloc(CACHE_SLOTS, sizeof(*r->tickets));
-	if (!r->conninfo || !r->sessions || !r->tickets || pipe(r->wake) < 0) {
+	if (!r->conninfo || !r->v || !r->sessions || !r->tickets || pipe(r->wake) < 0) {
 		replica_stop(r);
 		return -ENOMEM;
 	}
@@ -763,11 +625,10 @@ void replica_stop(struct replica *r)
 		close(r->wake[0]);
 	if (r->wake[1] >= 0)
 		close(r->wake[1]);
-	view_free(&r->v);
+	view_free(r->v);
 	free(r->sessions);
 	free(r->tickets);
 	free(r->conninfo);
-	pthread_rwlock_destroy(&r->lock);
 	pthread_mutex_destroy(&r->cache_lock);
 	pthread_mutex_destroy(&r->wait_lock);
 	pthread_cond_destroy(&r->advanced);
@@ -823,142 +684,49 @@ void replica_set_max_staleness(struct replica *r, double seconds)
 	STORE(r->max_stale_ns, (int64_t)(seconds * 1e9));
 }
 
-struct alive_ctx {
-	const struct view *v;
-	int64_t since;
-};
-
-static bool alive(uint32_t id, void *ctx)
+bool replica_fresh(struct replica *r)
 {
-	const struct alive_ctx *a = ctx;
-	const struct rpeer *p = id < a->v->npeers ? a->v->peers[id] : NULL;
-
-	return p && p->online && p->last_seen >= a->since;
+	return fresh(r);
 }
 
-static int emit(const struct view *v, int64_t rowid, store_hit_cb cb, void *ctx)
+struct view *replica_view(struct replica *r)
 {
-	const struct rpeer *p = v->peers[rowid >> 32];
-	const struct rfile *f = &p->files[(uint32_t)rowid];
-	char sha[65] = "";
-	struct store_hit h = {
-		.peer = p->user, .ip = p->ip, .port = p->port, .folder = p->folder,
-		.name = p->names + f->name, .size = f->size, .sha256 = sha,
-	};
-
-	for (int i = 0; f->has_sha && i < 32; i++)
-		snprintf(sha + 2 * i, 3, "%02x", f->sha[i]);
-	return cb(&h, ctx);
+	return r->v;
 }
 
-static const struct view *sort_view;
-
-static int by_peer_name(const void *a, const void *b)
+/* Nothing notified but not yet applied? (Does not wait.) */
+static bool nothing_pending(struct replica *r)
 {
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	int c = strcmp(sort_view->peers[x >> 32]->user, sort_view->peers[y >> 32]->user);
+	struct pollfd pfd = { .fd = LOAD(r->sock), .events = POLLIN };
 
-	return c ? c : (x > y) - (x < y);
+	return !LOAD(r->busy) && (pfd.fd < 0 || poll(&pfd, 1, 0) <= 0);
 }
 
-int replica_search_exact(struct replica *r, const char *name, int64_t alive_since,
-			 store_hit_cb cb, void *ctx)
-{
-	char key[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1], stored[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
-	int64_t *ids;
-	size_t n, k = 0;
-	struct alive_ctx a = { .v = &r->v, .since = alive_since };
-	int rc;
+static int session_cached(struct replica *r, const char *token_hash, int64_t now, char *username,
+			  int64_t *expires_at, uint64_t *gen);
 
-	if (!fresh(r))
+int replica_session_peek(struct replica *r, const char *token_hash, int64_t now, char *username)
+{
+	uint64_t gen;
+
+	if (!nothing_pending(r))
 		return -EAGAIN;
-	/* Names compare in NFC, as in the database (nfc.h). */
-	if (nfc(name, key, sizeof(key)) < 0)
-		return -EINVAL;
-	pthread_rwlock_rdlock(&r->lock);
-	rc = nameindex_exact(r->v.ni, key, alive, &a, &ids, &n);
-	if (rc < 0) {
-		pthread_rwlock_unlock(&r->lock);
-		return rc;
-	}
-	/* The index folds case; an exact search does not. */
-	for (size_t i = 0; i < n; i++) {
-		const struct rpeer *p = r->v.peers[ids[i] >> 32];
-		const char *fname = p->names + p->files[(uint32_t)ids[i]].name;
-
-		if (strcmp(fname, key) == 0 ||
-		    (nfc(fname, stored, sizeof(stored)) >= 0 && strcmp(stored, key) == 0))
-			ids[k++] = ids[i];
-	}
-	if (k > 1) {
-		static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
-
-		pthread_mutex_lock(&sort_lock);
-		sort_view = &r->v;
-		qsort(ids, k, sizeof(*ids), by_peer_name);
-		pthread_mutex_unlock(&sort_lock);
-	}
-	for (size_t i = 0; rc == 0 && i < k; i++)
-		rc = emit(&r->v, ids[i], cb, ctx);
-	pthread_rwlock_unlock(&r->lock);
-	free(ids);
-	return rc;
-}
-
-int replica_search_substring(struct replica *r, const char *text, int64_t alive_since,
-			     int64_t limit, int64_t offset, int64_t *total, bool *exact,
-			     store_hit_cb cb, void *ctx)
-{
-	int64_t *ids = malloc((limit > 0 ? (size_t)limit : 1) * sizeof(*ids));
-	struct alive_ctx a = { .v = &r->v, .since = alive_since };
-	struct nameindex_query nq = {
-		.text = text, .offset = offset, .limit = limit, .cap = STORE_TOTAL_CAP,
-		.alive = alive, .alive_ctx = &a,
-	};
-	struct nameindex_result res = { .rowids = ids };
-	int rc;
-
-	if (!ids)
-		return -ENOMEM;
-	if (!fresh(r)) {
-		free(ids);
-		return -EAGAIN;
-	}
-	pthread_rwlock_rdlock(&r->lock);
-	rc = nameindex_search(r->v.ni, &nq, &res);
-	if (rc == 0) {
-		*total = res.total;
-		*exact = res.exact;
-		for (size_t i = 0; rc == 0 && i < res.n; i++)
-			rc = emit(&r->v, ids[i], cb, ctx);
-	}
-	pthread_rwlock_unlock(&r->lock);
-	free(ids);
-	return rc;
-}
-
-int replica_counts(struct replica *r, int64_t alive_since, int64_t *peers, int64_t *files)
-{
-	struct alive_ctx a = { .v = &r->v, .since = alive_since };
-
-	*peers = *files = 0;
-	pthread_rwlock_rdlock(&r->lock);
-	for (size_t id = 0; id < r->v.npeers; id++)
-		if (alive((uint32_t)id, &a)) {
-			(*peers)++;
-			*files += r->v.peers[id]->nfiles;
-		}
-	pthread_rwlock_unlock(&r->lock);
-	return 0;
+	return session_cached(r, token_hash, now, username, NULL, &gen) == 0 ? 0 : -EAGAIN;
 }
 
 int replica_session_get(struct replica *r, const char *token_hash, int64_t now, char *username,
 			int64_t *expires_at, uint64_t *gen)
 {
+	sync_pending(r);
+	return session_cached(r, token_hash, now, username, expires_at, gen);
+}
+
+static int session_cached(struct replica *r, const char *token_hash, int64_t now, char *username,
+			  int64_t *expires_at, uint64_t *gen)
+{
 	struct session_slot *s = &r->sessions[session_index(token_hash)];
 	int rc = -ENOENT;
 
-	sync_pending(r);
 	pthread_mutex_lock(&r->cache_lock);
 	*gen = r->gen;
 	if (s->expires_at > now && strcmp(s->token_hash, token_hash) == 0 && fresh(r)) {
@@ -1042,9 +810,5 @@ void replica_status(struct replica *r, struct store_replica *out)
 	out->follower_queries = LOAD(r->queries);
 	out->session_hits = LOAD(r->session_hits);
 	out->session_misses = LOAD(r->session_misses);
-	pthread_rwlock_rdlock(&r->lock);
-	out->names = r->v.nfiles;
-	out->index_bytes = r->v.ni ? nameindex_memory(r->v.ni) : 0;
-	out->view_bytes = r->v.bytes + r->v.npeers * sizeof(*r->v.peers);
-	pthread_rwlock_unlock(&r->lock);
+	view_sizes(r->v, &out->names, &out->index_bytes, &out->view_bytes);
 }

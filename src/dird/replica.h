@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* replica.h — a p2p-dird replica's in-memory view of a PostgreSQL
- * directory, kept current by the database's change stream.
+/* replica.h — follows a PostgreSQL directory's change stream into a
+ * p2p-dird replica's view (view.h), and caches sessions and tickets.
  *
  * Every write that changes what a search or a session check answers
  * (index, heartbeat, logout, user deletion) appends a row to table
@@ -8,18 +8,19 @@
  * transaction updates last (so numbers follow commit order, without gaps),
  * and NOTIFYs channel p2p_changes. A follower thread per replica, on its
  * own libpq connection, LISTENs there, reads the new rows in order and
- * applies them to the view: peers (name, address, last_seen, online), their
- * files (name, size, sha256) and a name index (nameindex.c). It reloads the
- * whole view at start, after a gap (rows pruned before it read them) and
- * when the database was replaced. Searches and the online counts are then
- * answered from the view without a query; sessions and tickets are checked
- * through a cache that the stream invalidates (logout, user deletion).
+ * applies them to the view (view.h: peers, their files, the name index)
+ * through the calls store_sqlite.c makes in-process. It reloads the whole
+ * view at start, after a gap (rows pruned before it read them) and when the
+ * database was replaced, building the new view aside and swapping it in.
+ * Searches and the online counts are then answered from the view without a
+ * query (store.c); sessions and tickets are checked through a cache that
+ * the stream invalidates (logout, user deletion).
  *
  * Staleness: the view is known current as of the start of the follower's
  * last complete read (it reads at least every poll interval, even when
- * nothing is notified). Past max_staleness seconds the view is not used:
- * searches fail with -EAGAIN (the API answers 503) and sessions go to the
- * database.
+ * nothing is notified). Past max_staleness seconds the view is not used
+ * (replica_fresh() is false): searches fail with -EAGAIN (the API answers
+ * 503) and sessions go to the database.
  *
  * All functions are thread-safe.
  */
@@ -43,19 +44,19 @@ double replica_max_staleness(struct replica *r);
  * this replica is then seen by the next request to it. */
 void replica_wait(struct replica *r, int64_t seq, int ms);
 
-int replica_search_exact(struct replica *r, const char *name, int64_t alive_since,
-			 store_hit_cb cb, void *ctx);
-int replica_search_substring(struct replica *r, const char *text, int64_t alive_since,
-			     int64_t limit, int64_t offset, int64_t *total, bool *exact,
-			     store_hit_cb cb, void *ctx);
-/* Online peers and their files. */
-int replica_counts(struct replica *r, int64_t alive_since, int64_t *peers, int64_t *files);
+/* The view the follower keeps (the same one for the replica's life), and
+ * whether it is within max_staleness. */
+struct view *replica_view(struct replica *r);
+bool replica_fresh(struct replica *r);
 
 /* The caches. get: 0 and the entry, -ENOENT when not cached (or the view
  * is too stale to trust); *gen then tells put() whether an invalidation
  * came in between (it then caches nothing). */
 int replica_session_get(struct replica *r, const char *token_hash, int64_t now, char *username,
 			int64_t *expires_at, uint64_t *gen);
+/* The same from the cache alone, without waiting (for the event loop):
+ * 0, or -EAGAIN when not cached or a notification is not applied yet. */
+int replica_session_peek(struct replica *r, const char *token_hash, int64_t now, char *username);
 void replica_session_put(struct replica *r, const char *token_hash, int64_t user_id, const char *username,
 			 int64_t expires_at, uint64_t gen);
 int replica_ticket_get(struct replica *r, const char *ticket_hash, const char *peer, int64_t now,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* store.c — picks the storage backend by the database name and passes every
- * store.h call on to it. */
+ * store.h call on to it; searches go to the backend's view (view.h), the
+ * one search path for both backends. */
 #include "config.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 
 #include "log.h"
 #include "store_backend.h"
+#include "view.h"
 
 struct store {
 	const struct store_ops *ops;
@@ -191,6 +193,14 @@ int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
 	return r;
 }
 
+int store_session_cached(struct store *st, const char *token_hash, int64_t now, char *username)
+{
+	/* Thread-safe backends only: this must not wait for store.c's lock. */
+	if (!st->ops->session_cached || !st->ops->thread_safe)
+		return -EAGAIN;
+	return st->ops->session_cached(st->b, token_hash, now, username);
+}
+
 int store_session_delete(struct store *st, const char *token_hash)
 {
 	int r;
@@ -225,24 +235,31 @@ int store_heartbeat(struct store *st, const char *username, int64_t now)
 int store_search_exact(struct store *st, const char *name, int64_t alive_since,
 		       store_hit_cb cb, void *ctx)
 {
+	struct view *v = NULL;
 	int r;
 
 	enter(st);
-	r = st->ops->search_exact(st->b, name, alive_since, cb, ctx);
+	r = st->ops->view(st->b, &v);
+	if (r == -ENOENT)
+		r = st->ops->search_exact(st->b, name, alive_since, cb, ctx);
 	leave(st);
-	return r;
+	/* The view has its own lock. */
+	return r == 0 && v ? view_search_exact(v, name, alive_since, cb, ctx) : r;
 }
 
 int store_search_substring(struct store *st, const char *text, int64_t alive_since,
 			   int64_t limit, int64_t offset, int64_t *total, bool *exact,
 			   store_hit_cb cb, void *ctx)
 {
+	struct view *v = NULL;
 	int r;
 
 	enter(st);
-	r = st->ops->search_substring(st->b, text, alive_since, limit, offset, total, exact, cb, ctx);
+	r = st->ops->view(st->b, &v);
+	if (r == -ENOENT)
+		r = st->ops->search_substring(st->b, text, alive_since, limit, offset, total, exact, cb, ctx);
 	leave(st);
-	return r;
+	return r == 0 && v ? view_search_substring(v, text, alive_since, limit, offset, total, exact, cb, ctx) : r;
 }
 
 int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, void *ctx)

@@ -113,6 +113,9 @@ int store_session_create(struct store *st, const char *username, const char *tok
 /* Finds an unexpired session; fills username (USERNAME_MAX + 1 bytes). */
 int store_session_lookup(struct store *st, const char *token_hash, int64_t now,
 			 char *username, int64_t *expires_at);
+/* The same from a cache in memory, never waiting (callable on the event
+ * loop): 0, or -EAGAIN when the answer would take a query or a wait. */
+int store_session_cached(struct store *st, const char *token_hash, int64_t now, char *username);
 /* Ends the session and takes the user's peer offline at once. */
 int store_session_delete(struct store *st, const char *token_hash);
 

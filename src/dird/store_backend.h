@@ -11,6 +11,7 @@
 #include "store.h"
 
 struct store_backend;
+struct view;
 
 struct store_ops {
 	const char *name;
@@ -31,10 +32,17 @@ struct store_ops {
 			      int64_t expires_at);
 	int (*session_lookup)(struct store_backend *b, const char *token_hash, int64_t now,
 			      char *username, int64_t *expires_at);
+	/* NULL, or answers from a cache without waiting (store.h). */
+	int (*session_cached)(struct store_backend *b, const char *token_hash, int64_t now, char *username);
 	int (*session_delete)(struct store_backend *b, const char *token_hash);
 	int (*index)(struct store_backend *b, const char *username, const char *ip, int port,
 		     const char *folder, const struct store_file *files, size_t nfiles, int64_t now);
 	int (*heartbeat)(struct store_backend *b, const char *username, int64_t now);
+	/* The view (view.h) that answers searches: 0 and *out; -EAGAIN when
+	 * it is too stale to use; -ENOENT when the backend has none (then
+	 * search_exact and search_substring answer, which a backend that
+	 * always has a view need not give). */
+	int (*view)(struct store_backend *b, struct view **out);
 	int (*search_exact)(struct store_backend *b, const char *name, int64_t alive_since,
 			    store_hit_cb cb, void *ctx);
 	int (*search_substring)(struct store_backend *b, const char *text, int64_t alive_since,

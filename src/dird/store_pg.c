@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <libpq-fe.h>
@@ -53,6 +54,7 @@
 #include "nfc.h"
 #include "replica.h"
 #include "store_backend.h"
+#include "view.h"
 
 #define LOCK_MIGRATE STORE_PG_LOCK_MIGRATE
 #define LOCK_SWEEP STORE_PG_LOCK_SWEEP
@@ -173,15 +175,25 @@ static const char SQL_FILES_REPLACE[] =
 	"WITH d AS (DELETE FROM files WHERE peer_id = $1)"
 	" INSERT INTO files(peer_id, name, size, sha256)"
 	" SELECT $1, n, s, h FROM unnest($2::text[], $3::bigint[], $4::text[]) AS x(n, s, h)";
-/* One statement, so one round trip: the peer's row, then the counter (the
- * EXISTS makes the counter wait for the peer's update), then the change. */
-static const char SQL_HEARTBEAT[] =
-	"WITH p AS (UPDATE peers SET last_seen = $2, online = true"
-	" WHERE user_id = (SELECT id FROM users WHERE" USER_IS("name", "$1") ") RETURNING user_id),"
-	" s AS (UPDATE change_seq SET seq = seq + 1 WHERE EXISTS (SELECT 1 FROM p) RETURNING seq),"
-	" c AS (INSERT INTO changes(seq, kind, user_id, at) SELECT s.seq, 2, p.user_id, $2 FROM s, p"
-	" RETURNING seq)"
-	" SELECT seq, pg_notify('p2p_changes', seq::text) FROM c";
+/* A batch of heartbeats ($1 names, $2 times; names distinct without case)
+ * in one statement, so one round trip and one commit: the peers' rows,
+ * locked in id order (two replicas' batches cannot deadlock), then the
+ * counter moved once for the whole batch (the EXISTS makes it wait for the
+ * peers' update, so its lock is held briefly), then a change row each,
+ * numbered in id order, and one NOTIFY. Returns the names that matched
+ * and the batch's last change number. */
+static const char SQL_HEARTBEATS[] =
+	"WITH v AS (SELECT n, at FROM unnest($1::text[], $2::bigint[]) AS v(n, at)),"
+	" l AS (SELECT p.user_id, v.n, v.at FROM peers p JOIN users u ON u.id = p.user_id"
+	" JOIN v ON" USER_IS("u.name", "v.n") " ORDER BY p.user_id FOR UPDATE OF p),"
+	" p AS (UPDATE peers SET last_seen = l.at, online = true FROM l WHERE peers.user_id = l.user_id"
+	" RETURNING peers.user_id, l.n, l.at),"
+	" s AS (UPDATE change_seq SET seq = seq + (SELECT count(*) FROM p) WHERE EXISTS (SELECT 1 FROM p)"
+	" RETURNING seq),"
+	" c AS (INSERT INTO changes(seq, kind, user_id, at)"
+	" SELECT s.seq - count(*) OVER () + row_number() OVER (ORDER BY p.user_id), 2, p.user_id, p.at"
+	" FROM s, p RETURNING seq)"
+	" SELECT p.n, m.seq, pg_notify('p2p_changes', m.seq::text) FROM p, (SELECT max(seq) AS seq FROM c) m";
 /* The last statement of a transaction that changed what replicas see:
  * $1 kind (replica.c), $2 user id, $3 time, $4 token hash or NULL. */
 static const char SQL_CHANGE[] =
@@ -230,7 +242,7 @@ static const char SQL_COUNTS_USERS[] =
 /* Statements prepared per connection on first use, by their index here. */
 static const char *const prepared[] = {
 	SQL_USER_CREATE, SQL_USER_HASH, SQL_USER_DELETE, SQL_USER_LIST, SQL_SESSION_CREATE,
-	SQL_SESSION_LOOKUP, SQL_SESSION_DELETE, SQL_PEER_UPSERT, SQL_FILES_REPLACE, SQL_HEARTBEAT,
+	SQL_SESSION_LOOKUP, SQL_SESSION_DELETE, SQL_PEER_UPSERT, SQL_FILES_REPLACE, SQL_HEARTBEATS,
 	SQL_CHANGE, SQL_CHANGES_PRUNE, SQL_BEGIN, SQL_COMMIT, SQL_SEARCH_EXACT, SQL_COUNT_LIKE,
 	SQL_SEARCH_LIKE, SQL_PEERS_ONLINE, SQL_TICKET_CREATE, SQL_TICKET_VERIFY, SQL_COUNTS,
 	SQL_COUNTS_USERS, SQL_ACKS_BEHIND, SQL_ACKS_PRUNE,
@@ -255,6 +267,11 @@ struct store_backend {
 	struct conn **idle;        /* size slots */
 	struct replica *replica;   /* store_replicate() was called */
 	uint64_t queries;          /* statements sent */
+	/* Heartbeats waiting for a batch (group commit, pg_heartbeat). */
+	pthread_mutex_t hb_lock;
+	pthread_cond_t hb_done;
+	struct beat *hb_queue, **hb_tail;
+	bool hb_flushing;
 };
 
 /* What a statement may do when its connection breaks under it. */
@@ -555,6 +572,8 @@ static void pg_close(struct store_backend *b)
 	free(b->conninfo);
 	pthread_cond_destroy(&b->released);
 	pthread_mutex_destroy(&b->lock);
+	pthread_mutex_destroy(&b->hb_lock);
+	pthread_cond_destroy(&b->hb_done);
 	free(b);
 }
 
@@ -569,6 +588,9 @@ static int pg_open(const char *database, unsigned connections, struct store_back
 	if (!b)
 		return -ENOMEM;
 	pthread_mutex_init(&b->lock, NULL);
+	pthread_mutex_init(&b->hb_lock, NULL);
+	pthread_cond_init(&b->hb_done, NULL);
+	b->hb_tail = &b->hb_queue;
 	pthread_cond_init(&b->released, NULL);
 	b->size = connections;
 	b->conninfo = strdup(database);
@@ -799,6 +821,11 @@ static int pg_session_lookup(struct store_backend *b, const char *token_hash, in
 	return err;
 }
 
+static int pg_session_cached(struct store_backend *b, const char *token_hash, int64_t now, char *username)
+{
+	return b->replica ? replica_session_peek(b->replica, token_hash, now, username) : -EAGAIN;
+}
+
 static int pg_session_delete(struct store_backend *b, const char *token_hash)
 {
 	return delete_with_change(b, SQL_SESSION_DELETE, token_hash, 3, token_hash, "end session");
@@ -910,20 +937,100 @@ out:
 	return r;
 }
 
+/* Heartbeats are committed in batches (group commit): a caller queues its
+ * beat; if no batch is being written it writes every beat queued (up to
+ * HB_BATCH_MAX) in one statement, else it waits for the batch that takes
+ * its beat. Nothing waits for a batch to fill: alone, a beat is written at
+ * once; under load, the beats that arrive while one batch commits share
+ * the next. */
+#define HB_BATCH_MAX 1000
+
+struct beat {
+	const char *name;
+	int64_t at;
+	int result;
+	int64_t seq;            /* the batch's last change */
+	bool done;
+	struct beat *next;
+};
+
+/* Writes n beats; sets each one's result (0, -ENOENT: no such peer). */
+static void hb_write(struct store_backend *b, struct beat **beats, size_t n)
+{
+	struct store_file *f = calloc(n, sizeof(*f));
+	char *names = NULL, *ats = NULL, *unused = NULL;
+	size_t k = 0;
+	struct conn *c;
+	PGresult *res = NULL;
+	int r = -ENOMEM;
+
+	/* A name twice (two requests of one peer): once, the later time. */
+	for (size_t i = 0; f && i < n; i++) {
+		size_t j;
+
+		for (j = 0; j < k && strcasecmp(f[j].name, beats[i]->name) != 0; j++)
+			;
+		if (j == k)
+			f[k++] = (struct store_file){ beats[i]->name, beats[i]->at, NULL };
+		else if (beats[i]->at > f[j].size)
+			f[j].size = beats[i]->at;
+	}
+	if (f && (r = files_arrays(f, k, &names, &ats, &unused)) == 0) {
+		const char *p[] = { names, ats };
+
+		res = query(b, &c, SQL_HEARTBEATS, 2, p, NO_RETRY, "heartbeat", &r);
+	}
+	for (size_t i = 0; i < n; i++) {
+		beats[i]->result = r < 0 ? r : -ENOENT;
+		for (int row = 0; res && row < PQntuples(res); row++)
+			if (strcasecmp(PQgetvalue(res, row, 0), beats[i]->name) == 0) {
+				beats[i]->result = 0;
+				beats[i]->seq = get_int64(res, row, 1);
+			}
+	}
+	if (res)
+		done(b, c, res);
+	free(f);
+	free(names);
+	free(ats);
+	free(unused);
+}
+
 static int pg_heartbeat(struct store_backend *b, const char *username, int64_t now)
 {
-	INT64_TEXT(now_text, now);
-	const char *p[] = { username, now_text };
-	struct conn *c;
-	PGresult *res;
-	int r;
+	struct beat me = { .name = username, .at = now };
 
-	res = query(b, &c, SQL_HEARTBEAT, 2, p, NO_RETRY, "heartbeat", &r);
-	if (!res)
-		return r;
-	r = PQntuples(res) ? 0 : -ENOENT;
-	done(b, c, res);
-	return r;
+	pthread_mutex_lock(&b->hb_lock);
+	*b->hb_tail = &me;
+	b->hb_tail = &me.next;
+	while (!me.done) {
+		struct beat *batch[HB_BATCH_MAX];
+		size_t n = 0;
+
+		if (b->hb_flushing) {
+			pthread_cond_wait(&b->hb_done, &b->hb_lock);
+			continue;
+		}
+		b->hb_flushing = true;
+		while (b->hb_queue && n < HB_BATCH_MAX) {
+			batch[n++] = b->hb_queue;
+			b->hb_queue = b->hb_queue->next;
+		}
+		if (!b->hb_queue)
+			b->hb_tail = &b->hb_queue;
+		pthread_mutex_unlock(&b->hb_lock);
+		hb_write(b, batch, n);
+		pthread_mutex_lock(&b->hb_lock);
+		for (size_t i = 0; i < n; i++)
+			batch[i]->done = true;
+		b->hb_flushing = false;
+		pthread_cond_broadcast(&b->hb_done);
+	}
+	pthread_mutex_unlock(&b->hb_lock);
+	/* Answered once this replica's view has it, like an index. */
+	if (me.result == 0)
+		seen(b, me.seq);
+	return me.result;
 }
 
 static int emit_hits(const PGresult *res, store_hit_cb cb, void *ctx)
@@ -957,8 +1064,6 @@ static int pg_search_exact(struct store_backend *b, const char *name, int64_t al
 
 	if (nfc(name, key, sizeof(key)) < 0)
 		return -EINVAL;
-	if (b->replica)
-		return replica_search_exact(b->replica, key, alive_since, cb, ctx);
 	res = query(b, &c, SQL_SEARCH_EXACT, 2, p, RETRY, "search", &r);
 	if (!res)
 		return r;
@@ -989,9 +1094,6 @@ static int pg_search_substring(struct store_backend *b, const char *text, int64_
 		return n == -ENOMEM ? -ENOMEM : -EINVAL;
 	text = key;
 	len = (size_t)n;
-	if (b->replica)
-		return replica_search_substring(b->replica, text, alive_since, limit, offset, total, exact,
-						cb, ctx);
 	pattern = malloc(2 * len + 3);
 	if (!pattern)
 		return -ENOMEM;
@@ -1150,7 +1252,8 @@ static int pg_counts(struct store_backend *b, int64_t alive_since, struct store_
 		out->users = get_int64(res, 0, 0);
 		out->sessions = get_int64(res, 0, 1);
 		done(b, c, res);
-		return replica_counts(b->replica, alive_since, &out->peers_online, &out->files_online);
+		view_counts(replica_view(b->replica), alive_since, &out->peers_online, &out->files_online);
+		return 0;
 	}
 	res = query(b, &c, SQL_COUNTS, 1, p, RETRY, "count", &r);
 	if (!res)
@@ -1160,6 +1263,18 @@ static int pg_counts(struct store_backend *b, int64_t alive_since, struct store_
 	out->peers_online = get_int64(res, 0, 2);
 	out->files_online = get_int64(res, 0, 3);
 	done(b, c, res);
+	return 0;
+}
+
+/* With a replica, searches are answered by its view while it is fresh;
+ * without (the command line), by SQL. */
+static int pg_view(struct store_backend *b, struct view **out)
+{
+	if (!b->replica)
+		return -ENOENT;
+	if (!replica_fresh(b->replica))
+		return -EAGAIN;
+	*out = replica_view(b->replica);
 	return 0;
 }
 
@@ -1204,9 +1319,11 @@ const struct store_ops store_pg_ops = {
 	.user_list = pg_user_list,
 	.session_create = pg_session_create,
 	.session_lookup = pg_session_lookup,
+	.session_cached = pg_session_cached,
 	.session_delete = pg_session_delete,
 	.index = pg_index,
 	.heartbeat = pg_heartbeat,
+	.view = pg_view,
 	.search_exact = pg_search_exact,
 	.search_substring = pg_search_substring,
 	.peers_online = pg_peers_online,

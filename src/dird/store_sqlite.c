@@ -4,11 +4,11 @@
  * WAL journal with synchronous=FULL (a committed write survives kill -9 and
  * power loss), foreign keys on, a busy timeout, versioned migrations through
  * PRAGMA user_version, and every statement prepared once at open. Searches
- * are answered by an in-memory index of the names (nameindex.c: a hash of
- * whole names and a trigram index), loaded at open and updated after each
- * committed write, with the peers' liveness beside it; only the rows found
- * are then read from the database, by id (exact search confirms the name
- * in NFC with the SQL function p2p_nfc). User names compare with COLLATE
+ * are answered by the view (view.h: peers, their files and the name index),
+ * loaded at open and fed after each committed write through the same calls
+ * PostgreSQL's change stream makes (replica.c); a write by another process
+ * (`p2p-dird user del`) is noticed through the same inotify watch as the
+ * session cache, and the view's peers re-read. User names compare with COLLATE
  * NOCASE (they are ASCII), served by a unique index. Without an SQL index on names,
  * indexing a file is an append (2.5x less CPU than with one).
  * (An FTS5 trigram table was measured first: 1.8 s for a selective query
@@ -27,9 +27,9 @@
 #include <sqlite3.h>
 
 #include "log.h"
-#include "nameindex.h"
 #include "nfc.h"
 #include "store_backend.h"
+#include "view.h"
 
 /* Each entry upgrades the schema from version i to i + 1. */
 static const char *const migrations[] = {
@@ -92,8 +92,6 @@ static const char SQL_USER_COLLISIONS[] =
 	" (SELECT lower(name) FROM users GROUP BY lower(name) HAVING count(*) > 1)"
 	" ORDER BY lower(name), name)";
 
-#define HIT_COLUMNS "u.name, p.ip, p.port, p.folder, f.name, f.size, f.sha256"
-#define HIT_JOIN " JOIN peers p ON p.user_id = f.peer_id JOIN users u ON u.id = p.user_id "
 #define ALIVE " p.online = 1 AND p.last_seen >= "
 
 enum stmt {
@@ -101,7 +99,7 @@ enum stmt {
 	S_USER_CREATE, S_USER_HASH, S_USER_DELETE, S_USER_LIST,
 	S_SESSION_CREATE, S_SESSION_LOOKUP, S_SESSION_DELETE, S_SESSION_PEER_OFFLINE,
 	S_PEER_UPSERT, S_FILES_CLEAR, S_FILE_INSERT, S_HEARTBEAT,
-	S_EXACT_BY_IDS, S_FILES_BY_IDS, S_LOAD_PEERS, S_LOAD_FILES,
+	S_LOAD_PEERS, S_LOAD_FILES,
 	S_PEERS_ONLINE,
 	S_TICKET_CREATE, S_TICKET_VERIFY,
 	S_SWEEP_SESSIONS, S_SWEEP_TICKETS,
@@ -133,13 +131,9 @@ static const char *const stmt_sql[S_N] = {
 	[S_FILE_INSERT] = "INSERT INTO files(peer_id, name, size, sha256) VALUES (?1, ?2, ?3, ?4)",
 	[S_HEARTBEAT] = "UPDATE peers SET last_seen = ?2, online = 1"
 			" WHERE user_id = (SELECT id FROM users WHERE" USER_IS("name", "?1") ") RETURNING user_id",
-	/* ?1: a JSON array of file ids from the name index. */
-	[S_EXACT_BY_IDS] = "SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
-			   "WHERE f.id IN (SELECT value FROM json_each(?1)) AND p2p_nfc(f.name) = ?2 ORDER BY u.name, f.id",
-	[S_FILES_BY_IDS] = "SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
-			   "WHERE f.id IN (SELECT value FROM json_each(?1)) ORDER BY f.id",
-	[S_LOAD_PEERS] = "SELECT user_id, last_seen, online FROM peers",
-	[S_LOAD_FILES] = "SELECT id, peer_id, name FROM files ORDER BY id",
+	[S_LOAD_PEERS] = "SELECT p.user_id, u.name, p.ip, p.port, p.folder, p.last_seen, p.online"
+			 " FROM peers p JOIN users u ON u.id = p.user_id",
+	[S_LOAD_FILES] = "SELECT peer_id, name, size, sha256 FROM files ORDER BY id",
 	[S_PEERS_ONLINE] = "SELECT u.name, p.last_seen, (SELECT count(*) FROM files f WHERE f.peer_id = p.user_id)"
 			   " FROM peers p JOIN users u ON u.id = p.user_id WHERE" ALIVE "?1 ORDER BY u.name",
 	[S_TICKET_CREATE] = "INSERT INTO tickets(ticket_hash, user_id, peer_id, file, expires)"
@@ -153,12 +147,6 @@ static const char *const stmt_sql[S_N] = {
 	[S_COUNT_USERS] = "SELECT count(*) FROM users",
 	[S_COUNT_SESSIONS] = "SELECT count(*) FROM sessions WHERE expires > strftime('%s','now')",
 	[S_DATA_VERSION] = "PRAGMA data_version",
-};
-
-/* What search needs to know of a peer, by user id, mirrored from peers. */
-struct peer_state {
-	int64_t last_seen;
-	bool online;
 };
 
 /* Verified sessions, so that most authenticated requests need no query:
@@ -186,12 +174,11 @@ struct store_backend {
 	struct session_entry sessions[SESSION_CACHE_SIZE];
 	int watch_fd;           /* inotify on the database's directory, or -1 */
 	int64_t data_version;   /* when there is no watch */
+	bool touched;           /* the watch fired: check data_version */
+	int64_t view_version;   /* data_version the view's peers were read at */
 	sqlite3_stmt *stmt[S_N];
-	struct nameindex *names;
-	bool names_stale;       /* rebuild from the database before use */
-	struct peer_state *peers;
-	size_t npeers;
-	int64_t alive_since;    /* of the search in progress */
+	struct view *view;
+	bool view_stale;        /* reload from the database before use */
 };
 
 static int db_error(struct store_backend *st, const char *what)
@@ -251,76 +238,125 @@ static void tx_rollback(struct store_backend *st)
 		stmt_exec(st, stmt_get(st, S_ROLLBACK), "rollback");
 }
 
-/* Mirror of one peers row; id is the user id. */
-static int peer_set(struct store_backend *st, int64_t id, int64_t last_seen, bool online)
+static struct view_peer peer_row(sqlite3_stmt *q)
 {
-	if (id < 0 || id >= (1 << 26))
-		return -ERANGE;
-	if ((size_t)id >= st->npeers) {
-		size_t n = st->npeers ? st->npeers : 64;
-		struct peer_state *v;
-
-		while (n <= (size_t)id)
-			n *= 2;
-		v = realloc(st->peers, n * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		memset(v + st->npeers, 0, (n - st->npeers) * sizeof(*v));
-		st->peers = v;
-		st->npeers = n;
-	}
-	st->peers[id].last_seen = last_seen;
-	st->peers[id].online = online;
-	return 0;
+	return (struct view_peer){
+		.user = (const char *)sqlite3_column_text(q, 1), .ip = (const char *)sqlite3_column_text(q, 2),
+		.port = sqlite3_column_int(q, 3), .folder = (const char *)sqlite3_column_text(q, 4),
+		.last_seen = sqlite3_column_int64(q, 5), .online = sqlite3_column_int(q, 6) != 0,
+	};
 }
 
-static bool peer_alive(uint32_t id, void *ctx)
+/* (Re)loads the view from the database: built aside, then swapped in. */
+static int view_load(struct store_backend *st)
 {
-	const struct store_backend *st = ctx;
-
-	return id < st->npeers && st->peers[id].online && st->peers[id].last_seen >= st->alive_since;
-}
-
-/* (Re)load the peers' state and the name index from the database. */
-static int names_load(struct store_backend *st)
-{
-	struct nameindex *ni = nameindex_new();
+	struct view *v = view_new();
 	sqlite3_stmt *q;
 	int rc, r = 0;
 
-	if (!ni)
+	if (!v)
 		return -ENOMEM;
 	q = stmt_get(st, S_LOAD_PEERS);
-	while (r == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW)
-		r = peer_set(st, sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1),
-			     sqlite3_column_int(q, 2) != 0);
+	while (r == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct view_peer vp = peer_row(q);
+
+		r = view_put_peer(v, sqlite3_column_int64(q, 0), &vp, NULL, 0);
+	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = db_error(st, "load peers");
 	sqlite3_reset(q);
 	q = stmt_get(st, S_LOAD_FILES);
 	while (r == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW)
-		r = nameindex_add(ni, (uint32_t)sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 0),
-				  (const char *)sqlite3_column_text(q, 2));
+		r = view_add_file(v, sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1),
+				  sqlite3_column_int64(q, 2), (const char *)sqlite3_column_text(q, 3));
 	if (r == 0 && rc != SQLITE_DONE)
-		r = db_error(st, "load file names");
+		r = db_error(st, "load files");
 	sqlite3_reset(q);
 	if (r < 0) {
-		log_err("cannot load the name index: %s", strerror(-r));
-		nameindex_free(ni);
+		log_err("cannot load the directory's view: %s", strerror(-r));
+		view_free(v);
 		return r;
 	}
-	nameindex_free(st->names);
-	st->names = ni;
-	st->names_stale = false;
+	if (st->view)
+		view_swap(st->view, v);
+	else
+		st->view = v;
+	st->view_stale = false;
 	return 0;
 }
 
-/* After a committed change the index could not follow (out of memory):
- * the next search rebuilds it from the database. */
-static void names_failed(struct store_backend *st, int r)
+/* After a committed change the view could not follow (out of memory):
+ * the next search reloads it from the database. */
+static void view_failed(struct store_backend *st, int r)
 {
-	log_err("name index update failed (%s); rebuilding it", strerror(-r));
-	st->names_stale = true;
+	if (r < 0) {
+		log_err("view update failed (%s); reloading it", strerror(-r));
+		st->view_stale = true;
+	}
+}
+
+struct ids {
+	int64_t *v;
+	size_t n, cap;
+};
+
+static bool in_ids(int64_t id, void *ctx)
+{
+	const struct ids *ids = ctx;
+	size_t lo = 0, hi = ids->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ids->v[mid] == id)
+			return true;
+		if (ids->v[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Another process wrote to the database (the command line: users added or
+ * deleted; it never indexes): re-read the peers, drop the gone ones and
+ * take their liveness. */
+static int view_sync_peers(struct store_backend *st)
+{
+	struct ids ids = { 0 };
+	sqlite3_stmt *q = stmt_get(st, S_LOAD_PEERS);
+	int rc, r = 0;
+
+	while (r == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(q, 0), *nv;
+
+		if (ids.n == ids.cap) {
+			ids.cap = ids.cap ? 2 * ids.cap : 256;
+			if (!(nv = realloc(ids.v, ids.cap * sizeof(*nv)))) {
+				r = -ENOMEM;
+				break;
+			}
+			ids.v = nv;
+		}
+		ids.v[ids.n++] = id;
+		view_peer_state(st->view, id, sqlite3_column_int64(q, 5), sqlite3_column_int(q, 6) != 0);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_error(st, "read peers");
+	sqlite3_reset(q);
+	if (r == 0) {
+		qsort(ids.v, ids.n, sizeof(*ids.v), cmp_id);
+		view_retain(st->view, in_ids, &ids);
+	}
+	free(ids.v);
+	return r;
 }
 
 /* Before schema 3: -EEXIST, naming them, if user names collide. */
@@ -383,26 +419,7 @@ static int migrate(struct store_backend *st)
 
 static void sqlite_close(struct store_backend *st);
 static void watch_open(struct store_backend *st, const char *path);
-
-/* SQL p2p_nfc(name): name in NFC, for exact search (nfc.h); a value that
- * cannot be normalised compares as it is. */
-static void sql_nfc(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	const char *s = (const char *)sqlite3_value_text(argv[0]);
-	char buf[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
-	long n;
-
-	(void)argc;
-	if (!s) {
-		sqlite3_result_null(ctx);
-		return;
-	}
-	n = nfc(s, buf, sizeof(buf));
-	if (n < 0)
-		sqlite3_result_value(ctx, argv[0]);
-	else
-		sqlite3_result_text(ctx, buf, (int)n, SQLITE_TRANSIENT);
-}
+static int64_t data_version(struct store_backend *st);
 
 static int sqlite_open(const char *path, unsigned connections, struct store_backend **out)
 {
@@ -428,11 +445,6 @@ static int sqlite_open(const char *path, unsigned connections, struct store_back
 		r = -EIO;
 		goto fail;
 	}
-	if (sqlite3_create_function(st->db, "p2p_nfc", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
-				    sql_nfc, NULL, NULL) != SQLITE_OK) {
-		r = db_error(st, "define p2p_nfc");
-		goto fail;
-	}
 	r = migrate(st);
 	if (r < 0)
 		goto fail;
@@ -444,9 +456,10 @@ static int sqlite_open(const char *path, unsigned connections, struct store_back
 			goto fail;
 		}
 	}
-	r = names_load(st);
+	r = view_load(st);
 	if (r < 0)
 		goto fail;
+	st->view_version = data_version(st);
 	if (sqlite3_open_v2(path, &st->ping_db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
 		log_err("cannot open database %s: %s", path, st->ping_db ? sqlite3_errmsg(st->ping_db) : "out of memory");
 		r = -EIO;
@@ -470,8 +483,7 @@ static void sqlite_close(struct store_backend *st)
 	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
 		log_err("database close: %s", sqlite3_errmsg(st->db));
 	sqlite3_close(st->ping_db);
-	nameindex_free(st->names);
-	free(st->peers);
+	view_free(st->view);
 	if (st->watch_fd >= 0)
 		close(st->watch_fd);
 	free(st);
@@ -523,9 +535,7 @@ static int sqlite_user_delete(struct store_backend *st, const char *username)
 		if (strcasecmp(st->sessions[i].username, username) == 0)
 			memset(&st->sessions[i], 0, sizeof(st->sessions[i]));
 	/* Its peer row, files and sessions went with it (ON DELETE CASCADE). */
-	nameindex_drop_peer(st->names, (uint32_t)id);
-	if ((size_t)id < st->npeers)
-		st->peers[id].online = false;
+	view_drop_peer(st->view, id);
 	return 0;
 }
 
@@ -576,25 +586,59 @@ static void watch_open(struct store_backend *st, const char *path)
 	}
 }
 
-/* Has anything written to the database since the last call? */
-static bool database_touched(struct store_backend *st)
+static int64_t data_version(struct store_backend *st)
+{
+	sqlite3_stmt *q = stmt_get(st, S_DATA_VERSION);
+	int64_t v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+
+	sqlite3_reset(q);
+	return v;
+}
+
+/* Has anything written to the database since the last call? Drops the
+ * session cache if so, and has the view check who wrote. */
+static void poll_touched(struct store_backend *st)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	sqlite3_stmt *q;
 	bool touched = false;
-	int64_t v;
 
 	if (st->watch_fd >= 0) {
 		while (read(st->watch_fd, buf, sizeof(buf)) > 0)
 			touched = true;
-		return touched;
+	} else {
+		int64_t v = data_version(st);
+
+		touched = v < 0 || v != st->data_version;
+		st->data_version = v;
 	}
-	q = stmt_get(st, S_DATA_VERSION);
-	v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
-	sqlite3_reset(q);
-	touched = v < 0 || v != st->data_version;
-	st->data_version = v;
-	return touched;
+	if (touched) {
+		memset(st->sessions, 0, sizeof(st->sessions));
+		st->touched = true;
+	}
+}
+
+/* The view, current with what another process wrote: PRAGMA
+ * data_version moves only for other connections' commits, and is read
+ * only after the watch fired (any write, ours included). */
+static int sqlite_view(struct store_backend *st, struct view **out)
+{
+	int r;
+
+	poll_touched(st);
+	if (st->touched) {
+		int64_t v = data_version(st);
+
+		st->touched = false;
+		if (v < 0 || v != st->view_version) {
+			st->view_version = v;
+			if (!st->view_stale && view_sync_peers(st) < 0)
+				st->view_stale = true;
+		}
+	}
+	if (st->view_stale && (r = view_load(st)) < 0)
+		return r;
+	*out = st->view;
+	return 0;
 }
 
 static struct session_entry *session_slot(struct store_backend *st, const char *token_hash)
@@ -610,8 +654,7 @@ static int sqlite_session_lookup(struct store_backend *st, const char *token_has
 	sqlite3_stmt *q;
 	int rc;
 
-	if (database_touched(st))
-		memset(st->sessions, 0, sizeof(st->sessions));
+	poll_touched(st);
 	if (e->expires_at > now && strcmp(e->token_hash, token_hash) == 0) {
 		memcpy(username, e->username, sizeof(e->username));
 		if (expires_at)
@@ -666,25 +709,22 @@ static int sqlite_session_delete(struct store_backend *st, const char *token_has
 		tx_rollback(st);
 		return r;
 	}
-	if ((size_t)user_id < st->npeers)
-		st->peers[user_id].online = false;
+	view_peer_state(st->view, user_id, 0, false);
 	return 0;
 }
 
 static int sqlite_index(struct store_backend *st, const char *username, const char *ip, int port,
 		const char *folder, const struct store_file *files, size_t nfiles, int64_t now)
 {
+	struct view_peer vp = { .user = username, .ip = ip, .port = port, .folder = folder,
+				.last_seen = now, .online = true };
 	sqlite3_stmt *q;
-	int64_t peer_id, *rowids = malloc((nfiles ? nfiles : 1) * sizeof(*rowids));
+	int64_t peer_id;
 	int rc, r;
 
-	if (!rowids)
-		return -ENOMEM;
 	r = tx_begin(st);
-	if (r < 0) {
-		free(rowids);
+	if (r < 0)
 		return r;
-	}
 	q = stmt_get(st, S_PEER_UPSERT);
 	bind_text(q, 1, username);
 	bind_text(q, 2, ip);
@@ -717,24 +757,16 @@ static int sqlite_index(struct store_backend *st, const char *username, const ch
 			sqlite3_reset(q);
 			goto fail;
 		}
-		rowids[i] = sqlite3_last_insert_rowid(st->db);
 	}
 	sqlite3_reset(q);
 	r = tx_commit(st);
 	if (r < 0)
 		goto fail;
-	/* Committed: now the in-memory view follows. */
-	nameindex_drop_peer(st->names, (uint32_t)peer_id);
-	r = peer_set(st, peer_id, now, true);
-	for (size_t i = 0; r == 0 && i < nfiles; i++)
-		r = nameindex_add(st->names, (uint32_t)peer_id, rowids[i], files[i].name);
-	if (r < 0)
-		names_failed(st, r);
-	free(rowids);
+	/* Committed: now the view follows. */
+	view_failed(st, view_put_peer(st->view, peer_id, &vp, files, nfiles));
 	return 0;
 fail:
 	tx_rollback(st);
-	free(rowids);
 	return r;
 }
 
@@ -755,109 +787,8 @@ static int sqlite_heartbeat(struct store_backend *st, const char *username, int6
 	rc = stmt_exec(st, q, "heartbeat");
 	if (rc < 0)
 		return rc;
-	rc = peer_set(st, id, now, true);
-	if (rc < 0)
-		names_failed(st, rc);
+	view_peer_state(st->view, id, now, true);
 	return 0;
-}
-
-static int emit_hits(struct store_backend *st, sqlite3_stmt *q, store_hit_cb cb, void *ctx, const char *what)
-{
-	int rc, r = 0;
-
-	while (r == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct store_hit h = {
-			.peer = (const char *)sqlite3_column_text(q, 0),
-			.ip = (const char *)sqlite3_column_text(q, 1),
-			.port = sqlite3_column_int(q, 2),
-			.folder = (const char *)sqlite3_column_text(q, 3),
-			.name = (const char *)sqlite3_column_text(q, 4),
-			.size = sqlite3_column_int64(q, 5),
-			.sha256 = (const char *)sqlite3_column_text(q, 6),
-		};
-		r = cb(&h, ctx);
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = db_error(st, what);
-	sqlite3_reset(q);
-	return r;
-}
-
-/* Emits the rows of the given file ids through statement s (?1: ids as a
- * JSON array, ?2: name if not NULL). */
-static int emit_ids(struct store_backend *st, enum stmt s, const int64_t *ids, size_t n, const char *name,
-		    store_hit_cb cb, void *ctx)
-{
-	char *list = malloc(n * 21 + 3), *p;
-	sqlite3_stmt *q;
-	int r;
-
-	if (!list)
-		return -ENOMEM;
-	p = list;
-	*p++ = '[';
-	for (size_t i = 0; i < n; i++)
-		p += sprintf(p, i ? ",%lld" : "%lld", (long long)ids[i]);
-	*p++ = ']';
-	*p = '\0';
-	q = stmt_get(st, s);
-	bind_text(q, 1, list);
-	if (name)
-		bind_text(q, 2, name);
-	r = emit_hits(st, q, cb, ctx, "search");
-	free(list);
-	return r;
-}
-
-static int sqlite_search_exact(struct store_backend *st, const char *name, int64_t alive_since,
-		       store_hit_cb cb, void *ctx)
-{
-	char key[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
-	int64_t *ids;
-	size_t n;
-	int r;
-
-	if (nfc(name, key, sizeof(key)) < 0)
-		return -EINVAL;
-	if (st->names_stale && (r = names_load(st)) < 0)
-		return r;
-	st->alive_since = alive_since;
-	r = nameindex_exact(st->names, name, peer_alive, st, &ids, &n);
-	if (r < 0)
-		return r;
-	if (n)
-		r = emit_ids(st, S_EXACT_BY_IDS, ids, n, key, cb, ctx);
-	free(ids);
-	return r;
-}
-
-static int sqlite_search_substring(struct store_backend *st, const char *text, int64_t alive_since,
-			   int64_t limit, int64_t offset, int64_t *total, bool *exact,
-			   store_hit_cb cb, void *ctx)
-{
-	int64_t *rowids = malloc((limit > 0 ? (size_t)limit : 1) * sizeof(*rowids));
-	struct nameindex_query nq = {
-		.text = text, .offset = offset, .limit = limit, .cap = STORE_TOTAL_CAP,
-		.alive = peer_alive, .alive_ctx = st,
-	};
-	struct nameindex_result res = { .rowids = rowids };
-	int r;
-
-	if (!rowids)
-		return -ENOMEM;
-	if (st->names_stale && (r = names_load(st)) < 0)
-		goto out;
-	st->alive_since = alive_since;
-	r = nameindex_search(st->names, &nq, &res);
-	if (r < 0)
-		goto out;
-	*total = res.total;
-	*exact = res.exact;
-	if (res.n)
-		r = emit_ids(st, S_FILES_BY_IDS, rowids, res.n, NULL, cb, ctx);
-out:
-	free(rowids);
-	return r;
 }
 
 static int sqlite_peers_online(struct store_backend *st, int64_t alive_since, store_name_cb cb, void *ctx)
@@ -949,22 +880,16 @@ static int count(struct store_backend *st, enum stmt s, int64_t arg, int64_t *ou
 
 static int sqlite_counts(struct store_backend *st, int64_t alive_since, struct store_counts *out)
 {
+	struct view *v;
 	int r;
 
 	if ((r = count(st, S_COUNT_USERS, 0, &out->users)) < 0 ||
 	    (r = count(st, S_COUNT_SESSIONS, 0, &out->sessions)) < 0)
 		return r;
-	if (st->names_stale && (r = names_load(st)) < 0)
+	if ((r = sqlite_view(st, &v)) < 0)
 		return r;
-	/* Online peers and their files, from the in-memory mirror. */
-	out->peers_online = out->files_online = 0;
-	st->alive_since = alive_since;
-	for (size_t id = 0; id < st->npeers; id++) {
-		if (!peer_alive((uint32_t)id, st))
-			continue;
-		out->peers_online++;
-		out->files_online += (int64_t)nameindex_peer_files(st->names, (uint32_t)id);
-	}
+	/* Online peers and their files, from the view. */
+	view_counts(v, alive_since, &out->peers_online, &out->files_online);
 	return 0;
 }
 
@@ -996,8 +921,7 @@ const struct store_ops store_sqlite_ops = {
 	.session_delete = sqlite_session_delete,
 	.index = sqlite_index,
 	.heartbeat = sqlite_heartbeat,
-	.search_exact = sqlite_search_exact,
-	.search_substring = sqlite_search_substring,
+	.view = sqlite_view,
 	.peers_online = sqlite_peers_online,
 	.ticket_create = sqlite_ticket_create,
 	.ticket_verify = sqlite_ticket_verify,
