@@ -95,8 +95,15 @@ static int chunk_len(grpc_byte_buffer *b, uint64_t *offset, uint64_t *len)
 int main(int argc, char **argv)
 {
 	P2p__V1__ReadRequest req = P2P__V1__READ_REQUEST__INIT;
-	grpc_arg arg = { GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, { .integer = 64 << 20 } };
-	grpc_channel_args args = { 1, &arg };
+	/* READCLIENT_WINDOW=BYTES: a fixed receive window without BDP probing,
+	 * as p2p-peerd's own client sets it (peerclient.c); default: gRPC's. */
+	const char *win = getenv("READCLIENT_WINDOW");
+	grpc_arg arg[3] = {
+		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, { .integer = 64 << 20 } },
+		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, { .integer = win ? atoi(win) : 0 } },
+		{ GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_BDP_PROBE, { .integer = 0 } },
+	};
+	grpc_channel_args args = { win ? 3 : 1, arg };
 	grpc_metadata md;
 	grpc_metadata_array initial, trailing;
 	grpc_status_code status = GRPC_STATUS_UNKNOWN;
