@@ -699,24 +699,32 @@ static void verified(struct rpc *r, struct verify *v)
 /* On a reader thread: read the call's bytes into its slice, then post the
  * call back to the queue (an empty batch) — the queue thread never waits
  * on a disk. The call is not touched once the batch is started. */
+/* Read c's bytes from rd_got on with preadv2's flags: 0 once all are in,
+ * -ENODATA at the end of the file (it shrank), or -errno. */
+static int read_rest(struct call *c, int flags)
+{
+	uint8_t *p = GRPC_SLICE_START_PTR(c->rd) + c->rd_head;
+
+	while (c->rd_got < c->rd_len) {
+		struct iovec iov = { p + c->rd_got, (size_t)(c->rd_len - c->rd_got) };
+		ssize_t n = preadv2(c->fd, &iov, 1, (off_t)(c->rd_off + c->rd_got), flags);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n == 0 ? -ENODATA : -errno;
+		c->rd_got += (uint64_t)n;
+	}
+	return 0;
+}
+
 static void read_run(struct pool_job *job)
 {
 	struct call *c = (struct call *)(void *)((char *)job - offsetof(struct call, job));
 	struct rpc *r = c->r;
-	uint8_t *p = GRPC_SLICE_START_PTR(c->rd) + c->rd_head;
-	uint64_t got = c->rd_got;
-	ssize_t n = 0;
 	grpc_call_error e;
 
-	while (got < c->rd_len) {
-		n = pread(c->fd, p + got, c->rd_len - got, (off_t)(c->rd_off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (uint64_t)n;
-	}
-	c->rd_err = got == c->rd_len ? 0 : n == 0 ? -ENODATA : -errno;
+	c->rd_err = read_rest(c, 0);
 	e = grpc_call_start_batch(c->call, NULL, 0, &c->t_read, NULL);
 	if (e != GRPC_CALL_OK)
 		log_err("cannot resume a call after reading its file: grpc error %d", (int)e);
@@ -738,31 +746,22 @@ static void read_done(struct call *c);
 static void read_async(struct call *c, const uint8_t *head, size_t hl, uint64_t off, uint64_t len)
 {
 	struct rpc *r = c->r;
-	uint8_t *p;
-	ssize_t n;
+	int e;
 
 	c->rd = grpc_slice_malloc_large(hl + (size_t)len);
-	p = GRPC_SLICE_START_PTR(c->rd);
-	memcpy(p, head, hl);
+	memcpy(GRPC_SLICE_START_PTR(c->rd), head, hl);
 	c->rd_head = hl;
 	c->rd_off = off;
 	c->rd_len = len;
 	c->rd_got = 0;
 	c->rd_err = 0;
-	while (c->rd_got < len && !c->no_nowait) {
-		struct iovec iov = { p + hl + c->rd_got, (size_t)(len - c->rd_got) };
-
-		n = preadv2(c->fd, &iov, 1, (off_t)(off + c->rd_got), RWF_NOWAIT);
-		if (n <= 0) {
-			if (n < 0 && errno == EOPNOTSUPP)
-				c->no_nowait = true; /* not for this file */
-			break;
+	if (!c->no_nowait) {
+		if ((e = read_rest(c, RWF_NOWAIT)) == 0) {
+			read_done(c);
+			return;
 		}
-		c->rd_got += (uint64_t)n;
-	}
-	if (c->rd_got == len) {
-		read_done(c);
-		return;
+		if (e == -EOPNOTSUPP)
+			c->no_nowait = true; /* not for this file */
 	}
 	c->job = (struct pool_job){ .run = read_run };
 	c->pending++;
@@ -791,14 +790,15 @@ static void read_done(struct call *c)
 		close(c->fd);
 		c->fd = -1;
 	}
-	if (c->cancelled || c->r->shutting_down || c->rd_err) {
+	if (c->cancelled || c->r->shutting_down) {
 		grpc_slice_unref(s);
-		if (c->rd_err && !c->cancelled && !c->r->shutting_down)
-			/* The file shrank or failed under us: a clean error, never short data. */
-			finish(c, GRPC_STATUS_INTERNAL, c->rd_err == -ENODATA ? "the file was truncated while being read"
-						       : c->kind == K_DOWNLOAD ? "cannot read the file" : "read error");
-		else
-			finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		finish(c, GRPC_STATUS_CANCELLED, "cancelled");
+		return;
+	}
+	if (c->rd_err) { /* the file shrank or failed under us: a clean error, never short data */
+		grpc_slice_unref(s);
+		finish(c, GRPC_STATUS_INTERNAL, c->rd_err == -ENODATA ? "the file was truncated while being read"
+					       : c->kind == K_DOWNLOAD ? "cannot read the file" : "read error");
 		return;
 	}
 	metrics_add(M_BYTES_SERVED, c->rd_len);

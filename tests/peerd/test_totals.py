@@ -14,20 +14,11 @@ WARNING = "is not a byte totals file; counting from 0"
 
 
 class Totals(unittest.TestCase):
-    def start(self, content):
-        """Start a peer whose STATE_DIR/totals holds content (bytes; None:
-        no file), read its totals with Status, stop it cleanly; return
-        (bytes_up_total, bytes_down_total, its log, the file after the stop)."""
-        base = p2ptest.tempdir("p2p-totals-")
-        folder, state = os.path.join(base, "files"), os.path.join(base, "state")
+    def status_of_peer(self, state):
+        """Run a peer with STATE_DIR state, read Status, stop it: (status, exit status, process)."""
+        base = os.path.dirname(state)
+        folder, sock, port = os.path.join(base, "files"), os.path.join(base, "ctl.sock"), p2ptest.free_port()
         os.mkdir(folder)
-        os.mkdir(state, 0o700)
-        path = os.path.join(state, "totals")
-        if content is not None:
-            with open(path, "wb") as f:
-                f.write(content)
-        sock = os.path.join(base, "ctl.sock")
-        port = p2ptest.free_port()
         # The directory is a closed loopback port: totals need none.
         proc = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--name", "peer1",
                                 "--directory", "http://127.0.0.1:%d" % p2ptest.free_port(),
@@ -41,6 +32,19 @@ class Totals(unittest.TestCase):
                 v.close()
         finally:
             rc = proc.stop()
+        return st, rc, proc
+
+    def start(self, content):
+        """Start a peer whose STATE_DIR/totals holds content (bytes; None:
+        no file), read its totals with Status, stop it cleanly; return
+        (bytes_up_total, bytes_down_total, its log, the file after the stop)."""
+        state = os.path.join(p2ptest.tempdir("p2p-totals-"), "state")
+        os.mkdir(state, 0o700)
+        path = os.path.join(state, "totals")
+        if content is not None:
+            with open(path, "wb") as f:
+                f.write(content)
+        st, rc, proc = self.status_of_peer(state)
         self.assertEqual(rc, 0, proc.output())
         with open(path, "rb") as f:
             saved = f.read()
@@ -99,24 +103,9 @@ class Totals(unittest.TestCase):
     def test_unreadable(self):
         # A directory where the file should be: read fails, the peer starts
         # and counts from 0; the save at the stop cannot replace it and says so.
-        base = p2ptest.tempdir("p2p-totals-")
-        folder, state = os.path.join(base, "files"), os.path.join(base, "state")
-        os.mkdir(folder)
+        state = os.path.join(p2ptest.tempdir("p2p-totals-"), "state")
         os.makedirs(os.path.join(state, "totals", "x"))
-        sock = os.path.join(base, "ctl.sock")
-        port = p2ptest.free_port()
-        proc = p2ptest.Process([p2ptest.binary("p2p-peerd"), "--name", "peer1",
-                                "--directory", "http://127.0.0.1:%d" % p2ptest.free_port(),
-                                "--folder", folder, "--listen", "127.0.0.1:%d" % port, "--port", str(port),
-                                "--ip", "127.0.0.1", "--control-socket", sock, "--state-dir", state])
-        try:
-            v = p2ptest.wait_for(lambda: connect(sock), what="control socket")
-            try:
-                st = v.call("Status")["parameters"]
-            finally:
-                v.close()
-        finally:
-            rc = proc.stop()
+        st, rc, proc = self.status_of_peer(state)
         log = proc.output()
         self.assertEqual(rc, 0, log)
         self.assertEqual((st["bytes_up_total"], st["bytes_down_total"]), (0, 0))
