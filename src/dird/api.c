@@ -1111,8 +1111,6 @@ static bool parse_body(struct call *c)
 	return true;
 }
 
-static void conn_track(struct dird *d, struct evhttp_request *req);
-
 /* On the loop thread: send the answer and forget the call. */
 static void finish(struct call *c)
 {
@@ -1210,47 +1208,6 @@ static void job_discard(struct pool_job *job)
 	free(c);
 }
 
-/* The request came through a trusted proxy: the client is the right-most
- * address of X-Forwarded-For (all its lines, in order) that is not itself
- * a trusted proxy; the ones left of it were written by whoever sent the
- * request and prove nothing. addr is left alone (the proxy's address) when
- * there is no header or that entry is not an address. */
-static void forwarded_client(struct dird *d, struct evhttp_request *req, char *addr, size_t len)
-{
-	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-	struct evkeyval *kv;
-	struct evbuffer *all = evbuffer_new();
-	char *list, *end, *p, *e;
-	unsigned char buf[sizeof(struct in6_addr)];
-
-	if (!all)
-		return;
-	TAILQ_FOREACH(kv, h, next)
-		if (strcasecmp(kv->key, "X-Forwarded-For") == 0)
-			evbuffer_add_printf(all, "%s%s", evbuffer_get_length(all) ? "," : "", kv->value);
-	evbuffer_add(all, "", 1);
-	list = (char *)evbuffer_pullup(all, -1);
-	for (end = list ? list + strlen(list) : NULL; end && end > list;) {
-		for (p = end; p > list && p[-1] != ','; p--)
-			;
-		e = end;
-		end = p > list ? p - 1 : list;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		*e = '\0';
-		if (inet_pton(AF_INET, p, buf) != 1 && inet_pton(AF_INET6, p, buf) != 1) {
-			log_debug("X-Forwarded-For from %s: \"%.64s\" is not an address; using %s", addr, p, addr);
-			break;
-		}
-		snprintf(addr, len, "%s", p);
-		if (!dird_cidr_match(d->proxies, d->nproxies, p))
-			break;
-	}
-	evbuffer_free(all);
-}
-
 /* Reads what the handler needs out of the request and answers what can be
  * answered at once (bad route, method, URI, body); the rest goes to a
  * worker when there are any. */
@@ -1264,8 +1221,6 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	const char *query = parsed ? evhttp_uri_get_query(parsed) : NULL;
 	const struct route_def *rt;
 	enum evhttp_cmd_type cmd;
-	char *addr = NULL;
-	ev_uint16_t port;
 	size_t body_len;
 
 	if (!c) {
@@ -1282,18 +1237,7 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	memset(&c->set.trusted_proxies, 0, sizeof(c->set.trusted_proxies));
 	clock_gettime(CLOCK_MONOTONIC, &c->start);
 	d->inflight++;
-	conn_track(d, req);
-	evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
-	snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "?");
-	if (d->set.proxy_protocol) {
-		const char *client = proxyproto_client(d, evhttp_connection_get_bufferevent(
-							  evhttp_request_get_connection(req)));
-
-		if (client)
-			snprintf(c->addr, sizeof(c->addr), "%s", client);
-	}
-	if (d->nproxies && dird_cidr_match(d->proxies, d->nproxies, c->addr))
-		forwarded_client(d, req, c->addr, sizeof(c->addr));
+	conn_request(d, req, c->addr, sizeof(c->addr));
 	if (!path || !uri) {
 		reply_error(c, 400, "malformed request URI");
 		goto answer;
@@ -1386,67 +1330,6 @@ answer:
 	finish(c);
 }
 
-/* ---- connections -------------------------------------------------------- */
-
-void api_connection_opened(struct dird *d)
-{
-	d->connections++;
-	if (d->connections >= d->set.max_connections && d->listener && !d->listener_paused) {
-		/* Stop accepting: new clients wait in the kernel's backlog
-		 * instead of being refused. */
-		evconnlistener_disable(d->listener);
-		d->listener_paused = true;
-		log_warn("connection limit (%lld) reached; pausing accept", d->set.max_connections);
-	}
-}
-
-void api_connection_closed(struct dird *d)
-{
-	d->connections--;
-	if (d->listener_paused && d->connections < d->set.max_connections && !d->stopping) {
-		evconnlistener_enable(d->listener);
-		d->listener_paused = false;
-	}
-}
-
-/* libevent 2.1's evhttp has no connection limit and no hook when a
- * connection opens, so a connection is counted from its first request until
- * evhttp closes it (close callback). Connections that never send a request
- * are bounded by the idle timeout instead. */
-static void conn_closed(struct evhttp_connection *evcon, void *arg)
-{
-	struct dird *d = arg;
-
-	for (int i = 0; i < d->nconns; i++)
-		if (d->conns[i] == evcon) {
-			d->conns[i] = d->conns[--d->nconns];
-			break;
-		}
-	api_connection_closed(d);
-}
-
-static void conn_track(struct dird *d, struct evhttp_request *req)
-{
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	void **grown;
-
-	if (!evcon)
-		return;
-	for (int i = 0; i < d->nconns; i++)
-		if (d->conns[i] == evcon)
-			return;
-	if (d->nconns == d->conns_cap) {
-		grown = realloc(d->conns, (size_t)(d->conns_cap ? 2 * d->conns_cap : 64) * sizeof(*grown));
-		if (!grown)
-			return; /* uncounted, not refused */
-		d->conns = grown;
-		d->conns_cap = d->conns_cap ? 2 * d->conns_cap : 64;
-	}
-	d->conns[d->nconns++] = evcon;
-	evhttp_connection_set_closecb(evcon, conn_closed, d);
-	api_connection_opened(d);
-}
-
 void api_apply_settings(struct dird *d)
 {
 	/* libevent refuses a body over its own limit with an HTML page before
@@ -1505,16 +1388,13 @@ void api_free(struct dird *d)
 	if (d->http)
 		evhttp_free(d->http);
 	d->http = NULL;
-	/* Emptied by evhttp_free (proxyproto.c's conn_free). */
-	free(d->pp);
-	d->pp = NULL;
-	d->npp = d->pp_cap = 0;
+	/* Emptied by evhttp_free (proxyproto.c's conn_free, conn.c's closed). */
+	ptrmap_free(&d->pp);
+	ptrmap_free(&d->conns);
 	ratelimit_free(d->login_by_user);
 	ratelimit_free(d->login_by_addr);
 	ratelimit_free(d->register_by_addr);
 	free(d->proxies);
 	d->proxies = NULL;
-	free(d->conns);
-	d->conns = NULL;
 	pthread_mutex_destroy(&d->login_lock);
 }

@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "pool.h"
+#include "ptrmap.h"
 #include "ratelimit.h"
 #include "store.h"
 
@@ -90,15 +91,13 @@ struct dird {
 	pthread_mutex_t login_lock;  /* the limiters, taken by workers */
 	struct dird_cidr *proxies;   /* trusted_proxies, parsed (loop thread) */
 	size_t nproxies;
-	struct proxyproto_conn **pp; /* connections behind the PROXY protocol */
-	size_t npp, pp_cap;
+	struct ptrmap pp;            /* bufferevent -> proxyproto_conn */
 	struct pool *pool;           /* NULL: handlers run on the loop */
 	bool status_busy;            /* a sweep and count is under way */
 	struct dird_metrics metrics;
 	struct store_counts counts;  /* refreshed by the sweep timer */
 	int connections;             /* that have sent a request and are open */
-	void **conns;                /* their evhttp_connections */
-	int nconns, conns_cap;
+	struct ptrmap conns;         /* their evhttp_connections (conn.c) */
 	bool listener_paused;
 	bool stopping;
 	int inflight;                /* requests being answered */
@@ -108,9 +107,10 @@ struct dird {
 int api_init(struct dird *d);
 void api_apply_settings(struct dird *d);
 void api_free(struct dird *d);
-/* Called by the connection-count wrapper. */
-void api_connection_opened(struct dird *d);
-void api_connection_closed(struct dird *d);
+
+/* conn.c: on each request, counts its connection (from the first request
+ * until it closes) and writes its client's address into addr. */
+void conn_request(struct dird *d, struct evhttp_request *req, char *addr, size_t len);
 
 /* proxyproto.c: evhttp's bufferevent for a connection that starts with a
  * PROXY protocol header; the client's address it gave (NULL: none yet, or

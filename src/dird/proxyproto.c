@@ -177,34 +177,18 @@ static enum bufferevent_filter_result input_filter(struct evbuffer *src, struct 
 static void conn_free(void *ctx)
 {
 	struct proxyproto_conn *pc = ctx;
-	struct dird *d = pc->d;
 
-	for (size_t i = 0; i < d->npp; i++)
-		if (d->pp[i] == pc) {
-			d->pp[i] = d->pp[--d->npp];
-			break;
-		}
+	if (ptrmap_get(&pc->d->pp, pc->bev) == pc)
+		ptrmap_del(&pc->d->pp, pc->bev);
 	free(pc);
 }
 
 struct bufferevent *proxyproto_bufferevent(struct event_base *base, struct dird *d)
 {
 	struct proxyproto_conn *pc = calloc(1, sizeof(*pc));
-	struct proxyproto_conn **grown;
 
 	if (!pc)
 		return NULL;
-	if (d->npp == d->pp_cap) {
-		size_t cap = d->pp_cap ? 2 * d->pp_cap : 64;
-
-		grown = realloc(d->pp, cap * sizeof(*grown));
-		if (!grown) {
-			free(pc);
-			return NULL;
-		}
-		d->pp = grown;
-		d->pp_cap = cap;
-	}
 	pc->d = d;
 	pc->under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!pc->under) {
@@ -217,14 +201,16 @@ struct bufferevent *proxyproto_bufferevent(struct event_base *base, struct dird 
 		free(pc);
 		return NULL;
 	}
-	d->pp[d->npp++] = pc;
+	if (ptrmap_put(&d->pp, pc->bev, pc) < 0) {
+		bufferevent_free(pc->bev); /* frees pc (conn_free) */
+		return NULL;
+	}
 	return pc->bev;
 }
 
 const char *proxyproto_client(struct dird *d, struct bufferevent *bev)
 {
-	for (size_t i = 0; i < d->npp; i++)
-		if (d->pp[i]->bev == bev)
-			return d->pp[i]->done && d->pp[i]->client[0] ? d->pp[i]->client : NULL;
-	return NULL;
+	struct proxyproto_conn *pc = ptrmap_get(&d->pp, bev);
+
+	return pc && pc->done && pc->client[0] ? pc->client : NULL;
 }

@@ -8,6 +8,7 @@ names). test_abuse_pg.py runs the same on PostgreSQL."""
 import http.client
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -286,6 +287,64 @@ class Floods(unittest.TestCase):
 
 NFC = unicodedata.normalize("NFC", "Café Crème.mp3")
 NFD = unicodedata.normalize("NFD", "Café Crème.mp3")
+
+
+class Connections(unittest.TestCase):
+    def test_max_connections_counts_each_connection_once(self):
+        # A connection counts from its first request until it closes, once
+        # however many requests it sends; at max_connections accept pauses
+        # (the next client waits in the backlog, it is not refused) and
+        # resumes when one closes.
+        import socket
+
+        def ask(s, path="/healthz"):
+            s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += s.recv(65536)
+            head, body = data.split(b"\r\n\r\n", 1)
+            n = int(re.search(rb"Content-Length: (\d+)", head, re.I).group(1))
+            while len(body) < n:
+                body += s.recv(65536)
+            return head.split(b" ")[1], body.decode()
+
+        def gauge(s):
+            code, text = ask(s, "/metrics")
+            self.assertEqual(code, b"200")
+            return int(re.search(r"^p2p_dird_connections (\d+)$", text, re.M).group(1))
+
+        d = Dird(config={"max_connections": 4})
+        conns = []
+        try:
+            for _ in range(3):
+                s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+                conns.append(s)
+                for _ in range(20):
+                    self.assertEqual(ask(s)[0], b"200")
+            self.assertEqual(gauge(conns[0]), 3)
+            conns.append(socket.create_connection(("127.0.0.1", d.port), timeout=10))
+            self.assertEqual(gauge(conns[3]), 4)
+            # The fifth connection is not accepted while four are open.
+            late = socket.create_connection(("127.0.0.1", d.port), timeout=1)
+            late.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            with self.assertRaises(socket.timeout):
+                late.recv(1)
+            self.assertIn("connection limit (4) reached; pausing accept", d.proc.output())
+            conns.pop(1).close()
+            late.settimeout(10)
+            conns.append(late)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += late.recv(65536)
+            self.assertIn(b" 200 ", data.split(b"\r\n")[0])
+            p2ptest.wait_for(lambda: gauge(conns[0]) == 4, timeout=10, what="the gauge back at 4")
+            for s in conns[1:]:
+                s.close()
+            p2ptest.wait_for(lambda: gauge(conns[0]) == 1, timeout=10, what="closed connections uncounted")
+        finally:
+            for s in conns:
+                s.close()
+            d.stop()
 
 
 class Names(unittest.TestCase):
