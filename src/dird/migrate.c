@@ -22,6 +22,7 @@
 
 #include "dird.h"
 #include "log.h"
+#include "pgpool.h"
 #include "store_backend.h"
 
 struct table {
@@ -73,22 +74,12 @@ static int buf_put_value(struct buf *b, const unsigned char *v)
 	return 0;
 }
 
-/* libpq's message without its final newline. */
-static const char *pq_error(PGconn *c)
-{
-	static char msg[512];
-	const char *m = PQerrorMessage(c);
-
-	snprintf(msg, sizeof(msg), "%.*s", (int)strcspn(m, "\n"), m);
-	return msg;
-}
-
 static PGresult *exec_ok(PGconn *c, const char *sql, ExecStatusType want)
 {
 	PGresult *res = PQexec(c, sql);
 
 	if (PQresultStatus(res) != want) {
-		log_err("migrate: %s: %s", sql, pq_error(c));
+		log_err("migrate: %s: %s", sql, pg_message(c));
 		PQclear(res);
 		return NULL;
 	}
@@ -147,7 +138,7 @@ static int copy_table(sqlite3 *src, PGconn *dst, const struct table *t, long lon
 		r = r ? r : -EIO;
 	while ((res = PQgetResult(dst))) {
 		if (PQresultStatus(res) != PGRES_COMMAND_OK && r == 0) {
-			log_err("migrate: copying %s: %s", t->name, pq_error(dst));
+			log_err("migrate: copying %s: %s", t->name, pg_message(dst));
 			r = -EIO;
 		}
 		PQclear(res);
@@ -231,7 +222,7 @@ int dird_migrate(const char *from, const char *to)
 	}
 	dst = PQconnectdb(to);
 	if (PQstatus(dst) != CONNECTION_OK) {
-		log_err("migrate: cannot connect to PostgreSQL: %s", pq_error(dst));
+		log_err("migrate: cannot connect to PostgreSQL: %s", pg_message(dst));
 		r = -EIO;
 		goto out;
 	}

@@ -17,6 +17,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "pgpool.h"
 #include "replica.h"
 #include "validate.h"
 #include "view.h"
@@ -125,7 +126,7 @@ static PGresult *q(struct replica *r, PGconn *c, const char *sql, int n, const c
 	ADD(r->queries, 1);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
 		return res;
-	log_warn("replica: %s: %s", what, PQerrorMessage(c));
+	log_warn("replica: %s: %s", what, pg_message(c));
 	PQclear(res);
 	return NULL;
 }
@@ -195,7 +196,7 @@ static int reload(struct replica *r, PGconn *c)
 	/* A million rows: one at a time, not a million-row result in memory. */
 	rc = -EIO;
 	if (!PQsendQueryParams(c, SQL_LOAD_FILES, 0, NULL, NULL, NULL, NULL, 0) || !PQsetSingleRowMode(c)) {
-		log_warn("replica: reload: files: %s", PQerrorMessage(c));
+		log_warn("replica: reload: files: %s", pg_message(c));
 		goto out;
 	}
 	ADD(r->queries, 1);
@@ -209,7 +210,7 @@ static int reload(struct replica *r, PGconn *c)
 			if (rc == -ENOENT)
 				rc = 0;  /* cannot be: the peer is in the same snapshot */
 		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && rc == 0) {
-			log_warn("replica: reload: files: %s", PQerrorMessage(c));
+			log_warn("replica: reload: files: %s", pg_message(c));
 			rc = -EIO;
 		}
 		PQclear(res);
@@ -458,7 +459,7 @@ static PGconn *follower_connect(struct replica *r)
 	PGresult *res;
 
 	if (PQstatus(c) != CONNECTION_OK) {
-		log_warn("replica: cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+		log_warn("replica: cannot connect to PostgreSQL: %s", pg_message(c));
 		PQfinish(c);
 		return NULL;
 	}

@@ -240,11 +240,9 @@ int store_search_exact(struct store *st, const char *name, int64_t alive_since,
 
 	enter(st);
 	r = st->ops->view(st->b, &v);
-	if (r == -ENOENT)
-		r = st->ops->search_exact(st->b, name, alive_since, cb, ctx);
 	leave(st);
 	/* The view has its own lock. */
-	return r == 0 && v ? view_search_exact(v, name, alive_since, cb, ctx) : r;
+	return r == 0 ? view_search_exact(v, name, alive_since, cb, ctx) : r;
 }
 
 int store_search_substring(struct store *st, const char *text, int64_t alive_since,
@@ -256,10 +254,8 @@ int store_search_substring(struct store *st, const char *text, int64_t alive_sin
 
 	enter(st);
 	r = st->ops->view(st->b, &v);
-	if (r == -ENOENT)
-		r = st->ops->search_substring(st->b, text, alive_since, limit, offset, total, exact, cb, ctx);
 	leave(st);
-	return r == 0 && v ? view_search_substring(v, text, alive_since, limit, offset, total, exact, cb, ctx) : r;
+	return r == 0 ? view_search_substring(v, text, alive_since, limit, offset, total, exact, cb, ctx) : r;
 }
 
 int store_peers_online(struct store *st, int64_t alive_since, store_name_cb cb, void *ctx)

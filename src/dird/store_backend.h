@@ -38,16 +38,9 @@ struct store_ops {
 	int (*index)(struct store_backend *b, const char *username, const char *ip, int port,
 		     const char *folder, const struct store_file *files, size_t nfiles, int64_t now);
 	int (*heartbeat)(struct store_backend *b, const char *username, int64_t now);
-	/* The view (view.h) that answers searches: 0 and *out; -EAGAIN when
-	 * it is too stale to use; -ENOENT when the backend has none (then
-	 * search_exact and search_substring answer, which a backend that
-	 * always has a view need not give). */
+	/* The view (view.h) that answers searches: 0 and *out, or -EAGAIN
+	 * when it is too stale to use. */
 	int (*view)(struct store_backend *b, struct view **out);
-	int (*search_exact)(struct store_backend *b, const char *name, int64_t alive_since,
-			    store_hit_cb cb, void *ctx);
-	int (*search_substring)(struct store_backend *b, const char *text, int64_t alive_since,
-				int64_t limit, int64_t offset, int64_t *total, bool *exact,
-				store_hit_cb cb, void *ctx);
 	int (*peers_online)(struct store_backend *b, int64_t alive_since, store_name_cb cb, void *ctx);
 	int (*ticket_create)(struct store_backend *b, const char *ticket_hash, const char *username,
 			     const char *peer, const char *file, int64_t expires_at);

@@ -3,10 +3,9 @@
  * by several p2p-dird replicas.
  *
  * One struct store_backend per process, callable from several threads at
- * once: it keeps a pool of up to `connections` libpq connections (opened on
- * demand, a mutex and a condition variable hand them out), and each call
- * holds one connection only while its statements run. A caller that finds
- * every connection busy waits for one; nothing else is shared.
+ * once: each call takes a connection from the pool (pgpool.h) only while
+ * its statements run; a read whose connection broke is tried once more.
+ * Every statement below is prepared once per connection, on first use.
  *
  * The schema is store_sqlite.c's, version for version, in PostgreSQL's
  * words; the version lives in table p2p_schema. Migration runs under a
@@ -15,26 +14,17 @@
  * advisory lock without waiting, so only one replica sweeps at a time.
  * File names compare in NFC: the column side through a stored generated
  * column name_nfc = normalize(name, NFC) (so the database must be UTF-8),
- * the query side through nfc.h. Substring
- * search is LIKE on that NFC name with ASCII letters folded (the SQLite
- * backend's rule: other characters match exactly), served by a pg_trgm GIN
- * index on that folded name from three characters on (shorter patterns
- * scan, as trigrams cannot match them); total is counted up to a cap, as
- * store.h says. User names compare as lower(name), which a unique index
- * serves.
- *
- * A connection found broken is reset before its next use; a read-only call
- * that fails because its connection broke is tried once more on a fresh one
- * (writes are not, as the first try may have committed). Every statement
- * is prepared once per connection, on first use.
+ * the query side through nfc.h. User names compare as lower(name), which a
+ * unique index serves.
  *
  * Change stream (schema 4; see replica.h): index, heartbeat, logout and
  * user deletion each append a numbered row to `changes` and NOTIFY
  * p2p_changes in their own transaction, taking the counter row last so the
- * lock it holds until commit is short. With store_replicate() (the daemon)
- * searches, online counts, sessions and tickets are answered by the
- * replica's in-memory view (replica.c); without it (the command line, the
- * migration) by SQL as before. The sweep prunes change rows older than
+ * lock it holds until commit is short. The daemon always follows it
+ * (store_replicate()): searches, online counts, sessions and tickets are
+ * answered by the replica's in-memory view (replica.c, view.h). The
+ * command line (user and peers commands, the migration) has no replica and
+ * does not search. The sweep prunes change rows older than
  * CHANGE_RETENTION seconds; a replica that missed them reloads.
  */
 #include "config.h"
@@ -52,6 +42,7 @@
 
 #include "log.h"
 #include "nfc.h"
+#include "pgpool.h"
 #include "replica.h"
 #include "store_backend.h"
 #include "view.h"
@@ -145,8 +136,6 @@ static const char SQL_USER_COLLISIONS[] =
 	"SELECT string_agg(name, ', ' ORDER BY lower(name), name) FROM users WHERE lower(name) IN"
 	" (SELECT lower(name) FROM users GROUP BY lower(name) HAVING count(*) > 1)";
 
-#define HIT_COLUMNS "u.name, p.ip, p.port, p.folder, f.name, f.size, f.sha256"
-#define HIT_JOIN " JOIN peers p ON p.user_id = f.peer_id JOIN users u ON u.id = p.user_id "
 #define ALIVE " p.online AND p.last_seen >= "
 
 static const char SQL_USER_CREATE[] = "INSERT INTO users(name, hash, created) VALUES ($1, $2, $3)";
@@ -209,15 +198,6 @@ static const char SQL_ACKS_PRUNE[] =
 	"DELETE FROM replica_acks WHERE pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)";
 static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
-static const char SQL_SEARCH_EXACT[] =
-	"SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN "WHERE f.name_nfc = $1 AND" ALIVE "$2 ORDER BY u.name";
-/* $1: the folded pattern; counts at most $3 rows. */
-static const char SQL_COUNT_LIKE[] =
-	"SELECT count(*) FROM (SELECT 1 FROM files f" HIT_JOIN "WHERE " FOLD("f.name_nfc") " LIKE $1 AND"
-	ALIVE "$2 LIMIT $3) m";
-static const char SQL_SEARCH_LIKE[] =
-	"SELECT " HIT_COLUMNS " FROM files f" HIT_JOIN
-	"WHERE " FOLD("f.name_nfc") " LIKE $1 AND" ALIVE "$2 ORDER BY f.id LIMIT $3 OFFSET $4";
 static const char SQL_PEERS_ONLINE[] =
 	"SELECT u.name, p.last_seen, (SELECT count(*) FROM files f WHERE f.peer_id = p.user_id)"
 	" FROM peers p JOIN users u ON u.id = p.user_id WHERE" ALIVE "$1 ORDER BY u.name";
@@ -231,42 +211,20 @@ static const char SQL_TICKET_VERIFY[] =
 	" WHERE t.ticket_hash = $1 AND" USER_IS("pu.name", "$2") " AND t.expires > $3";
 static const char SQL_COUNTS[] =
 	"SELECT (SELECT count(*) FROM users),"
-	" (SELECT count(*) FROM sessions WHERE expires > extract(epoch FROM now())::bigint),"
-	" (SELECT count(*) FROM peers p WHERE" ALIVE "$1),"
-	" (SELECT count(*) FROM files f JOIN peers p ON p.user_id = f.peer_id WHERE" ALIVE "$1)";
-/* With a replica, the online counts come from its view. */
-static const char SQL_COUNTS_USERS[] =
-	"SELECT (SELECT count(*) FROM users),"
 	" (SELECT count(*) FROM sessions WHERE expires > extract(epoch FROM now())::bigint)";
 
 /* Statements prepared per connection on first use, by their index here. */
 static const char *const prepared[] = {
 	SQL_USER_CREATE, SQL_USER_HASH, SQL_USER_DELETE, SQL_USER_LIST, SQL_SESSION_CREATE,
 	SQL_SESSION_LOOKUP, SQL_SESSION_DELETE, SQL_PEER_UPSERT, SQL_FILES_REPLACE, SQL_HEARTBEATS,
-	SQL_CHANGE, SQL_CHANGES_PRUNE, SQL_BEGIN, SQL_COMMIT, SQL_SEARCH_EXACT, SQL_COUNT_LIKE,
-	SQL_SEARCH_LIKE, SQL_PEERS_ONLINE, SQL_TICKET_CREATE, SQL_TICKET_VERIFY, SQL_COUNTS,
-	SQL_COUNTS_USERS, SQL_ACKS_BEHIND, SQL_ACKS_PRUNE,
+	SQL_CHANGE, SQL_CHANGES_PRUNE, SQL_BEGIN, SQL_COMMIT, SQL_PEERS_ONLINE,
+	SQL_TICKET_CREATE, SQL_TICKET_VERIFY, SQL_COUNTS, SQL_ACKS_BEHIND, SQL_ACKS_PRUNE,
 };
 #define NPREPARED (sizeof(prepared) / sizeof(prepared[0]))
 
-/* A pooled connection and which statements it has prepared. */
-struct store_backend;
-struct conn {
-	struct store_backend *b;
-	PGconn *pg;
-	uint64_t prepared;
-};
-
 struct store_backend {
-	char *conninfo;
-	pthread_mutex_t lock;
-	pthread_cond_t released;   /* a connection went back to the pool */
-	unsigned size;             /* connections at most */
-	unsigned nopen;            /* open or being opened */
-	unsigned nidle;
-	struct conn **idle;        /* size slots */
+	struct pgpool *pool;
 	struct replica *replica;   /* store_replicate() was called */
-	uint64_t queries;          /* statements sent */
 	/* Heartbeats waiting for a batch (group commit, pg_heartbeat). */
 	pthread_mutex_t hb_lock;
 	pthread_cond_t hb_done;
@@ -274,217 +232,9 @@ struct store_backend {
 	bool hb_flushing;
 };
 
-/* What a statement may do when its connection breaks under it. */
-enum retry { NO_RETRY, RETRY };
-
-/* Server notices (e.g. "extension already exists") are for debugging. */
-static void notice_log(void *arg, const char *message)
-{
-	size_t n = strlen(message);
-
-	log_debug("postgresql: %.*s", (int)(n && message[n - 1] == '\n' ? n - 1 : n), message);
-}
-
-/* libpq's messages end with a newline; log lines do not. */
-static const char *pq_message(PGconn *c)
-{
-	static __thread char buf[512];
-	const char *m = PQerrorMessage(c);
-	size_t n = strlen(m);
-
-	while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
-		n--;
-	snprintf(buf, sizeof(buf), "%.*s", (int)n, m);
-	return buf;
-}
-
-static struct conn *connect_one(struct store_backend *b)
-{
-	struct conn *cn = calloc(1, sizeof(*cn));
-	PGconn *c;
-
-	if (!cn || !(c = PQconnectdb(b->conninfo))) {
-		log_err("database: out of memory connecting to PostgreSQL");
-		free(cn);
-		return NULL;
-	}
-	cn->pg = c;
-	cn->b = b;
-	if (PQstatus(c) != CONNECTION_OK) {
-		log_err("database: cannot connect to PostgreSQL: %s", pq_message(c));
-		goto fail;
-	}
-	PQsetNoticeProcessor(c, notice_log, NULL);
-	if (PQclientEncoding(c) != pg_char_to_encoding("UTF8") && PQsetClientEncoding(c, "UTF8") != 0) {
-		log_err("database: cannot use UTF-8 with PostgreSQL: %s", pq_message(c));
-		goto fail;
-	}
-	return cn;
-fail:
-	PQfinish(c);
-	free(cn);
-	return NULL;
-}
-
-static void conn_free(struct conn *c)
-{
-	PQfinish(c->pg);
-	free(c);
-}
-
-/* Take a connection from the pool, opening one if the pool is not full,
- * or wait for one. NULL: none could be opened (logged). */
-static struct conn *conn_get(struct store_backend *b)
-{
-	struct conn *c = NULL;
-
-	pthread_mutex_lock(&b->lock);
-	while (b->nidle == 0 && b->nopen == b->size)
-		pthread_cond_wait(&b->released, &b->lock);
-	if (b->nidle > 0) {
-		c = b->idle[--b->nidle];
-		pthread_mutex_unlock(&b->lock);
-		if (PQstatus(c->pg) == CONNECTION_OK)
-			return c;
-		PQreset(c->pg);
-		c->prepared = 0; /* a new session has none */
-		if (PQstatus(c->pg) == CONNECTION_OK) {
-			log_notice("database: reconnected to PostgreSQL");
-			return c;
-		}
-		log_err("database: cannot reconnect to PostgreSQL: %s", pq_message(c->pg));
-		conn_free(c);
-	} else {
-		b->nopen++;
-		pthread_mutex_unlock(&b->lock);
-		c = connect_one(b);
-		if (c)
-			return c;
-	}
-	pthread_mutex_lock(&b->lock);
-	b->nopen--;
-	pthread_cond_signal(&b->released);
-	pthread_mutex_unlock(&b->lock);
-	return NULL;
-}
-
-static void conn_put(struct store_backend *b, struct conn *c)
-{
-	/* A call that failed mid-transaction must not hand the next one its
-	 * aborted transaction. */
-	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-		PQclear(PQexec(c->pg, "ROLLBACK"));
-	pthread_mutex_lock(&b->lock);
-	b->idle[b->nidle++] = c;
-	pthread_cond_signal(&b->released);
-	pthread_mutex_unlock(&b->lock);
-}
-
-/* Run sql with text parameters on c, as a prepared statement if it is one
- * of prepared[]. Returns the result when its status is PGRES_COMMAND_OK or
- * PGRES_TUPLES_OK; otherwise NULL with *err set: -EEXIST for a unique
- * violation, -EAGAIN (logged) when the connection broke, -EIO (logged) for
- * anything else. */
-static PGresult *run(struct conn *c, const char *sql, int nparams, const char *const *params,
-		     const char *what, int *err)
-{
-	PGresult *res = NULL;
-	ExecStatusType status;
-	const char *state;
-	size_t i;
-
-	for (i = 0; i < NPREPARED && prepared[i] != sql; i++)
-		;
-	__atomic_add_fetch(&c->b->queries, 1, __ATOMIC_RELAXED);
-	if (i < NPREPARED) {
-		char name[8];
-
-		snprintf(name, sizeof(name), "s%zu", i);
-		if (!(c->prepared & (UINT64_C(1) << i))) {
-			res = PQprepare(c->pg, name, sql, nparams, NULL);
-			if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-				c->prepared |= UINT64_C(1) << i;
-				PQclear(res);
-				res = NULL;
-			}
-		}
-		if (!res)
-			res = PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
-	} else {
-		res = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
-	}
-	status = PQresultStatus(res);
-	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
-		return res;
-	state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	if (state && strcmp(state, "23505") == 0) {
-		*err = -EEXIST;
-	} else {
-		log_err("database: %s: %s", what, pq_message(c->pg));
-		*err = PQstatus(c->pg) != CONNECTION_OK ? -EAGAIN : -EIO;
-	}
-	PQclear(res);
-	return NULL;
-}
-
-/* Take a connection and run one statement on it; the caller reads the
- * result, then gives both back with done(). A read (RETRY) whose
- * connection broke is tried once more. */
-static PGresult *query(struct store_backend *b, struct conn **cp, const char *sql, int nparams,
-		       const char *const *params, enum retry retry, const char *what, int *err)
-{
-	for (int attempt = 0;; attempt++) {
-		struct conn *c = conn_get(b);
-		PGresult *res;
-
-		if (!c) {
-			*err = -EAGAIN;
-			return NULL;
-		}
-		res = run(c, sql, nparams, params, what, err);
-		if (res) {
-			*cp = c;
-			return res;
-		}
-		if (retry == RETRY && attempt == 0 && PQstatus(c->pg) != CONNECTION_OK) {
-			conn_put(b, c);
-			continue;
-		}
-		conn_put(b, c);
-		return NULL;
-	}
-}
-
-static void done(struct store_backend *b, struct conn *c, PGresult *res)
-{
-	PQclear(res);
-	conn_put(b, c);
-}
-
-/* Run a statement for its effect; -ENOENT when it touched no row. */
-static int exec_rows(struct store_backend *b, const char *sql, int nparams, const char *const *params,
-		     const char *what)
-{
-	struct conn *c;
-	PGresult *res;
-	int err;
-
-	res = query(b, &c, sql, nparams, params, NO_RETRY, what, &err);
-	if (!res)
-		return err;
-	err = strcmp(PQcmdTuples(res), "0") == 0 ? -ENOENT : 0;
-	done(b, c, res);
-	return err;
-}
-
-static int64_t get_int64(const PGresult *res, int row, int col)
-{
-	return strtoll(PQgetvalue(res, row, col), NULL, 10);
-}
-
 #define INT64_TEXT(name, value) char name[24]; snprintf(name, sizeof(name), "%" PRId64, (int64_t)(value))
 
-static int migrate(struct store_backend *b, struct conn *c)
+static int migrate(struct pgconn *c)
 {
 	const int latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
 	char lock_sql[96];
@@ -494,17 +244,17 @@ static int migrate(struct store_backend *b, struct conn *c)
 	snprintf(lock_sql, sizeof(lock_sql), "SELECT pg_advisory_xact_lock(%" PRId64 ")", LOCK_MIGRATE);
 	/* The table holding the version is created under the lock, too: two
 	 * replicas starting on an empty database must not both create it. */
-	if (!(res = run(c, "BEGIN", 0, NULL, "migrate: begin", &err)))
+	if (!(res = pg_run(c, "BEGIN", 0, NULL, "migrate: begin", &err)))
 		return err;
 	PQclear(res);
-	if (!(res = run(c, lock_sql, 0, NULL, "migrate: lock", &err)))
+	if (!(res = pg_run(c, lock_sql, 0, NULL, "migrate: lock", &err)))
 		goto fail;
 	PQclear(res);
-	if (!(res = run(c, "CREATE TABLE IF NOT EXISTS p2p_schema (version integer NOT NULL)", 0, NULL,
+	if (!(res = pg_run(c, "CREATE TABLE IF NOT EXISTS p2p_schema (version integer NOT NULL)", 0, NULL,
 			"migrate: version table", &err)))
 		goto fail;
 	PQclear(res);
-	if (!(res = run(c, "SELECT version FROM p2p_schema", 0, NULL, "migrate: read version", &err)))
+	if (!(res = pg_run(c, "SELECT version FROM p2p_schema", 0, NULL, "migrate: read version", &err)))
 		goto fail;
 	version = PQntuples(res) ? atoi(PQgetvalue(res, 0, 0)) : 0;
 	PQclear(res);
@@ -514,7 +264,7 @@ static int migrate(struct store_backend *b, struct conn *c)
 		goto fail;
 	}
 	if (version == 0) {
-		if (!(res = run(c, "INSERT INTO p2p_schema VALUES (0)", 0, NULL, "migrate: version", &err)))
+		if (!(res = pg_run(c, "INSERT INTO p2p_schema VALUES (0)", 0, NULL, "migrate: version", &err)))
 			goto fail;
 		PQclear(res);
 	}
@@ -522,7 +272,7 @@ static int migrate(struct store_backend *b, struct conn *c)
 		char sql[64];
 
 		if (v + 1 == 3) {
-			if (!(res = run(c, SQL_USER_COLLISIONS, 0, NULL, "migrate: check user names", &err)))
+			if (!(res = pg_run(c, SQL_USER_COLLISIONS, 0, NULL, "migrate: check user names", &err)))
 				goto fail;
 			if (!PQgetisnull(res, 0, 0)) {
 				log_err("database: cannot upgrade to schema 3, where user names are unique without"
@@ -539,17 +289,17 @@ static int migrate(struct store_backend *b, struct conn *c)
 		/* A multi-statement string must go through the simple protocol. */
 		res = PQexec(c->pg, migrations[v]);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			log_err("database: migration to schema %d failed: %s", v + 1, pq_message(c->pg));
+			log_err("database: migration to schema %d failed: %s", v + 1, pg_message(c->pg));
 			PQclear(res);
 			err = -EIO;
 			goto fail;
 		}
 		PQclear(res);
-		if (!(res = run(c, sql, 0, NULL, "migrate: version", &err)))
+		if (!(res = pg_run(c, sql, 0, NULL, "migrate: version", &err)))
 			goto fail;
 		PQclear(res);
 	}
-	if (!(res = run(c, "COMMIT", 0, NULL, "migrate: commit", &err)))
+	if (!(res = pg_run(c, "COMMIT", 0, NULL, "migrate: commit", &err)))
 		goto fail;
 	PQclear(res);
 	for (int v = version; v < latest; v++)
@@ -566,12 +316,7 @@ static void pg_close(struct store_backend *b)
 		return;
 	/* Every call has returned: all open connections are idle. */
 	replica_stop(b->replica);
-	for (unsigned i = 0; i < b->nidle; i++)
-		conn_free(b->idle[i]);
-	free(b->idle);
-	free(b->conninfo);
-	pthread_cond_destroy(&b->released);
-	pthread_mutex_destroy(&b->lock);
+	pgpool_close(b->pool);
 	pthread_mutex_destroy(&b->hb_lock);
 	pthread_cond_destroy(&b->hb_done);
 	free(b);
@@ -580,43 +325,22 @@ static void pg_close(struct store_backend *b)
 static int pg_open(const char *database, unsigned connections, struct store_backend **out)
 {
 	struct store_backend *b = calloc(1, sizeof(*b));
-	char *perr = NULL;
-	PQconninfoOption *opts;
-	struct conn *c;
+	struct pgconn *c;
 	int r;
 
 	if (!b)
 		return -ENOMEM;
-	pthread_mutex_init(&b->lock, NULL);
 	pthread_mutex_init(&b->hb_lock, NULL);
 	pthread_cond_init(&b->hb_done, NULL);
 	b->hb_tail = &b->hb_queue;
-	pthread_cond_init(&b->released, NULL);
-	b->size = connections;
-	b->conninfo = strdup(database);
-	b->idle = calloc(connections, sizeof(*b->idle));
-	if (!b->conninfo || !b->idle) {
+	/* The first connection migrates the schema. */
+	r = pgpool_open(database, connections, prepared, NPREPARED, &b->pool, &c);
+	if (r < 0) {
 		pg_close(b);
-		return -ENOMEM;
+		return r;
 	}
-	/* Say what is wrong with the URI before trying to connect with it. */
-	opts = PQconninfoParse(database, &perr);
-	if (!opts) {
-		log_err("database: not a valid PostgreSQL URI: %s", perr ? perr : "out of memory");
-		PQfreemem(perr);
-		pg_close(b);
-		return -EINVAL;
-	}
-	PQconninfoFree(opts);
-	/* The first connection migrates the schema and proves the server answers. */
-	b->nopen = 1;
-	c = connect_one(b);
-	if (!c) {
-		pg_close(b);
-		return -EIO;
-	}
-	r = migrate(b, c);
-	b->idle[b->nidle++] = c;
+	r = migrate(c);
+	pgpool_put(c);
 	if (r < 0) {
 		pg_close(b);
 		return r;
@@ -626,7 +350,7 @@ static int pg_open(const char *database, unsigned connections, struct store_back
 }
 
 /* Records a change (kind: replica.c's) as the transaction's last statement. */
-static int record_change(struct conn *c, int kind, const char *user_id, int64_t at, const char *token_hash,
+static int record_change(struct pgconn *c, int kind, const char *user_id, int64_t at, const char *token_hash,
 			 int64_t *seq, const char *what)
 {
 	INT64_TEXT(kind_text, kind);
@@ -635,9 +359,9 @@ static int record_change(struct conn *c, int kind, const char *user_id, int64_t 
 	PGresult *res;
 	int err;
 
-	if (!(res = run(c, SQL_CHANGE, 4, p, what, &err)))
+	if (!(res = pg_run(c, SQL_CHANGE, 4, p, what, &err)))
 		return err;
-	*seq = PQntuples(res) ? get_int64(res, 0, 0) : 0;
+	*seq = PQntuples(res) ? pg_value_int64(res, 0, 0) : 0;
 	PQclear(res);
 	return 0;
 }
@@ -665,15 +389,15 @@ static void acked(struct store_backend *b, int64_t seq)
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
-		struct conn *c;
+		struct pgconn *c;
 		PGresult *res;
 		int err;
 		int64_t behind;
 
-		if (!(res = query(b, &c, SQL_ACKS_BEHIND, 1, p, RETRY, "wait for replicas", &err)))
+		if (!(res = pg_query(b->pool, &c, SQL_ACKS_BEHIND, 1, p, PG_RETRY, "wait for replicas", &err)))
 			return;
-		behind = get_int64(res, 0, 0);
-		done(b, c, res);
+		behind = pg_value_int64(res, 0, 0);
+		pg_done(c, res);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (behind == 0)
 			return;
@@ -686,12 +410,12 @@ static void acked(struct store_backend *b, int64_t seq)
 	}
 }
 
-static int tx(struct conn *c, const char *sql, const char *what)
+static int tx(struct pgconn *c, const char *sql, const char *what)
 {
 	PGresult *res;
 	int err;
 
-	if (!(res = run(c, sql, 0, NULL, what, &err)))
+	if (!(res = pg_run(c, sql, 0, NULL, what, &err)))
 		return err;
 	PQclear(res);
 	return 0;
@@ -702,17 +426,17 @@ static int pg_user_create(struct store_backend *b, const char *username, const c
 	INT64_TEXT(created, now);
 	const char *p[] = { username, hash, created };
 
-	return exec_rows(b, SQL_USER_CREATE, 3, p, "create user");
+	return pg_exec_rows(b->pool, SQL_USER_CREATE, 3, p, "create user");
 }
 
 static int pg_user_hash(struct store_backend *b, const char *username, char **hash_out)
 {
 	const char *p[] = { username };
-	struct conn *c;
+	struct pgconn *c;
 	PGresult *res;
 	int err;
 
-	res = query(b, &c, SQL_USER_HASH, 1, p, RETRY, "find user", &err);
+	res = pg_query(b->pool, &c, SQL_USER_HASH, 1, p, PG_RETRY, "find user", &err);
 	if (!res)
 		return err;
 	if (PQntuples(res) == 0) {
@@ -721,7 +445,7 @@ static int pg_user_hash(struct store_backend *b, const char *username, char **ha
 		*hash_out = strdup(PQgetvalue(res, 0, 0));
 		err = *hash_out ? 0 : -ENOMEM;
 	}
-	done(b, c, res);
+	pg_done(c, res);
 	return err;
 }
 
@@ -733,7 +457,7 @@ static int delete_with_change(struct store_backend *b, const char *sql, const ch
 			      const char *token_hash, const char *what)
 {
 	const char *p[] = { key };
-	struct conn *c = conn_get(b);
+	struct pgconn *c = pgpool_get(b->pool);
 	PGresult *res;
 	int64_t seq = 0;
 	int r;
@@ -742,7 +466,7 @@ static int delete_with_change(struct store_backend *b, const char *sql, const ch
 		return -EAGAIN;
 	if ((r = tx(c, SQL_BEGIN, what)) < 0)
 		goto out;
-	if (!(res = run(c, sql, 1, p, what, &r)))
+	if (!(res = pg_run(c, sql, 1, p, what, &r)))
 		goto out;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -754,7 +478,7 @@ static int delete_with_change(struct store_backend *b, const char *sql, const ch
 	if (r == 0)
 		r = tx(c, SQL_COMMIT, what);
 out:
-	conn_put(b, c);
+	pgpool_put(c);
 	if (r == 0) {
 		seen(b, seq);
 		acked(b, seq);
@@ -769,16 +493,16 @@ static int pg_user_delete(struct store_backend *b, const char *username)
 
 static int pg_user_list(struct store_backend *b, store_name_cb cb, void *ctx)
 {
-	struct conn *c;
+	struct pgconn *c;
 	PGresult *res;
 	int r = 0;
 
-	res = query(b, &c, SQL_USER_LIST, 0, NULL, RETRY, "list users", &r);
+	res = pg_query(b->pool, &c, SQL_USER_LIST, 0, NULL, PG_RETRY, "list users", &r);
 	if (!res)
 		return r;
 	for (int i = 0; r == 0 && i < PQntuples(res); i++)
-		r = cb(PQgetvalue(res, i, 0), get_int64(res, i, 1), 0, ctx);
-	done(b, c, res);
+		r = cb(PQgetvalue(res, i, 0), pg_value_int64(res, i, 1), 0, ctx);
+	pg_done(c, res);
 	return r;
 }
 
@@ -788,7 +512,7 @@ static int pg_session_create(struct store_backend *b, const char *username, cons
 	INT64_TEXT(expires, expires_at);
 	const char *p[] = { token_hash, username, expires };
 
-	return exec_rows(b, SQL_SESSION_CREATE, 3, p, "create session");
+	return pg_exec_rows(b->pool, SQL_SESSION_CREATE, 3, p, "create session");
 }
 
 static int pg_session_lookup(struct store_backend *b, const char *token_hash, int64_t now,
@@ -796,14 +520,14 @@ static int pg_session_lookup(struct store_backend *b, const char *token_hash, in
 {
 	INT64_TEXT(now_text, now);
 	const char *p[] = { token_hash, now_text };
-	struct conn *c;
+	struct pgconn *c;
 	PGresult *res;
 	uint64_t gen = 0;
 	int err;
 
 	if (b->replica && replica_session_get(b->replica, token_hash, now, username, expires_at, &gen) == 0)
 		return 0;
-	res = query(b, &c, SQL_SESSION_LOOKUP, 2, p, RETRY, "find session", &err);
+	res = pg_query(b->pool, &c, SQL_SESSION_LOOKUP, 2, p, PG_RETRY, "find session", &err);
 	if (!res)
 		return err;
 	if (PQntuples(res) == 0) {
@@ -811,13 +535,13 @@ static int pg_session_lookup(struct store_backend *b, const char *token_hash, in
 	} else {
 		snprintf(username, USERNAME_MAX + 1, "%s", PQgetvalue(res, 0, 0));
 		if (expires_at)
-			*expires_at = get_int64(res, 0, 1);
+			*expires_at = pg_value_int64(res, 0, 1);
 		if (b->replica)
-			replica_session_put(b->replica, token_hash, get_int64(res, 0, 2), username,
-					    get_int64(res, 0, 1), gen);
+			replica_session_put(b->replica, token_hash, pg_value_int64(res, 0, 2), username,
+					    pg_value_int64(res, 0, 1), gen);
 		err = 0;
 	}
-	done(b, c, res);
+	pg_done(c, res);
 	return err;
 }
 
@@ -891,7 +615,7 @@ static int pg_index(struct store_backend *b, const char *username, const char *i
 	INT64_TEXT(now_text, now);
 	const char *peer[] = { username, ip, port_text, folder, now_text };
 	char *names, *sizes, *hashes;
-	struct conn *c;
+	struct pgconn *c;
 	PGresult *res;
 	int64_t seq = 0;
 	int r;
@@ -899,14 +623,14 @@ static int pg_index(struct store_backend *b, const char *username, const char *i
 	r = files_arrays(files, nfiles, &names, &sizes, &hashes);
 	if (r < 0)
 		return r;
-	c = conn_get(b);
+	c = pgpool_get(b->pool);
 	if (!c) {
 		r = -EAGAIN;
 		goto out;
 	}
 	if ((r = tx(c, SQL_BEGIN, "index: begin")) < 0)
 		goto out;
-	if (!(res = run(c, SQL_PEER_UPSERT, 5, peer, "index: peer", &r)))
+	if (!(res = pg_run(c, SQL_PEER_UPSERT, 5, peer, "index: peer", &r)))
 		goto out;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
@@ -915,7 +639,7 @@ static int pg_index(struct store_backend *b, const char *username, const char *i
 	}
 	{
 		const char *p[] = { PQgetvalue(res, 0, 0), names, sizes, hashes };
-		PGresult *ins = run(c, SQL_FILES_REPLACE, 4, p, "index: files", &r);
+		PGresult *ins = pg_run(c, SQL_FILES_REPLACE, 4, p, "index: files", &r);
 
 		if (ins) {
 			PQclear(ins);
@@ -928,7 +652,7 @@ static int pg_index(struct store_backend *b, const char *username, const char *i
 	r = tx(c, SQL_COMMIT, "index: commit");
 out:
 	if (c)
-		conn_put(b, c); /* rolls back what did not commit */
+		pgpool_put(c); /* rolls back what did not commit */
 	free(names);
 	free(sizes);
 	free(hashes);
@@ -960,7 +684,7 @@ static void hb_write(struct store_backend *b, struct beat **beats, size_t n)
 	struct store_file *f = calloc(n, sizeof(*f));
 	char *names = NULL, *ats = NULL, *unused = NULL;
 	size_t k = 0;
-	struct conn *c;
+	struct pgconn *c;
 	PGresult *res = NULL;
 	int r = -ENOMEM;
 
@@ -978,18 +702,18 @@ static void hb_write(struct store_backend *b, struct beat **beats, size_t n)
 	if (f && (r = files_arrays(f, k, &names, &ats, &unused)) == 0) {
 		const char *p[] = { names, ats };
 
-		res = query(b, &c, SQL_HEARTBEATS, 2, p, NO_RETRY, "heartbeat", &r);
+		res = pg_query(b->pool, &c, SQL_HEARTBEATS, 2, p, PG_NO_RETRY, "heartbeat", &r);
 	}
 	for (size_t i = 0; i < n; i++) {
 		beats[i]->result = r < 0 ? r : -ENOENT;
 		for (int row = 0; res && row < PQntuples(res); row++)
 			if (strcasecmp(PQgetvalue(res, row, 0), beats[i]->name) == 0) {
 				beats[i]->result = 0;
-				beats[i]->seq = get_int64(res, row, 1);
+				beats[i]->seq = pg_value_int64(res, row, 1);
 			}
 	}
 	if (res)
-		done(b, c, res);
+		pg_done(c, res);
 	free(f);
 	free(names);
 	free(ats);
@@ -1033,118 +757,20 @@ static int pg_heartbeat(struct store_backend *b, const char *username, int64_t n
 	return me.result;
 }
 
-static int emit_hits(const PGresult *res, store_hit_cb cb, void *ctx)
-{
-	int r = 0;
-
-	for (int i = 0; r == 0 && i < PQntuples(res); i++) {
-		struct store_hit h = {
-			.peer = PQgetvalue(res, i, 0),
-			.ip = PQgetvalue(res, i, 1),
-			.port = atoi(PQgetvalue(res, i, 2)),
-			.folder = PQgetvalue(res, i, 3),
-			.name = PQgetvalue(res, i, 4),
-			.size = get_int64(res, i, 5),
-			.sha256 = PQgetvalue(res, i, 6),
-		};
-		r = cb(&h, ctx);
-	}
-	return r;
-}
-
-static int pg_search_exact(struct store_backend *b, const char *name, int64_t alive_since,
-			   store_hit_cb cb, void *ctx)
-{
-	char key[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
-	INT64_TEXT(alive, alive_since);
-	const char *p[] = { key, alive };
-	struct conn *c;
-	PGresult *res;
-	int r;
-
-	if (nfc(name, key, sizeof(key)) < 0)
-		return -EINVAL;
-	res = query(b, &c, SQL_SEARCH_EXACT, 2, p, RETRY, "search", &r);
-	if (!res)
-		return r;
-	r = emit_hits(res, cb, ctx);
-	done(b, c, res);
-	return r;
-}
-
-static int pg_search_substring(struct store_backend *b, const char *text, int64_t alive_since,
-			       int64_t limit, int64_t offset, int64_t *total, bool *exact,
-			       store_hit_cb cb, void *ctx)
-{
-	int64_t stop = offset + limit > STORE_TOTAL_CAP ? offset + limit : STORE_TOTAL_CAP;
-	INT64_TEXT(alive, alive_since);
-	INT64_TEXT(limit_text, limit);
-	INT64_TEXT(offset_text, offset);
-	INT64_TEXT(count_limit, stop + 1);
-	char key[NFC_MAX_BYTES(FILENAME_MAX_BYTES) + 1];
-	long n = nfc(text, key, sizeof(key));
-	size_t len, j = 0;
-	/* %text% of the NFC text with LIKE's metacharacters (\ % _) escaped. */
-	char *pattern;
-	struct conn *c;
-	PGresult *res;
-	int r;
-
-	if (n < 0)
-		return n == -ENOMEM ? -ENOMEM : -EINVAL;
-	text = key;
-	len = (size_t)n;
-	pattern = malloc(2 * len + 3);
-	if (!pattern)
-		return -ENOMEM;
-	pattern[j++] = '%';
-	for (size_t i = 0; i < len; i++) {
-		char ch = text[i] >= 'A' && text[i] <= 'Z' ? (char)(text[i] - 'A' + 'a') : text[i];
-
-		if (ch == '\\' || ch == '%' || ch == '_')
-			pattern[j++] = '\\';
-		pattern[j++] = ch;
-	}
-	pattern[j++] = '%';
-	pattern[j] = '\0';
-	{
-		const char *pc[] = { pattern, alive, count_limit };
-		const char *p[] = { pattern, alive, limit_text, offset_text };
-
-		res = query(b, &c, SQL_COUNT_LIKE, 3, pc, RETRY, "count matches", &r);
-		if (!res)
-			goto out;
-		*total = get_int64(res, 0, 0);
-		*exact = *total <= stop;
-		if (!*exact)
-			*total = stop;
-		PQclear(res);
-		res = run(c, SQL_SEARCH_LIKE, 4, p, "search", &r);
-		if (res) {
-			r = emit_hits(res, cb, ctx);
-			PQclear(res);
-		}
-		conn_put(b, c);
-	}
-out:
-	free(pattern);
-	return r;
-}
-
 static int pg_peers_online(struct store_backend *b, int64_t alive_since, store_name_cb cb, void *ctx)
 {
 	INT64_TEXT(alive, alive_since);
 	const char *p[] = { alive };
-	struct conn *c;
+	struct pgconn *c;
 	PGresult *res;
 	int r = 0;
 
-	res = query(b, &c, SQL_PEERS_ONLINE, 1, p, RETRY, "list peers", &r);
+	res = pg_query(b->pool, &c, SQL_PEERS_ONLINE, 1, p, PG_RETRY, "list peers", &r);
 	if (!res)
 		return r;
 	for (int i = 0; r == 0 && i < PQntuples(res); i++)
-		r = cb(PQgetvalue(res, i, 0), get_int64(res, i, 1), get_int64(res, i, 2), ctx);
-	done(b, c, res);
+		r = cb(PQgetvalue(res, i, 0), pg_value_int64(res, i, 1), pg_value_int64(res, i, 2), ctx);
+	pg_done(c, res);
 	return r;
 }
 
@@ -1154,7 +780,7 @@ static int pg_ticket_create(struct store_backend *b, const char *ticket_hash, co
 	INT64_TEXT(expires, expires_at);
 	const char *p[] = { ticket_hash, username, peer, file, expires };
 
-	return exec_rows(b, SQL_TICKET_CREATE, 5, p, "create ticket");
+	return pg_exec_rows(b->pool, SQL_TICKET_CREATE, 5, p, "create ticket");
 }
 
 static int pg_ticket_verify(struct store_backend *b, const char *ticket_hash, const char *peer,
@@ -1162,14 +788,14 @@ static int pg_ticket_verify(struct store_backend *b, const char *ticket_hash, co
 {
 	INT64_TEXT(now_text, now);
 	const char *p[] = { ticket_hash, peer, now_text };
-	struct conn *c;
+	struct pgconn *c;
 	PGresult *res;
 	uint64_t gen = 0;
 	int err;
 
 	if (b->replica && replica_ticket_get(b->replica, ticket_hash, peer, now, username, file, &gen) == 0)
 		return 0;
-	res = query(b, &c, SQL_TICKET_VERIFY, 3, p, RETRY, "verify ticket", &err);
+	res = pg_query(b->pool, &c, SQL_TICKET_VERIFY, 3, p, PG_RETRY, "verify ticket", &err);
 	if (!res)
 		return err;
 	if (PQntuples(res) == 0) {
@@ -1178,11 +804,11 @@ static int pg_ticket_verify(struct store_backend *b, const char *ticket_hash, co
 		snprintf(username, USERNAME_MAX + 1, "%s", PQgetvalue(res, 0, 0));
 		snprintf(file, FILENAME_MAX_BYTES + 1, "%s", PQgetvalue(res, 0, 1));
 		if (b->replica)
-			replica_ticket_put(b->replica, ticket_hash, get_int64(res, 0, 2), get_int64(res, 0, 3),
-					   username, peer, file, get_int64(res, 0, 4), gen);
+			replica_ticket_put(b->replica, ticket_hash, pg_value_int64(res, 0, 2), pg_value_int64(res, 0, 3),
+					   username, peer, file, pg_value_int64(res, 0, 4), gen);
 		err = 0;
 	}
-	done(b, c, res);
+	pg_done(c, res);
 	return err;
 }
 
@@ -1193,17 +819,17 @@ static int pg_sweep(struct store_backend *b, int64_t now)
 	INT64_TEXT(now_text, now);
 	const char *p[] = { now_text };
 	char lock_sql[96];
-	struct conn *c = conn_get(b);
+	struct pgconn *c = pgpool_get(b->pool);
 	PGresult *res;
 	int r;
 
 	if (!c)
 		return -EAGAIN;
 	snprintf(lock_sql, sizeof(lock_sql), "SELECT pg_try_advisory_xact_lock(%" PRId64 ")", LOCK_SWEEP);
-	if (!(res = run(c, "BEGIN", 0, NULL, "sweep: begin", &r)))
+	if (!(res = pg_run(c, "BEGIN", 0, NULL, "sweep: begin", &r)))
 		goto out;
 	PQclear(res);
-	if (!(res = run(c, lock_sql, 0, NULL, "sweep: lock", &r)))
+	if (!(res = pg_run(c, lock_sql, 0, NULL, "sweep: lock", &r)))
 		goto out;
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
 		log_debug("database: another replica is sweeping");
@@ -1212,67 +838,55 @@ static int pg_sweep(struct store_backend *b, int64_t now)
 		goto out;
 	}
 	PQclear(res);
-	if (!(res = run(c, "DELETE FROM sessions WHERE expires <= $1", 1, p, "sweep sessions", &r)))
+	if (!(res = pg_run(c, "DELETE FROM sessions WHERE expires <= $1", 1, p, "sweep sessions", &r)))
 		goto out;
 	PQclear(res);
-	if (!(res = run(c, "DELETE FROM tickets WHERE expires <= $1", 1, p, "sweep tickets", &r)))
+	if (!(res = pg_run(c, "DELETE FROM tickets WHERE expires <= $1", 1, p, "sweep tickets", &r)))
 		goto out;
 	PQclear(res);
 	{
 		INT64_TEXT(horizon, now - CHANGE_RETENTION);
 		const char *ph[] = { horizon };
 
-		if (!(res = run(c, SQL_CHANGES_PRUNE, 1, ph, "prune changes", &r)))
+		if (!(res = pg_run(c, SQL_CHANGES_PRUNE, 1, ph, "prune changes", &r)))
 			goto out;
 		PQclear(res);
-		if (!(res = run(c, SQL_ACKS_PRUNE, 0, NULL, "prune replica acks", &r)))
+		if (!(res = pg_run(c, SQL_ACKS_PRUNE, 0, NULL, "prune replica acks", &r)))
 			goto out;
 		PQclear(res);
 	}
-	if (!(res = run(c, "COMMIT", 0, NULL, "sweep: commit", &r)))
+	if (!(res = pg_run(c, "COMMIT", 0, NULL, "sweep: commit", &r)))
 		goto out;
 	PQclear(res);
 	r = 0;
 out:
-	conn_put(b, c);
+	pgpool_put(c);
 	return r;
 }
 
 static int pg_counts(struct store_backend *b, int64_t alive_since, struct store_counts *out)
 {
-	INT64_TEXT(alive, alive_since);
-	const char *p[] = { alive };
-	struct conn *c;
+	struct pgconn *c;
 	PGresult *res;
 	int r;
 
-	if (b->replica) {
-		if (!(res = query(b, &c, SQL_COUNTS_USERS, 0, NULL, RETRY, "count", &r)))
-			return r;
-		out->users = get_int64(res, 0, 0);
-		out->sessions = get_int64(res, 0, 1);
-		done(b, c, res);
-		view_counts(replica_view(b->replica), alive_since, &out->peers_online, &out->files_online);
-		return 0;
-	}
-	res = query(b, &c, SQL_COUNTS, 1, p, RETRY, "count", &r);
-	if (!res)
+	/* Only the daemon, which always follows the stream, counts. */
+	if (!b->replica)
+		return -EAGAIN;
+	if (!(res = pg_query(b->pool, &c, SQL_COUNTS, 0, NULL, PG_RETRY, "count", &r)))
 		return r;
-	out->users = get_int64(res, 0, 0);
-	out->sessions = get_int64(res, 0, 1);
-	out->peers_online = get_int64(res, 0, 2);
-	out->files_online = get_int64(res, 0, 3);
-	done(b, c, res);
+	out->users = pg_value_int64(res, 0, 0);
+	out->sessions = pg_value_int64(res, 0, 1);
+	pg_done(c, res);
+	view_counts(replica_view(b->replica), alive_since, &out->peers_online, &out->files_online);
 	return 0;
 }
 
-/* With a replica, searches are answered by its view while it is fresh;
- * without (the command line), by SQL. */
+/* Searches are answered by the replica's view while it is fresh; the
+ * command line, which has no replica, does not search. */
 static int pg_view(struct store_backend *b, struct view **out)
 {
-	if (!b->replica)
-		return -ENOENT;
-	if (!replica_fresh(b->replica))
+	if (!b->replica || !replica_fresh(b->replica))
 		return -EAGAIN;
 	*out = replica_view(b->replica);
 	return 0;
@@ -1284,26 +898,26 @@ static int pg_replicate(struct store_backend *b, double max_staleness)
 		replica_set_max_staleness(b->replica, max_staleness);
 		return 0;
 	}
-	return replica_start(b->conninfo, max_staleness, &b->replica);
+	return replica_start(pgpool_conninfo(b->pool), max_staleness, &b->replica);
 }
 
 static void pg_replica_status(struct store_backend *b, struct store_replica *out)
 {
 	if (b->replica)
 		replica_status(b->replica, out);
-	out->queries = __atomic_load_n(&b->queries, __ATOMIC_RELAXED);
+	out->queries = pgpool_queries(b->pool);
 }
 
 static int pg_ping(struct store_backend *b)
 {
-	struct conn *c;
+	struct pgconn *c;
 	PGresult *res;
 	int r;
 
-	res = query(b, &c, "SELECT 1", 0, NULL, RETRY, "ping", &r);
+	res = pg_query(b->pool, &c, "SELECT 1", 0, NULL, PG_RETRY, "ping", &r);
 	if (!res)
 		return r;
-	done(b, c, res);
+	pg_done(c, res);
 	return 0;
 }
 
@@ -1324,8 +938,6 @@ const struct store_ops store_pg_ops = {
 	.index = pg_index,
 	.heartbeat = pg_heartbeat,
 	.view = pg_view,
-	.search_exact = pg_search_exact,
-	.search_substring = pg_search_substring,
 	.peers_online = pg_peers_online,
 	.ticket_create = pg_ticket_create,
 	.ticket_verify = pg_ticket_verify,
