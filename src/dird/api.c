@@ -108,6 +108,27 @@ struct call {
 	struct store_counts counts;       /* for render_metrics */
 	struct store_replica replica;     /* for render_metrics */
 	struct pool_job job;
+	bool beat;                        /* authenticated, its beat not written:
+					   * joins the next batch (beats_add) */
+	struct call *next_beat;
+};
+
+/* Heartbeats on a database server, in batches: the loop collects the
+ * authenticated beats, and one worker at a time writes every beat
+ * collected so far (up to BEATS_MAX) in one statement, while the next ones
+ * collect. Nothing waits for a batch to fill; the pending list is bounded
+ * by the open connections (one request each). */
+#define BEATS_MAX 4096
+struct api_beats {
+	struct pool_job job;
+	struct dird *d;
+	struct call *pending, **tail;
+	size_t npending;
+	bool writing;                     /* job is with a worker */
+	size_t n;
+	struct call *batch[BEATS_MAX];
+	const char *users[BEATS_MAX];
+	int result[BEATS_MAX];
 };
 
 int64_t dird_now(void)
@@ -657,10 +678,9 @@ out:
 	free(list);
 }
 
-static void handle_heartbeat(struct call *c)
+static void reply_heartbeat(struct call *c, int r)
 {
 	struct json_object *o;
-	int r = store_heartbeat(c->d->store, c->user, dird_now());
 
 	if (r == -ENOENT) {
 		reply_error(c, 409, "nothing indexed yet: POST /index first");
@@ -674,6 +694,16 @@ static void handle_heartbeat(struct call *c)
 	add_str(o, "status", "ok");
 	add_int(o, "ttl", c->set.ttl);
 	reply_json(c, 200, o);
+}
+
+static void handle_heartbeat(struct call *c)
+{
+	/* On a database server, the beat joins a batch (beats_add). */
+	if (c->d->pool && store_remote(c->d->store)) {
+		c->beat = true;
+		return;
+	}
+	reply_heartbeat(c, store_heartbeat(c->d->store, c->user, dird_now()));
 }
 
 static int hit_to_json(const struct store_hit *h, void *ctx)
@@ -1188,9 +1218,16 @@ static void job_run(struct pool_job *job)
 	call_run((struct call *)((char *)job - offsetof(struct call, job)));
 }
 
+static void beats_add(struct call *c);
+
 static void job_done(struct pool_job *job)
 {
-	finish((struct call *)((char *)job - offsetof(struct call, job)));
+	struct call *c = (struct call *)((char *)job - offsetof(struct call, job));
+
+	if (c->beat)
+		beats_add(c);
+	else
+		finish(c);
 }
 
 /* At shutdown, for calls that will not be answered: evhttp_free() frees
@@ -1206,6 +1243,78 @@ static void job_discard(struct pool_job *job)
 		evbuffer_free(c->in);
 	free(c->text);
 	free(c);
+}
+
+/* On a worker: one statement for the whole batch. */
+static void beats_run(struct pool_job *job)
+{
+	struct api_beats *b = (struct api_beats *)job;
+	int r;
+
+	for (size_t i = 0; i < b->n; i++)
+		b->users[i] = b->batch[i]->user;
+	r = store_heartbeats(b->d->store, b->users, b->n, dird_now(), b->result);
+	for (size_t i = 0; i < b->n; i++)
+		reply_heartbeat(b->batch[i], r < 0 ? r : b->result[i]);
+}
+
+static void beats_write(struct api_beats *b)
+{
+	b->n = 0;
+	while (b->pending && b->n < BEATS_MAX) {
+		struct call *c = b->pending;
+
+		b->pending = c->next_beat;
+		b->batch[b->n++] = c;
+		c->beat = false;
+	}
+	b->npending -= b->n;
+	if (!b->pending)
+		b->tail = &b->pending;
+	b->writing = true;
+	if (!pool_submit(b->d->pool, &b->job)) {
+		/* Stopping: answer rather than drop them. */
+		for (size_t i = 0; i < b->n; i++) {
+			reply_store_error(b->batch[i], -EAGAIN);
+			finish(b->batch[i]);
+		}
+		b->writing = false;
+	}
+}
+
+/* On the loop: the batch is written; answer it, then write what came. */
+static void beats_done(struct pool_job *job)
+{
+	struct api_beats *b = (struct api_beats *)job;
+
+	for (size_t i = 0; i < b->n; i++)
+		finish(b->batch[i]);
+	b->n = 0;
+	b->writing = false;
+	if (b->pending)
+		beats_write(b);
+}
+
+static void beats_discard(struct pool_job *job)
+{
+	struct api_beats *b = (struct api_beats *)job;
+
+	for (size_t i = 0; i < b->n; i++)
+		job_discard(&b->batch[i]->job);
+	b->n = 0;
+	b->writing = false;
+}
+
+static void beats_add(struct call *c)
+{
+	struct api_beats *b = c->d->beats;
+
+	c->next_beat = NULL;
+	*b->tail = c;
+	b->tail = &c->next_beat;
+	b->npending++;
+	if (!b->writing)
+		beats_write(b);
 }
 
 /* Reads what the handler needs out of the request and answers what can be
@@ -1312,6 +1421,13 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 		call_run(c);
 		goto answer;
 	}
+	/* So is a heartbeat's session: its beat joins the next batch. */
+	if (d->pool && c->route == R_HEARTBEAT && store_remote(d->store) &&
+	    store_session_cached(d->store, c->token_hash, dird_now(), c->user) == 0) {
+		c->authed = true;
+		beats_add(c);
+		return;
+	}
 	if (d->pool && (rt->slow || store_remote(d->store) || body_len > INLINE_BODY_MAX) &&
 	    pool_submit(d->pool, &c->job))
 		return;
@@ -1327,7 +1443,10 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	}
 	call_run(c);
 answer:
-	finish(c);
+	if (c->beat)
+		beats_add(c);
+	else
+		finish(c);
 }
 
 void api_apply_settings(struct dird *d)
@@ -1364,6 +1483,14 @@ int api_init(struct dird *d)
 		if (r < 0)
 			return r;
 	}
+	d->beats = calloc(1, sizeof(*d->beats));
+	if (!d->beats)
+		return -ENOMEM;
+	d->beats->d = d;
+	d->beats->tail = &d->beats->pending;
+	d->beats->job.run = beats_run;
+	d->beats->job.done = beats_done;
+	d->beats->job.discard = beats_discard;
 	d->http = evhttp_new(d->base);
 	d->login_by_user = ratelimit_new(1, 1, 65536);
 	d->login_by_addr = ratelimit_new(1, 1, 65536);
@@ -1385,6 +1512,12 @@ void api_free(struct dird *d)
 	/* Workers first: their calls' requests die with evhttp. */
 	pool_free(d->pool);
 	d->pool = NULL;
+	for (struct call *c = d->beats ? d->beats->pending : NULL, *next; c; c = next) {
+		next = c->next_beat;
+		job_discard(&c->job);
+	}
+	free(d->beats);
+	d->beats = NULL;
 	if (d->http)
 		evhttp_free(d->http);
 	d->http = NULL;

@@ -93,6 +93,7 @@ struct dird {
 	size_t nproxies;
 	struct ptrmap pp;            /* bufferevent -> proxyproto_conn */
 	struct pool *pool;           /* NULL: handlers run on the loop */
+	struct api_beats *beats;     /* heartbeats collecting for a batch (api.c) */
 	bool status_busy;            /* a sweep and count is under way */
 	struct dird_metrics metrics;
 	struct store_counts counts;  /* refreshed by the sweep timer */

@@ -224,10 +224,17 @@ int store_index(struct store *st, const char *username, const char *ip, int port
 
 int store_heartbeat(struct store *st, const char *username, int64_t now)
 {
+	int result, r = store_heartbeats(st, &username, 1, now, &result);
+
+	return r < 0 ? r : result;
+}
+
+int store_heartbeats(struct store *st, const char *const *users, size_t n, int64_t now, int *result)
+{
 	int r;
 
 	enter(st);
-	r = st->ops->heartbeat(st->b, username, now);
+	r = st->ops->heartbeats(st->b, users, n, now, result);
 	leave(st);
 	return r;
 }

@@ -124,6 +124,10 @@ int store_index(struct store *st, const char *username, const char *ip, int port
 		const char *folder, const struct store_file *files, size_t nfiles, int64_t now);
 /* -ENOENT if the user has not indexed yet. */
 int store_heartbeat(struct store *st, const char *username, int64_t now);
+/* The heartbeats of n users at once (one statement and one commit on
+ * PostgreSQL; a user named twice is written once): 0 with result[i] 0, or
+ * -ENOENT for a user who has not indexed yet; or a negative errno for all. */
+int store_heartbeats(struct store *st, const char *const *users, size_t n, int64_t now, int *result);
 
 /* Search among peers online and seen at or after alive_since. File names
  * compare in Unicode NFC (nfc.h), user names without ASCII case; names are

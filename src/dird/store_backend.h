@@ -37,7 +37,8 @@ struct store_ops {
 	int (*session_delete)(struct store_backend *b, const char *token_hash);
 	int (*index)(struct store_backend *b, const char *username, const char *ip, int port,
 		     const char *folder, const struct store_file *files, size_t nfiles, int64_t now);
-	int (*heartbeat)(struct store_backend *b, const char *username, int64_t now);
+	int (*heartbeats)(struct store_backend *b, const char *const *users, size_t n, int64_t now,
+			  int *result);
 	/* The view (view.h) that answers searches: 0 and *out, or -EAGAIN
 	 * when it is too stale to use. */
 	int (*view)(struct store_backend *b, struct view **out);

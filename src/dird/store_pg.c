@@ -225,11 +225,6 @@ static const char *const prepared[] = {
 struct store_backend {
 	struct pgpool *pool;
 	struct replica *replica;   /* store_replicate() was called */
-	/* Heartbeats waiting for a batch (group commit, pg_heartbeat). */
-	pthread_mutex_t hb_lock;
-	pthread_cond_t hb_done;
-	struct beat *hb_queue, **hb_tail;
-	bool hb_flushing;
 };
 
 #define INT64_TEXT(name, value) char name[24]; snprintf(name, sizeof(name), "%" PRId64, (int64_t)(value))
@@ -317,8 +312,6 @@ static void pg_close(struct store_backend *b)
 	/* Every call has returned: all open connections are idle. */
 	replica_stop(b->replica);
 	pgpool_close(b->pool);
-	pthread_mutex_destroy(&b->hb_lock);
-	pthread_cond_destroy(&b->hb_done);
 	free(b);
 }
 
@@ -330,9 +323,6 @@ static int pg_open(const char *database, unsigned connections, struct store_back
 
 	if (!b)
 		return -ENOMEM;
-	pthread_mutex_init(&b->hb_lock, NULL);
-	pthread_cond_init(&b->hb_done, NULL);
-	b->hb_tail = &b->hb_queue;
 	/* The first connection migrates the schema. */
 	r = pgpool_open(database, connections, prepared, NPREPARED, &b->pool, &c);
 	if (r < 0) {
@@ -661,100 +651,88 @@ out:
 	return r;
 }
 
-/* Heartbeats are committed in batches (group commit): a caller queues its
- * beat; if no batch is being written it writes every beat queued (up to
- * HB_BATCH_MAX) in one statement, else it waits for the batch that takes
- * its beat. Nothing waits for a batch to fill: alone, a beat is written at
- * once; under load, the beats that arrive while one batch commits share
- * the next. */
+/* Beats in one statement at most; pg_heartbeats splits larger batches. */
 #define HB_BATCH_MAX 1000
 
-struct beat {
-	const char *name;
-	int64_t at;
-	int result;
-	int64_t seq;            /* the batch's last change */
-	bool done;
-	struct beat *next;
-};
-
-/* Writes n beats; sets each one's result (0, -ENOENT: no such peer). */
-static void hb_write(struct store_backend *b, struct beat **beats, size_t n)
+static int by_name(const void *a, const void *b)
 {
+	return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* One statement for n beats (n <= HB_BATCH_MAX). The names are sorted and
+ * made unique first, so that matching the rows back to the callers costs
+ * O(n log n), not O(n^2). */
+static int hb_write(struct store_backend *b, const char *const *users, size_t n, int64_t now, int *result,
+		    int64_t *seq)
+{
+	const char **u = malloc(n * sizeof(*u));
 	struct store_file *f = calloc(n, sizeof(*f));
+	bool *found = calloc(n, sizeof(*found));
 	char *names = NULL, *ats = NULL, *unused = NULL;
-	size_t k = 0;
 	struct pgconn *c;
 	PGresult *res = NULL;
+	size_t k = 0;
 	int r = -ENOMEM;
 
-	/* A name twice (two requests of one peer): once, the later time. */
-	for (size_t i = 0; f && i < n; i++) {
-		size_t j;
-
-		for (j = 0; j < k && strcasecmp(f[j].name, beats[i]->name) != 0; j++)
-			;
-		if (j == k)
-			f[k++] = (struct store_file){ beats[i]->name, beats[i]->at, NULL };
-		else if (beats[i]->at > f[j].size)
-			f[j].size = beats[i]->at;
-	}
-	if (f && (r = files_arrays(f, k, &names, &ats, &unused)) == 0) {
+	if (!u || !f || !found)
+		goto out;
+	memcpy(u, users, n * sizeof(*u));
+	qsort(u, n, sizeof(*u), by_name);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || strcasecmp(u[k - 1], u[i]) != 0)
+			u[k++] = u[i];
+	for (size_t i = 0; i < k; i++)
+		f[i] = (struct store_file){ u[i], now, NULL };
+	if ((r = files_arrays(f, k, &names, &ats, &unused)) < 0)
+		goto out;
+	{
 		const char *p[] = { names, ats };
 
 		res = pg_query(b->pool, &c, SQL_HEARTBEATS, 2, p, PG_NO_RETRY, "heartbeat", &r);
 	}
-	for (size_t i = 0; i < n; i++) {
-		beats[i]->result = r < 0 ? r : -ENOENT;
-		for (int row = 0; res && row < PQntuples(res); row++)
-			if (strcasecmp(PQgetvalue(res, row, 0), beats[i]->name) == 0) {
-				beats[i]->result = 0;
-				beats[i]->seq = pg_value_int64(res, row, 1);
-			}
+	if (!res)
+		goto out;
+	for (int row = 0; row < PQntuples(res); row++) {
+		const char *name = PQgetvalue(res, row, 0);
+		const char **hit = bsearch(&name, u, k, sizeof(*u), by_name);
+
+		if (hit)
+			found[hit - u] = true;
+		if (pg_value_int64(res, row, 1) > *seq)
+			*seq = pg_value_int64(res, row, 1);
 	}
-	if (res)
-		pg_done(c, res);
+	pg_done(c, res);
+	for (size_t i = 0; i < n; i++) {
+		const char **hit = bsearch(&users[i], u, k, sizeof(*u), by_name);
+
+		result[i] = hit && found[hit - u] ? 0 : -ENOENT;
+	}
+out:
+	free(u);
 	free(f);
+	free(found);
 	free(names);
 	free(ats);
 	free(unused);
+	return r;
 }
 
-static int pg_heartbeat(struct store_backend *b, const char *username, int64_t now)
+/* p2p-dird's API collects the beats that arrive while a batch is being
+ * written and hands them over in one call (api.c), so that one statement
+ * and one commit serve many peers. Answered once this replica's view has
+ * the batch, like an index. */
+static int pg_heartbeats(struct store_backend *b, const char *const *users, size_t n, int64_t now,
+			 int *result)
 {
-	struct beat me = { .name = username, .at = now };
+	int64_t seq = 0;
+	int r = 0;
 
-	pthread_mutex_lock(&b->hb_lock);
-	*b->hb_tail = &me;
-	b->hb_tail = &me.next;
-	while (!me.done) {
-		struct beat *batch[HB_BATCH_MAX];
-		size_t n = 0;
-
-		if (b->hb_flushing) {
-			pthread_cond_wait(&b->hb_done, &b->hb_lock);
-			continue;
-		}
-		b->hb_flushing = true;
-		while (b->hb_queue && n < HB_BATCH_MAX) {
-			batch[n++] = b->hb_queue;
-			b->hb_queue = b->hb_queue->next;
-		}
-		if (!b->hb_queue)
-			b->hb_tail = &b->hb_queue;
-		pthread_mutex_unlock(&b->hb_lock);
-		hb_write(b, batch, n);
-		pthread_mutex_lock(&b->hb_lock);
-		for (size_t i = 0; i < n; i++)
-			batch[i]->done = true;
-		b->hb_flushing = false;
-		pthread_cond_broadcast(&b->hb_done);
-	}
-	pthread_mutex_unlock(&b->hb_lock);
-	/* Answered once this replica's view has it, like an index. */
-	if (me.result == 0)
-		seen(b, me.seq);
-	return me.result;
+	for (size_t off = 0; r == 0 && off < n; off += HB_BATCH_MAX)
+		r = hb_write(b, users + off, n - off < HB_BATCH_MAX ? n - off : HB_BATCH_MAX, now, result + off,
+			     &seq);
+	if (seq > 0)
+		seen(b, seq);
+	return r;
 }
 
 static int pg_peers_online(struct store_backend *b, int64_t alive_since, store_name_cb cb, void *ctx)
@@ -936,7 +914,7 @@ const struct store_ops store_pg_ops = {
 	.session_cached = pg_session_cached,
 	.session_delete = pg_session_delete,
 	.index = pg_index,
-	.heartbeat = pg_heartbeat,
+	.heartbeats = pg_heartbeats,
 	.view = pg_view,
 	.peers_online = pg_peers_online,
 	.ticket_create = pg_ticket_create,

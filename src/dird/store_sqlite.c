@@ -791,6 +791,18 @@ static int sqlite_heartbeat(struct store_backend *st, const char *username, int6
 	return 0;
 }
 
+/* A local commit takes microseconds: one per beat. */
+static int sqlite_heartbeats(struct store_backend *st, const char *const *users, size_t n, int64_t now,
+			     int *result)
+{
+	for (size_t i = 0; i < n; i++) {
+		result[i] = sqlite_heartbeat(st, users[i], now);
+		if (result[i] < 0 && result[i] != -ENOENT)
+			return result[i];
+	}
+	return 0;
+}
+
 static int sqlite_peers_online(struct store_backend *st, int64_t alive_since, store_name_cb cb, void *ctx)
 {
 	sqlite3_stmt *q = stmt_get(st, S_PEERS_ONLINE);
@@ -920,7 +932,7 @@ const struct store_ops store_sqlite_ops = {
 	.session_lookup = sqlite_session_lookup,
 	.session_delete = sqlite_session_delete,
 	.index = sqlite_index,
-	.heartbeat = sqlite_heartbeat,
+	.heartbeats = sqlite_heartbeats,
 	.view = sqlite_view,
 	.peers_online = sqlite_peers_online,
 	.ticket_create = sqlite_ticket_create,

@@ -9,6 +9,7 @@ answer within max_staleness, or 503) and resync; a logout on A fails the
 token on B at once; the replicas' answers follow issue 17's name rules
 (file names compared in NFC, user names without case)."""
 import random
+import re
 import signal
 import threading
 import time
@@ -133,6 +134,67 @@ class Stream(unittest.TestCase):
         r = subprocess.run([p2ptest.binary("p2p-dird"), "--database", self.db, "user", "del", name],
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_heartbeats_are_written_in_batches(self):
+        # 40 peers beating at once through replica A, each on its own
+        # connection: every beat is answered for itself (200, or 409 for a
+        # user who never indexed, in the same batches), and A writes them in
+        # far fewer statements than beats. Before, a batch held at most one
+        # beat per worker (4): at least 42 statements for these 168 beats.
+        import socket
+        n, rounds = 40, 4
+        toks = []
+        for i in range(n):
+            self.a.register("hb%d" % i)
+            toks.append(self.a.login("hb%d" % i))
+            self.index(self.a, toks[-1], ["hb%d.bin" % i], "hb%d" % i)
+        self.a.register("idle")
+        toks += [self.a.login("idle")] * 2
+        socks = [socket.create_connection(("127.0.0.1", self.a.port), timeout=30) for _ in toks]
+        files = [sk.makefile("rb") for sk in socks]
+
+        def beat_all():
+            for sk, tok in zip(socks, toks):
+                sk.sendall(("POST /heartbeat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                            "Content-Length: 0\r\n\r\n" % tok).encode())
+            codes = []
+            for f in files:
+                status = int(f.readline().split()[1])
+                length = 0
+                while True:
+                    line = f.readline().strip()
+                    if not line:
+                        break
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                f.read(length)
+                codes.append(status)
+            return codes
+
+        def queries():
+            text = self.a.req("GET", "/metrics").text
+            return int(float(re.search(r"^p2p_dird_database_queries_total (\S+)$", text, re.M).group(1)))
+        try:
+            t0 = int(time.time())
+            beat_all()  # the sessions are in A's cache from here on
+            q0 = queries()
+            for _ in range(rounds):
+                self.assertEqual(beat_all(), [200] * n + [409] * 2)
+            statements = queries() - q0 - 1  # the second scrape counts one
+        finally:
+            for f, sk in zip(files, socks):
+                f.close()
+                sk.close()
+        beats = len(toks) * rounds
+        print("# %d heartbeats written in %d statements" % (beats, statements), flush=True)
+        self.assertLess(statements, beats // 8)
+        seen = int(self.pg.psql("SELECT count(*) FROM peers p JOIN users u ON u.id = p.user_id"
+                                " WHERE u.name LIKE 'hb%%' AND p.last_seen >= %d AND p.online" % t0, self.dbname))
+        self.assertEqual(seen, n)
+        # B sees the beats through the stream.
+        p2ptest.wait_for(self.synced, timeout=5, what="both replicas to apply the stream")
+        r = self.b.req("GET", "/search", toks[0], params={"file": "hb7.bin"})
+        self.assertEqual(r.status_code, 200, r.text)
 
     def test_logout_on_a_fails_on_b_at_once(self):
         for i in range(20):
