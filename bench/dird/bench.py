@@ -15,7 +15,7 @@ Each search is measured twice:
   the floor that this machine, wrk and the loopback set.
 
     bench/dird/bench.py [--peers N] [--files N] [--duration S] [--builddir DIR] [--keep]
-                        [--postgresql] [--probe-fraction F]
+                        [--postgresql] [--pairs N] [--probe-fraction F]
 
 --postgresql runs the same benchmark twice in one run, side by side: on
 SQLite, then with the directory on a throwaway PostgreSQL server (Debian's
@@ -24,7 +24,11 @@ the replica sent to the database during the search-only runs (its
 p2p_dird_database_queries_total), starts a second replica B and measures
 how soon a file indexed through A is found through B while 4 clients index
 through A continuously, and the searches through haproxy over one and two
-replicas.
+replicas. PostgreSQL is measured at rest (VACUUM ANALYZE and CHECKPOINT
+after the bulk load). Then, with both backends' daemons still loaded,
+exact search runs again --pairs times, alternating SQLite and PostgreSQL,
+and the median of the pairs' ratios is printed: neighbours' jobs on a
+shared machine move a pair far less than two runs minutes apart.
 """
 import argparse
 import json
@@ -209,6 +213,12 @@ def run_backend(a, dird_bin, work, procs, pg):
     info["index files/s"] = nfiles / t_index
     info["rss after index MB"] = rss_kb(dird.pid, "VmRSS") / 1024
 
+    if pg:
+        # Measure the database at rest: the bulk load's autovacuum and
+        # checkpoint would otherwise run during the first searches.
+        dbname = db.rsplit("/", 1)[1]
+        pg.psql("VACUUM ANALYZE", dbname)
+        pg.psql("CHECKPOINT", dbname)
     tok = tokens[0]
     exact_name = "holiday holiday 000000-0000.dat"
     r = requests.get(base + "/search", params={"file": exact_name}, headers={"Authorization": "Bearer " + tok})
@@ -228,14 +238,15 @@ def run_backend(a, dird_bin, work, procs, pg):
     r = requests.get(base + "/search", params={"q": "holiday", "limit": 50}, headers={"Authorization": "Bearer " + tok})
     info["broad matches"] = r.json()["total"]
     info["peak RSS MB"] = rss_kb(dird.pid) / 1024
+    exact = (dird.pid, base + "/search?file=" + requests.utils.quote(exact_name), tok)
     if not pg:
         info["database MB"] = sum(os.path.getsize(os.path.join(work, f)) for f in os.listdir(work)
                                   if f.startswith("dird.db")) / 1e6
-        return res, info
+        return res, info, exact
     info["database MB"] = int(pg.psql("SELECT pg_database_size(current_database())", db.rsplit("/", 1)[1])) / 1e6
     port_b = free_port()
     t0 = time.monotonic()
-    start_dird(port_b, "pg-b")
+    dird_b = start_dird(port_b, "pg-b")
     info["replica B start (loads the view) s"] = time.monotonic() - t0
     base_b = "http://127.0.0.1:%d" % port_b
     requests.get(base_b + "/healthz", timeout=10)
@@ -293,7 +304,10 @@ def run_backend(a, dird_bin, work, procs, pg):
         lb.send_signal(signal.SIGTERM)
         lb.wait(10)
         procs.remove(lb)
-    return res, info
+    dird_b.send_signal(signal.SIGTERM)
+    dird_b.wait(30)
+    procs.remove(dird_b)
+    return res, info, exact
 
 
 def main():
@@ -308,6 +322,8 @@ def main():
     ap.add_argument("--postgresql", action="store_true",
                     help="SQLite and PostgreSQL side by side; replicas, visibility, statement counts")
     ap.add_argument("--workers", type=int, help="p2p-dird's workers setting (default: its own)")
+    ap.add_argument("--pairs", type=int, default=3,
+                    help="--postgresql: exact search again on both, alternating, this many pairs")
     ap.add_argument("--probe-fraction", type=float, default=0.25,
                     help="the paced latency probe offers this fraction of the saturated req/s")
     a = ap.parse_args()
@@ -355,13 +371,22 @@ http {
             pg = pgtest.Server(durable=True)
             runs = [("SQLite", None), ("PostgreSQL", pg)]
         out = []
+        exacts = []
         for name, server in runs:
-            res, info = run_backend(a, dird_bin, work, procs, server)
+            res, info, exact = run_backend(a, dird_bin, work, procs, server)
             out.append((name, res, info))
-            for p in procs[1:]:
-                p.send_signal(signal.SIGTERM)
-                p.wait(30)
-            del procs[1:]
+            exacts.append(exact)
+        # Exact search on both backends again, alternating, both daemons
+        # loaded and idle but for the search: the ratio of each pair is
+        # measured minutes apart at most, not a whole backend apart.
+        pairs = []
+        if len(exacts) == 2:
+            for _ in range(a.pairs):
+                pairs.append([both(a, url, tok, pid) for pid, url, tok in exacts])
+        for p in procs[1:]:
+            p.send_signal(signal.SIGTERM)
+            p.wait(30)
+        del procs[1:]
         print()
         print("saturated: wrk %d connections back to back (CPU us: the server's CPU per request);"
               " paced: %.0f%% of that rate, each connection waiting %d ms between answer and request" % (a.connections, a.probe_fraction * 100, PACE_MS))
@@ -388,6 +413,19 @@ http {
         if len(out) == 2:
             sq, pq = out[0][1], out[1][1]
             print("PostgreSQL / SQLite exact search req/s: %.2f" % (pq["exact search"]["rps"] / sq["exact search"]["rps"]))
+        if pairs:
+            print()
+            print("exact search, alternating pairs (SQLite, then PostgreSQL; saturated req/s, CPU us; paced p99 ms):")
+            ratios = []
+            for i, (sv, pv) in enumerate(pairs):
+                ratios.append(pv["rps"] / sv["rps"])
+                print("  pair %d: SQLite %.0f req/s, %.1f us, p99 %.2f | PostgreSQL %.0f req/s, %.1f us, p99 %.2f"
+                      " | ratio %.2f" % (i + 1, sv["rps"], sv["cpu_us"], sv["probe"]["p99"], pv["rps"], pv["cpu_us"],
+                                         pv["probe"]["p99"], ratios[-1]))
+            print("  median PostgreSQL / SQLite exact req/s: %.2f; median paced p99: SQLite %.2f ms,"
+                  " PostgreSQL %.2f ms" % (sorted(ratios)[len(ratios) // 2],
+                                           sorted(v[0]["probe"]["p99"] for v in pairs)[len(pairs) // 2],
+                                           sorted(v[1]["probe"]["p99"] for v in pairs)[len(pairs) // 2]))
             print("database: PostgreSQL %s" % pg.psql("SHOW server_version").strip())
         print("load average after: %s" % open("/proc/loadavg").read().split()[:3])
     finally:
