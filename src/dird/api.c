@@ -123,7 +123,6 @@ struct api_beats {
 	struct pool_job job;
 	struct dird *d;
 	struct call *pending, **tail;
-	size_t npending;
 	bool writing;                     /* job is with a worker */
 	size_t n;
 	struct call *batch[BEATS_MAX];
@@ -1268,7 +1267,6 @@ static void beats_write(struct api_beats *b)
 		b->batch[b->n++] = c;
 		c->beat = false;
 	}
-	b->npending -= b->n;
 	if (!b->pending)
 		b->tail = &b->pending;
 	b->writing = true;
@@ -1312,7 +1310,6 @@ static void beats_add(struct call *c)
 	c->next_beat = NULL;
 	*b->tail = c;
 	b->tail = &c->next_beat;
-	b->npending++;
 	if (!b->writing)
 		beats_write(b);
 }
