@@ -42,6 +42,23 @@ void crypto_hex(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+static int digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+bool crypto_unhex(const char *hex, size_t n, uint8_t *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi = digit(hex[2 * i]), lo = hi < 0 ? -1 : digit(hex[2 * i + 1]);
+
+		if (lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
 void crypto_sha256_hex(const void *data, size_t n, char out[SHA256_HEX_LEN + 1])
 {
 	uint8_t md[SHA256_BYTES];

@@ -17,6 +17,9 @@ int crypto_random(void *buf, size_t n);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void crypto_hex(const uint8_t *in, size_t n, char *out);
+/* The n bytes that 2n lowercase hex digits stand for; false (out partly
+ * written) at any other character. */
+bool crypto_unhex(const char *hex, size_t n, uint8_t *out);
 
 /* SHA-256 of a buffer as lowercase hex (out: SHA256_HEX_LEN + 1 bytes). */
 void crypto_sha256_hex(const void *data, size_t n, char out[SHA256_HEX_LEN + 1]);

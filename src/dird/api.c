@@ -123,8 +123,7 @@ struct api_beats {
 	struct pool_job job;
 	struct dird *d;
 	struct call *pending, **tail;
-	bool writing;                     /* job is with a worker */
-	size_t n;
+	size_t n;                         /* > 0: the job is with a worker */
 	struct call *batch[BEATS_MAX];
 	const char *users[BEATS_MAX];
 	int result[BEATS_MAX];
@@ -1219,14 +1218,19 @@ static void job_run(struct pool_job *job)
 
 static void beats_add(struct call *c);
 
-static void job_done(struct pool_job *job)
+/* On the loop thread, once the handler has run: a heartbeat it left
+ * unwritten joins the next batch; anything else is answered. */
+static void settle(struct call *c)
 {
-	struct call *c = (struct call *)((char *)job - offsetof(struct call, job));
-
 	if (c->beat)
 		beats_add(c);
 	else
 		finish(c);
+}
+
+static void job_done(struct pool_job *job)
+{
+	settle((struct call *)((char *)job - offsetof(struct call, job)));
 }
 
 /* At shutdown, for calls that will not be answered: evhttp_free() frees
@@ -1269,14 +1273,13 @@ static void beats_write(struct api_beats *b)
 	}
 	if (!b->pending)
 		b->tail = &b->pending;
-	b->writing = true;
 	if (!pool_submit(b->d->pool, &b->job)) {
 		/* Stopping: answer rather than drop them. */
 		for (size_t i = 0; i < b->n; i++) {
 			reply_store_error(b->batch[i], -EAGAIN);
 			finish(b->batch[i]);
 		}
-		b->writing = false;
+		b->n = 0;
 	}
 }
 
@@ -1288,7 +1291,6 @@ static void beats_done(struct pool_job *job)
 	for (size_t i = 0; i < b->n; i++)
 		finish(b->batch[i]);
 	b->n = 0;
-	b->writing = false;
 	if (b->pending)
 		beats_write(b);
 }
@@ -1300,7 +1302,6 @@ static void beats_discard(struct pool_job *job)
 	for (size_t i = 0; i < b->n; i++)
 		job_discard(&b->batch[i]->job);
 	b->n = 0;
-	b->writing = false;
 }
 
 static void beats_add(struct call *c)
@@ -1310,7 +1311,7 @@ static void beats_add(struct call *c)
 	c->next_beat = NULL;
 	*b->tail = c;
 	b->tail = &c->next_beat;
-	if (!b->writing)
+	if (b->n == 0)
 		beats_write(b);
 }
 
@@ -1410,20 +1411,14 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	 * large index being stored), the call goes to a worker rather than
 	 * wait for it. /healthz needs no lock (store_ping). */
 	/* A search on a database server's replica is answered by its view in
-	 * memory (view.h); once the session is in the replica's cache too, it
-	 * waits on nothing and runs here, like SQLite's. */
-	if (d->pool && c->route == R_SEARCH && store_remote(d->store) &&
+	 * memory (view.h), and a heartbeat joins the next batch (beats_add);
+	 * once the session is in the replica's cache too, either waits on
+	 * nothing and runs here, like SQLite's. */
+	if (d->pool && (c->route == R_SEARCH || c->route == R_HEARTBEAT) && store_remote(d->store) &&
 	    store_session_cached(d->store, c->token_hash, dird_now(), c->user) == 0) {
 		c->authed = true;
 		call_run(c);
 		goto answer;
-	}
-	/* So is a heartbeat's session: its beat joins the next batch. */
-	if (d->pool && c->route == R_HEARTBEAT && store_remote(d->store) &&
-	    store_session_cached(d->store, c->token_hash, dird_now(), c->user) == 0) {
-		c->authed = true;
-		beats_add(c);
-		return;
 	}
 	if (d->pool && (rt->slow || store_remote(d->store) || body_len > INLINE_BODY_MAX) &&
 	    pool_submit(d->pool, &c->job))
@@ -1440,10 +1435,7 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	}
 	call_run(c);
 answer:
-	if (c->beat)
-		beats_add(c);
-	else
-		finish(c);
+	settle(c);
 }
 
 void api_apply_settings(struct dird *d)

@@ -136,14 +136,15 @@ static int64_t int64_at(const PGresult *res, int row, int col)
 	return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
-/* The identity of change row i of res (kind, user_id, at), or "" when
- * there is none. */
-static void last_row(const PGresult *res, int i, char *buf, size_t len)
+/* The identity of change row i of res (kind, user_id, at, in columns col
+ * to col + 2), or "" when there is none. */
+static void last_row(const PGresult *res, int i, int col, char *buf, size_t len)
 {
 	if (i >= PQntuples(res))
 		buf[0] = '\0';
 	else
-		snprintf(buf, len, "%s %s %s", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+		snprintf(buf, len, "%s %s %s", PQgetvalue(res, i, col), PQgetvalue(res, i, col + 1),
+			 PQgetvalue(res, i, col + 2));
 }
 
 /* Reads the whole directory in one snapshot into a new view, built aside,
@@ -173,7 +174,7 @@ static int reload(struct replica *r, PGconn *c)
 		snprintf(seqt, sizeof(seqt), "%" PRId64, seq);
 		if (!(res = q(r, c, SQL_CHANGE_AT, 1, p, "reload: last change")))
 			goto out;
-		last_row(res, 0, last, sizeof(last));
+		last_row(res, 0, 0, last, sizeof(last));
 		PQclear(res);
 	}
 	if (!(res = q(r, c, SQL_LOAD_PEERS, 0, NULL, "reload: peers")))
@@ -348,7 +349,7 @@ static int verify_last(struct replica *r, PGconn *c)
 	snprintf(seq, sizeof(seq), "%" PRId64, LOAD(r->seq));
 	if (!(res = q(r, c, SQL_CHANGE_AT, 1, p, "follow: last change")))
 		return -EIO;
-	last_row(res, 0, row, sizeof(row));
+	last_row(res, 0, 0, row, sizeof(row));
 	PQclear(res);
 	if (row[0] && strcmp(row, r->last) == 0)
 		return 0;
@@ -429,13 +430,7 @@ static int catch_up(struct replica *r, PGconn *c)
 				return rc;
 			}
 			seq = s;
-			{
-				char row[sizeof(r->last)];
-
-				snprintf(row, sizeof(row), "%s %s %s", PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-					 PQgetvalue(res, i, 3));
-				memcpy(r->last, row, sizeof(row));
-			}
+			last_row(res, i, 1, r->last, sizeof(r->last));
 			STORE(r->seq, s);
 			ADD(r->applied, 1);
 			advance(r, false);

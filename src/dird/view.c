@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "nameindex.h"
 #include "nfc.h"
 #include "validate.h"
@@ -18,7 +19,7 @@
 struct vfile {
 	uint32_t name;            /* offset in the peer's names */
 	bool has_sha;
-	uint8_t sha[32];
+	uint8_t sha[SHA256_BYTES];
 	int64_t size;
 };
 
@@ -97,12 +98,6 @@ void view_free(struct view *v)
 	free(v);
 }
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* Appends a file to p (not to the name index). */
 static int peer_add_file(struct vpeer *p, const char *name, int64_t size, const char *sha)
 {
@@ -134,14 +129,8 @@ static int peer_add_file(struct vpeer *p, const char *name, int64_t size, const 
 	f->name = (uint32_t)p->names_len;
 	p->names_len += len;
 	f->size = size;
-	f->has_sha = sha && strlen(sha) == 64;
-	for (int i = 0; f->has_sha && i < 32; i++) {
-		int hi = hexval(sha[2 * i]), lo = hexval(sha[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			f->has_sha = false;
-		f->sha[i] = (uint8_t)(hi << 4 | lo);
-	}
+	/* Stored hashes are lowercase hex (valid_sha256_hex), or empty. */
+	f->has_sha = sha && strlen(sha) == SHA256_HEX_LEN && crypto_unhex(sha, sizeof(f->sha), f->sha);
 	return 0;
 }
 
@@ -313,20 +302,16 @@ static bool alive(uint32_t id, void *ctx)
 
 static int emit(const struct content *c, int64_t rowid, store_hit_cb cb, void *ctx)
 {
-	static const char hex[] = "0123456789abcdef";
 	const struct vpeer *p = c->peers[rowid >> 32];
 	const struct vfile *f = &p->files[(uint32_t)rowid];
-	char sha[65];
+	char sha[SHA256_HEX_LEN + 1] = "";
 	struct store_hit h = {
 		.peer = p->user, .ip = p->ip, .port = p->port, .folder = p->folder,
 		.name = p->names + f->name, .size = f->size, .sha256 = sha,
 	};
 
-	for (int i = 0; f->has_sha && i < 32; i++) {
-		sha[2 * i] = hex[f->sha[i] >> 4];
-		sha[2 * i + 1] = hex[f->sha[i] & 15];
-	}
-	sha[f->has_sha ? 64 : 0] = '\0';
+	if (f->has_sha)
+		crypto_hex(f->sha, sizeof(f->sha), sha);
 	return cb(&h, ctx);
 }
 

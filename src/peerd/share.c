@@ -42,11 +42,6 @@ void block_list_free(struct block_list *b)
 	*b = (struct block_list){ 0, 0, NULL };
 }
 
-static int unhex(int c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* One cache line: "dev ino size mtime_ns sha256 block_size BLOCKS", BLOCKS
  * the hex of every block's SHA-256 run together ("-" for none). Lines of
  * the older five-field form are skipped, so those files are hashed again. */
@@ -70,14 +65,9 @@ static int cache_parse(const char *line, struct hash_entry *e)
 	e->blocks.n = len / (2 * SHA256_BYTES);
 	if (e->blocks.n && !(e->blocks.sha = malloc(e->blocks.n * SHA256_BYTES)))
 		return -ENOMEM;
-	for (size_t i = 0; i < len / 2; i++) {
-		int hi = unhex(hex[2 * i]), lo = unhex(hex[2 * i + 1]);
-
-		if (hi < 0 || lo < 0) {
-			block_list_free(&e->blocks);
-			return -EINVAL;
-		}
-		e->blocks.sha[i] = (unsigned char)(hi << 4 | lo);
+	if (!crypto_unhex(hex, len / 2, e->blocks.sha)) {
+		block_list_free(&e->blocks);
+		return -EINVAL;
 	}
 	return 0;
 }

@@ -9,7 +9,6 @@ answer within max_staleness, or 503) and resync; a logout on A fails the
 token on B at once; the replicas' answers follow issue 17's name rules
 (file names compared in NFC, user names without case)."""
 import random
-import re
 import signal
 import threading
 import time
@@ -171,16 +170,13 @@ class Stream(unittest.TestCase):
                 codes.append(status)
             return codes
 
-        def queries():
-            text = self.a.req("GET", "/metrics").text
-            return int(float(re.search(r"^p2p_dird_database_queries_total (\S+)$", text, re.M).group(1)))
         try:
             t0 = int(time.time())
             beat_all()  # the sessions are in A's cache from here on
-            q0 = queries()
+            q0 = self.queries(self.a)
             for _ in range(rounds):
                 self.assertEqual(beat_all(), [200] * n + [409] * 2)
-            statements = queries() - q0 - 1  # the second scrape counts one
+            statements = int(self.queries(self.a) - q0) - 1  # the second scrape counts one
         finally:
             for f, sk in zip(files, socks):
                 f.close()
@@ -232,11 +228,14 @@ class Stream(unittest.TestCase):
         p2ptest.wait_for(lambda: self.answer(self.b, tb, name="Song.mp3") == [("k0", "Song.mp3")],
                          timeout=2, what="B to see A's index")
 
-    def queries(self, d):
+    def metric(self, d, name):
         for line in d.req("GET", "/metrics").text.split("\n"):
-            if line.startswith("p2p_dird_database_queries_total "):
+            if line.startswith(name + " "):
                 return float(line.split()[1])
-        self.fail("no p2p_dird_database_queries_total")
+        self.fail("no " + name)
+
+    def queries(self, d):
+        return self.metric(d, "p2p_dird_database_queries_total")
 
     def test_names_follow_issue_17_through_replicas(self):
         nfc = unicodedata.normalize("NFC", "Café Crème.mp3")
@@ -352,10 +351,7 @@ class Stream(unittest.TestCase):
         self.assertEqual(self.answer(self.b, tb, q="holiday"), [("p", "holiday 2.jpg")])
 
     def reloads(self, d):
-        for line in d.req("GET", "/metrics").text.split("\n"):
-            if line.startswith("p2p_dird_replica_reloads_total "):
-                return float(line.split()[1])
-        self.fail("no p2p_dird_replica_reloads_total")
+        return self.metric(d, "p2p_dird_replica_reloads_total")
 
     def test_reload_swaps_in_a_whole_view(self):
         """A replica that cannot prove its view matches the database (its

@@ -38,8 +38,14 @@ static void test_hex_and_equal(void **state)
 	const unsigned char in[] = { 0x00, 0x0f, 0xa5, 0xff };
 	char out[9];
 
+	uint8_t back[4];
+
 	crypto_hex(in, sizeof(in), out);
 	assert_string_equal(out, "000fa5ff");
+	assert_true(crypto_unhex(out, sizeof(back), back));
+	assert_memory_equal(back, in, sizeof(in));
+	assert_false(crypto_unhex("000fA5ff", sizeof(back), back)); /* lowercase only */
+	assert_false(crypto_unhex("000f", sizeof(back), back));     /* too short: stops at the NUL */
 	assert_true(crypto_equal("abcd", "abcd", 4));
 	assert_false(crypto_equal("abcd", "abce", 4));
 }
